@@ -1,0 +1,1 @@
+"""forgeflow tasks: the algorithms as plain functions, one sub-package per domain."""

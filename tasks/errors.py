@@ -1,0 +1,17 @@
+"""User-facing error types. The CLI turns any ForgeflowError into one line on stderr and exit code 2."""
+
+
+class ForgeflowError(Exception):
+    """Base class for errors caused by the user's input or environment (not bugs)."""
+
+
+class InvalidGraphError(ForgeflowError):
+    """A malformed or inconsistent graph (cycle, dangling edge, negative cost, ...)."""
+
+
+class UnknownModelError(ForgeflowError):
+    """A model spec that does not resolve to an nn.Module factory."""
+
+
+class InfeasibleError(ForgeflowError):
+    """A budget or constraint set that no solution satisfies."""

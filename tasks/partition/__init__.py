@@ -1,0 +1,1 @@
+"""Pipeline partitioning with certified lower bounds."""

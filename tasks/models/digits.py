@@ -1,0 +1,96 @@
+"""scikit-learn's digits (bundled with the package, no download) and small models for it.
+
+Images are 8x8 grey levels 0..16, returned as float32 tensors N x 1 x 8 x 8 scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
+    """Stratified train/test split of the 1,797 digits: (x_train, y_train, x_test, y_test)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = data.target.astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    return torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte), torch.from_numpy(yte)
+
+
+def load_arrays(path: str):
+    """A user dataset: ``.npz`` with arrays ``x`` (N x C x H x W or N x D) and ``y`` (N,) integer labels."""
+    from tasks.errors import ForgeflowError
+
+    try:
+        with np.load(path) as f:
+            x, y = f["x"].astype(np.float32), f["y"].astype(np.int64)
+    except FileNotFoundError:
+        raise ForgeflowError(f"dataset file not found: {path}") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise ForgeflowError(f"dataset {path} must be an .npz with arrays 'x' and 'y': {exc}") from None
+    if len(x) != len(y) or len(x) == 0:
+        raise ForgeflowError(f"dataset {path}: x has {len(x)} rows and y has {len(y)}; they must match and be > 0")
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class DigitsCNN(nn.Module):
+    """Two 3x3 conv blocks and a linear head: ~10k parameters, ~98 % test accuracy on digits."""
+
+    def __init__(self, channels: int = 16, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * channels)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(2 * channels * 2 * 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))  # 8x8 -> 4x4
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))  # 4x4 -> 2x2
+        return self.fc(torch.flatten(x, 1))
+
+
+class DigitsMLP(nn.Module):
+    """64 -> hidden -> 10 MLP (no batch norm, so per-example gradients stay simple)."""
+
+    def __init__(self, hidden: int = 64, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 1e-2,
+                     batch_size: int = 64, seed: int = 0) -> nn.Module:
+    """Adam with cross-entropy over shuffled mini-batches; deterministic for a given seed."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(len(x), 1)

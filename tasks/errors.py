@@ -1,8 +1,7 @@
 """User-facing error types. The CLI turns any ForgeflowError into one line on stderr and exit code 2."""
 
 
-class ForgeflowError(Exception):
-    """Base class for errors caused by the user's input or environment (not bugs)."""
+from catalog.errors import CatalogError, ForgeflowError  # noqa: F401  (one base class for every layer)
 
 
 class InvalidGraphError(ForgeflowError):

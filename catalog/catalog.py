@@ -1,0 +1,234 @@
+"""The catalog: immutable Parquet files per table in an object store, read with pyarrow.dataset and DuckDB.
+
+Layout below the root:
+    tables/<table>/day=YYYY-MM-DD/part-<time>-<uuid>.parquet     one file per append (never rewritten)
+    tables/<table>/_compactions/<time>-<uuid>.json               compaction commits (see visible_files)
+    objects/<sha256[:2]>/<sha256><suffix>                         content-addressed payloads (weights, plots)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from catalog.compaction import effective_compactions, visible_from
+from catalog.errors import CatalogError
+from catalog.schema import TableSpec
+from catalog.store import Store, new_file_name, open_store, safe_key
+from catalog.tables import all_tables, get_table
+
+DEFAULT_URL = "./.forgeflow/catalog"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _conform(spec: TableSpec, rows: pa.Table | Sequence[Mapping[str, Any]], run_id: str, day: str) -> pa.Table:
+    """Rows as a table with exactly the spec's file columns (missing nullable columns become nulls)."""
+    schema = spec.full_schema
+    if isinstance(rows, pa.Table):
+        data = {name: rows.column(name) for name in rows.column_names}
+        n = rows.num_rows
+    else:
+        rows = list(rows)
+        n = len(rows)
+        names = {k for r in rows for k in r}
+        data = {name: [r.get(name) for r in rows] for name in names}
+    unknown = set(data) - set(schema.names)
+    if unknown:
+        raise CatalogError(f"table {spec.name!r} has no column(s) {sorted(unknown)}; columns: {schema.names}")
+    data["run_id"] = [run_id] * n
+    if "day" in schema.names:
+        data["day"] = [day] * n
+    arrays = []
+    for f in schema:
+        if f.name in data:
+            col = data[f.name]
+            try:
+                arr = pa.array(col, type=f.type) if not isinstance(col, (pa.Array, pa.ChunkedArray)) else col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise CatalogError(f"table {spec.name!r}, column {f.name!r}: cannot store values as {f.type}: {exc}") from None
+        else:
+            arr = pa.nulls(n, type=f.type)
+        if not f.nullable and arr.null_count:
+            raise CatalogError(f"table {spec.name!r}, column {f.name!r} must not be null")
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+class Catalog:
+    """Parquet tables and content-addressed objects in a :class:`~catalog.store.Store`."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def url(self) -> str:
+        return self.store.describe()
+
+    # -------------------------------------------------------------- tables
+    @staticmethod
+    def tables() -> dict[str, TableSpec]:
+        return all_tables()
+
+    def append(self, table: str, rows: pa.Table | Sequence[Mapping[str, Any]], *, run_id: str,
+               description: str = "") -> str | None:
+        """Write ``rows`` as one new immutable file of ``table``; record its lineage; return its key.
+
+        Nothing is written for zero rows. The write is atomic: concurrent readers see the whole file or none.
+        """
+        spec = get_table(table)
+        if not run_id:
+            raise CatalogError("append needs a run_id (lineage)")
+        now = _now()
+        data = _conform(spec, rows, run_id, now.date().isoformat())
+        if data.num_rows == 0:
+            return None
+        part_dirs = []
+        for p in spec.partition_by:
+            vals = data.column(p).unique().to_pylist()
+            if len(vals) != 1:
+                raise CatalogError(f"one append must hold one value of partition column {p!r}")
+            part_dirs.append(f"{p}={vals[0]}")
+        file_table = data.select(spec.file_schema.names).replace_schema_metadata(spec.full_schema.metadata)
+        payload = parquet_bytes(file_table)
+        key = safe_key("tables", spec.name, *part_dirs, new_file_name())
+        self.store.put(key, payload)
+        if spec.name != "artifacts":
+            self.append("artifacts", [{
+                "kind": "table", "table_name": spec.name, "path": key, "num_rows": data.num_rows,
+                "num_bytes": len(payload), "written_at": now, "description": description,
+            }], run_id=run_id)
+        return key
+
+    def _compaction_logs(self, spec: TableSpec) -> list[tuple[str, dict]]:
+        logs = []
+        for key in self.store.list(f"tables/{spec.name}/_compactions"):
+            try:
+                logs.append((key, json.loads(self.store.get(key))))
+            except FileNotFoundError:
+                continue
+        return logs
+
+    def visible_files(self, table: str) -> list[str]:
+        """The data files a reader should see now (compaction-aware; see catalog.compaction)."""
+        spec = get_table(table)
+        files = [k for k in self.store.list(f"tables/{spec.name}") if k.endswith(".parquet") and "/_" not in k]
+        return visible_from(files, self._compaction_logs(spec), exists=set(files))
+
+    def dataset(self, table: str) -> ds.Dataset:
+        spec = get_table(table)
+        fs, root = self.store.arrow_filesystem()
+        files = [f"{root}/{k}" for k in self.visible_files(table)]
+        part = ds.partitioning(spec.partition_schema, flavor="hive") if spec.partition_by else None
+        return ds.dataset(files, schema=spec.full_schema, format="parquet", filesystem=fs, partitioning=part,
+                          partition_base_dir=f"{root}/tables/{spec.name}")
+
+    def read(self, table: str, filter: ds.Expression | None = None, columns: list[str] | None = None) -> pa.Table:
+        """Rows of ``table`` matching ``filter`` (a pyarrow.compute expression), as one Arrow table."""
+        spec = get_table(table)
+        if columns:
+            missing = set(columns) - set(spec.full_schema.names)
+            if missing:
+                raise CatalogError(f"table {table!r} has no column(s) {sorted(missing)}")
+        for attempt in range(5):
+            try:
+                return self.dataset(table).to_table(filter=filter, columns=columns)
+            except (FileNotFoundError, OSError) as exc:
+                # a compaction removed a file between listing and reading: list again
+                if attempt == 4 or "not found" not in str(exc).lower() and not isinstance(exc, FileNotFoundError):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def query(self, sql: str) -> pa.Table:
+        """Read-only DuckDB SQL over every table (each one a view by its name)."""
+        from catalog.sql import run_readonly_query
+
+        return run_readonly_query(self, sql)
+
+    def compact(self, table: str | None = None, *, min_files: int = 2) -> dict[str, int]:
+        """Merge each partition's small files into one; safe while writers append. Returns files removed per table."""
+        from catalog.compaction import compact_table
+
+        names = [table] if table else sorted(self.tables())
+        return {name: compact_table(self, get_table(name), min_files=min_files) for name in names}
+
+    # -------------------------------------------------------------- runs
+    def runs(self) -> pa.Table:
+        """The latest state of every run (one row per run_id), newest first."""
+        return self.query(
+            "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY "
+            "CASE status WHEN 'running' THEN 0 ELSE 1 END DESC, coalesce(ended_at, started_at) DESC) AS rn FROM runs) "
+            "WHERE rn = 1 ORDER BY started_at DESC"
+        )
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        import pyarrow.compute as pc
+
+        rows = self.read("runs", filter=pc.field("run_id") == run_id).to_pylist()
+        if not rows:
+            return None
+        rows.sort(key=lambda r: (r["status"] != "running", r["ended_at"] or r["started_at"]))
+        return rows[-1]
+
+    # -------------------------------------------------------------- objects
+    def put_object(self, data: bytes, suffix: str = ".bin", *, run_id: str | None = None,
+                   description: str = "", kind: str = "object") -> str:
+        """Store ``data`` under its SHA-256 (idempotent); return the key. Records lineage when ``run_id`` is given."""
+        digest = hashlib.sha256(data).hexdigest()
+        if suffix and not suffix.startswith("."):
+            suffix = "." + suffix
+        key = safe_key("objects", digest[:2], digest + suffix)
+        self.store.put(key, data, exclusive=True)
+        if run_id:
+            self.append("artifacts", [{"kind": kind, "path": key, "num_bytes": len(data), "written_at": _now(),
+                                       "description": description}], run_id=run_id)
+        return key
+
+    def get_object(self, key: str) -> bytes:
+        key = safe_key(key)
+        if not key.startswith("objects/"):
+            raise CatalogError(f"{key!r} is not an object key")
+        try:
+            return self.store.get(key)
+        except FileNotFoundError:
+            raise CatalogError(f"object {key!r} not found in catalog {self.url}") from None
+
+    def put_arrays(self, arrays: Mapping[str, Any], *, run_id: str | None = None, description: str = "") -> str:
+        """Named numpy arrays (e.g. model weights) as a safetensors object; returns its key."""
+        from safetensors.numpy import save
+
+        import numpy as np
+
+        blob = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        return self.put_object(blob, ".safetensors", run_id=run_id, description=description, kind="weights")
+
+    def get_arrays(self, key: str) -> dict[str, Any]:
+        from safetensors.numpy import load
+
+        return load(self.get_object(key))
+
+
+def open_catalog(url: str | None = None, *, endpoint_url: str | None = None) -> Catalog:
+    """Open (creating a local folder if needed) the catalog at ``url`` (default ./.forgeflow/catalog)."""
+    return Catalog(open_store(url or DEFAULT_URL, endpoint_url=endpoint_url))
+
+
+def rows_of(tables: Iterable[pa.Table]) -> list[dict]:
+    return [r for t in tables for r in t.to_pylist()]

@@ -1,0 +1,240 @@
+"""Object stores behind the catalog: a local folder or S3 (through s3fs).
+
+Contract (every backend; tests/catalog runs one conformance suite against each):
+- paths are '/'-separated keys relative to the catalog root; ``..``, absolute paths and backslashes are refused;
+- ``put`` is atomic: a reader sees either no object or the whole object (temporary file + rename on disk, one PUT
+  on S3), and ``put(..., exclusive=True)`` never replaces an existing object;
+- ``list`` returns the keys below a prefix, sorted; ``get`` raises FileNotFoundError for a missing key;
+- ``delete`` of a missing key is not an error.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from catalog.errors import CatalogError
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_.=\-]+$")
+
+
+def safe_key(*parts: str) -> str:
+    """Join key parts, refusing anything that could escape the catalog root."""
+    out = []
+    for part in parts:
+        for seg in str(part).split("/"):
+            if seg in ("", "."):
+                continue
+            if seg == ".." or not _SAFE_PART.match(seg):
+                raise CatalogError(f"unsafe catalog path component {seg!r}")
+            out.append(seg)
+    if not out:
+        raise CatalogError("empty catalog path")
+    return "/".join(out)
+
+
+class Store(ABC):
+    """A flat key -> bytes store with atomic puts."""
+
+    url: str
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def arrow_filesystem(self):
+        """(pyarrow FileSystem, root path in it) for pyarrow.dataset reads."""
+
+    def describe(self) -> str:
+        """The URL with any secret removed (safe for logs)."""
+        return self.url
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.url = str(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "_tmp").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create catalog folder {self.root}: {exc.strerror}") from None
+
+    def _path(self, key: str) -> Path:
+        return self.root / safe_key(key)
+
+    def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "_tmp", prefix=".put-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if exclusive:
+                try:
+                    os.link(tmp, dest)  # fails if dest exists: never replaces
+                except FileExistsError:
+                    pass
+            else:
+                os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.exists():
+            return []
+        out = []
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                full = Path(dirpath) / name
+                out.append(full.relative_to(self.root).as_posix())
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def arrow_filesystem(self):
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), self.root.as_posix()
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+
+
+def parse_s3_url(url: str, endpoint_url: str | None = None) -> S3Location:
+    u = urlparse(url)
+    if not u.netloc:
+        raise CatalogError(f"S3 URL {url!r} has no bucket (expected s3://bucket/prefix)")
+    if u.username or u.password:
+        raise CatalogError("credentials must not be put in the catalog URL; use the AWS environment or config")
+    q = parse_qs(u.query)
+    endpoint = endpoint_url or (q.get("endpoint_url") or q.get("endpoint") or [None])[0]
+    return S3Location(u.netloc, u.path.strip("/"), endpoint)
+
+
+class S3Store(Store):
+    """S3 or an S3-compatible store; credentials come from the standard AWS environment/config only."""
+
+    def __init__(self, url: str, endpoint_url: str | None = None, *, connect_timeout: float = 5.0):
+        import s3fs
+
+        loc = parse_s3_url(url, endpoint_url)
+        self.loc = loc
+        self.url = f"s3://{loc.bucket}/{loc.prefix}".rstrip("/")
+        self._base = posixpath.join(loc.bucket, loc.prefix) if loc.prefix else loc.bucket
+        config = {
+            "connect_timeout": connect_timeout,
+            "read_timeout": 60,
+            "retries": {"max_attempts": 3, "mode": "standard"},
+            # newer botocore adds checksums S3-compatible stores (moto, MinIO) may reject
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        }
+        client_kwargs = {"endpoint_url": loc.endpoint_url} if loc.endpoint_url else {}
+        self.fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True,
+                                    use_listings_cache=False)
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        where = f"{self.url}" + (f" at {self.loc.endpoint_url}" if self.loc.endpoint_url else "")
+        try:
+            if not self.fs.exists(self.loc.bucket):
+                raise CatalogError(f"S3 bucket {self.loc.bucket!r} does not exist ({where})")
+        except CatalogError:
+            raise
+        except PermissionError:
+            raise CatalogError(f"access denied to S3 catalog {where}: check AWS credentials") from None
+        except Exception as exc:  # connection refused, DNS, timeouts: one clear message
+            raise CatalogError(f"cannot reach S3 catalog {where}: {type(exc).__name__}: {exc}") from None
+
+    def _full(self, key: str) -> str:
+        return f"{self._base}/{safe_key(key)}"
+
+    def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        full = self._full(key)
+        if exclusive and self.fs.exists(full):
+            return
+        self.fs.pipe_file(full, data)  # a single PUT: atomic on S3
+
+    def get(self, key: str) -> bytes:
+        return self.fs.cat_file(self._full(key))
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self._full(key))
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._full(prefix)
+        try:
+            found = self.fs.find(full)
+        except FileNotFoundError:
+            return []
+        n = len(self._base) + 1
+        return sorted(p[n:] for p in found)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._full(key))
+        except FileNotFoundError:
+            pass
+
+    def arrow_filesystem(self):
+        import pyarrow.fs as pafs
+
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self._base
+
+
+def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
+    """A store from a URL: a plain path, ``file://PATH`` or ``s3://bucket/prefix``."""
+    if not url:
+        raise CatalogError("empty catalog URL")
+    scheme = urlparse(url).scheme
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        path = urlparse(url).path if scheme == "file" else url
+        return LocalStore(path)
+    if scheme in ("s3", "s3a"):
+        return S3Store(url, endpoint_url)
+    raise CatalogError(f"unsupported catalog URL scheme {scheme!r} in {url!r} (use a path, file:// or s3://)")
+
+
+def new_file_name(prefix: str = "part") -> str:
+    """A unique, time-ordered file name (many writers at once never collide)."""
+    import time
+
+    return f"{prefix}-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"

@@ -1,0 +1,1 @@
+"""forgeflow's Prefect flows and the `forgeflow` CLI. Nothing imports this package."""

@@ -1,0 +1,102 @@
+"""The `forgeflow` command line. Each domain adds its commands through `register(app)` in flows/cli_<domain>.py."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+                              quiet_prefect_for_json)
+from tasks.errors import ForgeflowError
+
+app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
+                  help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet catalog).")
+
+# one line per domain; each module defines register(app)
+COMMAND_MODULES = [
+    "flows.cli_catalog",
+]
+
+
+@app.command()
+def optimize(
+    model: str = typer.Option("torchvision:resnet18", "--model", help="Model spec: torchvision:NAME, "
+                              "package.module:factory or forgeflow:digits_cnn"),
+    stages: int = typer.Option(4, "--stages", help="Number of pipelined accelerators (k)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. 1,3,224,224 (default per model)"),
+    catalog: Optional[str] = CatalogOpt,
+    s3_endpoint: Optional[str] = EndpointOpt,
+    dask_address: Optional[str] = DaskOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run the end-to-end optimization flow for MODEL on STAGES accelerators and print where the results are."""
+    from flows.optimize import optimize_flow, validate_inputs
+    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from flows.settings import load_settings
+
+    quiet_prefect_for_json(json_out)
+    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    shape = parse_shape(input_shape)
+    validate_inputs(model, stages)
+    check_dask_address(settings.dask_address)
+    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
+    flow = optimize_flow.with_options(task_runner=task_runner_for(settings))
+    with progress_bar(not json_out):
+        result = flow(model=model, stages=stages, catalog=cat.url,
+                      s3_endpoint=settings.s3_endpoint, input_shape=list(shape) if shape else None)
+    if json_out:
+        emit_json(result)
+    else:
+        ms = result["model_summary"]
+        err_console.print(f"[green]optimize completed[/green] run [bold]{result['run_id']}[/bold]")
+        print(f"model {result['model']}: {ms['params']:,} parameters, {ms['flops'] / 1e9:.3f} GFLOPs "
+              f"(multiply-add = 2), {ms['modules']} modules")
+        print(f"results: catalog {result['catalog']} (run_id {result['run_id']})")
+        print(f"  forgeflow catalog show {result['run_id']} --catalog {result['catalog']}")
+
+
+def parse_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(x) for x in text.replace("x", ",").split(",") if x.strip())
+    except ValueError:
+        raise ForgeflowError(f"input shape {text!r} must be integers separated by commas, e.g. 1,3,224,224") from None
+    if not shape or any(s < 1 for s in shape):
+        raise ForgeflowError(f"input shape {text!r} must be positive integers")
+    return shape
+
+
+for _mod in COMMAND_MODULES:
+    importlib.import_module(_mod).register(app)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: a ForgeflowError becomes one line on stderr and exit code 2."""
+    # the ephemeral API server can take long to start on a busy 2-core machine (Prefect's default is 20 s)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    try:
+        app(args=argv, standalone_mode=False)
+    except ForgeflowError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come as ClickException
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""`forgeflow catalog ls | query | show | compact`."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.cli_common import CatalogOpt, EndpointOpt, JsonOpt, emit_json
+from tasks.errors import ForgeflowError
+
+catalog_app = typer.Typer(help="Browse and maintain the Parquet catalog.", no_args_is_help=True)
+
+
+def _open(catalog: Optional[str], s3_endpoint: Optional[str]):
+    from flows.runtime import open_settings_catalog
+    from flows.settings import load_settings
+
+    return open_settings_catalog(load_settings(catalog=catalog, s3_endpoint=s3_endpoint))
+
+
+def _print_table(rows: list[dict], title: str | None = None, max_rows: int = 50) -> None:
+    table = Table(title=title, show_lines=False)
+    cols = list(rows[0].keys()) if rows else []
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows[:max_rows]:
+        table.add_row(*[_cell(r[c]) for c in cols])
+    Console().print(table)
+    if len(rows) > max_rows:
+        Console().print(f"... {len(rows) - max_rows} more rows (use --json for all)")
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    s = "" if v is None else str(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+@catalog_app.command("ls")
+def ls(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt):
+    """List tables with their file and row counts, and the latest runs."""
+    cat = _open(catalog, s3_endpoint)
+    tables = []
+    for name, spec in sorted(cat.tables().items()):
+        files = cat.visible_files(name)
+        rows = cat.dataset(name).count_rows() if files else 0
+        tables.append({"table": name, "schema_version": spec.version, "files": len(files), "rows": rows,
+                       "doc": spec.doc})
+    runs = cat.runs().select(["run_id", "flow", "status", "started_at", "ended_at"]).to_pylist()
+    if json_out:
+        emit_json({"catalog": cat.url, "tables": tables, "runs": runs})
+        return
+    _print_table(tables, title=f"catalog {cat.url}")
+    _print_table(runs, title="runs (newest first)", max_rows=20)
+
+
+@catalog_app.command("query")
+def query(sql: str = typer.Argument(..., help="One read-only SELECT; every table is a view by its name"),
+          catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt,
+          limit: int = typer.Option(50, "--limit", help="Rows shown in the table view (JSON shows all)")):
+    """Run read-only SQL (DuckDB) over the catalog."""
+    cat = _open(catalog, s3_endpoint)
+    rows = cat.query(sql).to_pylist()
+    if json_out:
+        emit_json({"rows": rows, "count": len(rows)})
+    else:
+        _print_table(rows, max_rows=limit)
+
+
+@catalog_app.command("show")
+def show(run_id: str = typer.Argument(..., help="Run id"), catalog: Optional[str] = CatalogOpt,
+         s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt):
+    """Show one run: its state, parameters, summary and everything it wrote."""
+    import pyarrow.compute as pc
+
+    cat = _open(catalog, s3_endpoint)
+    run = cat.run(run_id)
+    if run is None:
+        raise ForgeflowError(f"no run {run_id!r} in catalog {cat.url}")
+    arts = cat.read("artifacts", filter=pc.field("run_id") == run_id).to_pylist()
+    written = {}
+    for a in arts:
+        k = a["table_name"] or a["kind"]
+        written.setdefault(k, {"files": 0, "rows": 0, "bytes": 0})
+        written[k]["files"] += 1
+        written[k]["rows"] += a["num_rows"] or 0
+        written[k]["bytes"] += a["num_bytes"] or 0
+    run["parameters"] = json.loads(run["parameters"] or "{}")
+    run["summary"] = json.loads(run["summary"] or "{}") if run.get("summary") else {}
+    if json_out:
+        emit_json({"run": run, "written": written, "artifacts": arts})
+        return
+    con = Console()
+    con.print(f"[bold]run {run_id}[/bold]  flow={run['flow']}  status={run['status']}  "
+              f"started={run['started_at']}  ended={run['ended_at']}")
+    if run.get("error"):
+        con.print(f"[red]error:[/red] {run['error']}")
+    con.print_json(json.dumps({"parameters": run["parameters"], "summary": run["summary"]}, default=str))
+    _print_table([{"written": k, **v} for k, v in sorted(written.items())], title="written by this run")
+
+
+@catalog_app.command("compact")
+def compact(table: Optional[str] = typer.Option(None, "--table", help="Only this table"),
+            catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt):
+    """Merge each partition's small files into one (safe while flows are writing)."""
+    cat = _open(catalog, s3_endpoint)
+    removed = cat.compact(table)
+    if json_out:
+        emit_json({"removed_files": removed})
+    else:
+        for name, n in sorted(removed.items()):
+            print(f"{name}: {n} files merged")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(catalog_app, name="catalog")

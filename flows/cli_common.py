@@ -1,0 +1,73 @@
+"""Options and output helpers shared by every `forgeflow` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flows import progress
+
+CatalogOpt = typer.Option(None, "--catalog", help="Catalog URL: a folder, file://PATH or s3://bucket/prefix "
+                          "[env FORGEFLOW_CATALOG; default ./.forgeflow/catalog]")
+EndpointOpt = typer.Option(None, "--s3-endpoint", help="S3-compatible endpoint URL [env FORGEFLOW_S3_ENDPOINT]")
+DaskOpt = typer.Option(None, "--dask-address", help="Dask scheduler tcp://HOST:PORT [env FORGEFLOW_DASK_ADDRESS; "
+                       "default a LocalCluster]")
+JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (the last line is one JSON object) and nothing else")
+
+err_console = Console(stderr=True)
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON object on one stdout line."""
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[None]:
+    """A rich progress bar on stderr fed by flows.progress.report()."""
+    if not enabled or not sys.stderr.isatty() and not _force_progress():
+        yield
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        progress.set_reporter(on_report)
+        try:
+            yield
+        finally:
+            progress.set_reporter(None)
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("FORGEFLOW_PROGRESS", "") == "1"
+
+
+def quiet_prefect_for_json(json_mode: bool) -> None:
+    """With --json stdout carries JSON only: send Prefect's console logs to stderr at WARNING."""
+    import logging
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING" if json_mode else "INFO")
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.WARNING if json_mode else logging.INFO)
+    # Dask's cluster start/stop chatter is not the user's business
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+OptStr = Optional[str]

@@ -1,0 +1,60 @@
+"""`forgeflow optimize`: the end-to-end flow over one model and one deployment target.
+
+Steps (each a coarse Prefect task running on Dask, each writing to the catalog under this run's id):
+1. per-module parameter and FLOP counts (table model_summaries)
+Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.progress import report
+from flows.runtime import open_settings_catalog, recorded_run
+from flows.settings import Settings
+from tasks.models.spec import ModelSpec
+from tasks.profiling.steps import summarize_model_step
+
+STEPS = ["summary"]
+
+
+@flow(name="optimize", log_prints=False)
+def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog: str | None = None,
+                  s3_endpoint: str | None = None, input_shape: list[int] | None = None) -> dict[str, Any]:
+    """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary."""
+    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
+    cat = open_settings_catalog(settings)
+    params = {"model": model, "stages": stages, "input_shape": input_shape}
+    with recorded_run(cat, "optimize", params) as run:
+        total = len(STEPS)
+        report("summary", 0, total)
+        summary = summarize_model_step.submit(cat.url, run.id, model, tuple(input_shape) if input_shape else None,
+                                              settings.s3_endpoint).result()
+        run.summary["model_summary"] = summary
+        report("summary", 1, total)
+        result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
+    _publish(result)
+    return result
+
+
+def _publish(result: dict[str, Any]) -> None:
+    from flows.artifacts import publish
+
+    ms = result["model_summary"]
+    publish("optimize", f"forgeflow optimize {result['model']}",
+            f"Run `{result['run_id']}` in catalog `{result['catalog']}`.\n\n"
+            f"- parameters: {ms['params']:,}\n- FLOPs (multiply-add = 2): {ms['flops']:,}\n- modules: {ms['modules']}",
+            table=[{"step": "summary", "params": ms["params"], "flops": ms["flops"]}])
+
+
+def validate_inputs(model: str, stages: int) -> None:
+    """Check what can be checked before anything runs (nothing is written on bad input)."""
+    from tasks.errors import ForgeflowError
+    from tasks.models.spec import resolve_model
+
+    if stages < 1:
+        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
+    ModelSpec.parse(model)
+    resolve_model(model)

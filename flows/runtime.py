@@ -1,0 +1,117 @@
+"""What every flow needs: the Dask task runner, the catalog, and the run record (runs rows + lineage)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from catalog import Catalog, open_catalog
+from flows.settings import Settings
+from tasks.errors import ForgeflowError
+
+_SECRET = re.compile(r"(secret|password|passwd|token|credential|access_key|private_key|api_key)", re.I)
+
+
+def redact(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters safe to store: values of secret-looking keys are replaced, URLs lose user:password."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if _SECRET.search(str(k)):
+            out[k] = "***"
+        elif isinstance(v, str):
+            out[k] = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", v)
+        elif isinstance(v, Mapping):
+            out[k] = redact(v)
+        else:
+            out[k] = v
+    return out
+
+
+def forgeflow_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("forgeflow")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def task_runner_for(settings: Settings):
+    """prefect-dask's DaskTaskRunner: the scheduler at ``settings.dask_address``, else a new LocalCluster."""
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": settings.dask_workers,
+            "threads_per_worker": settings.dask_threads,
+            "processes": True,
+            "memory_limit": settings.dask_memory_limit,
+            "dashboard_address": None,
+        },
+    )
+
+
+def check_dask_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast, with one clear message, when a given Dask scheduler cannot be reached."""
+    if not address:
+        return
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout):
+            pass
+    except (OSError, TimeoutError) as exc:
+        raise ForgeflowError(f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}") from None
+
+
+def open_settings_catalog(settings: Settings) -> Catalog:
+    return open_catalog(settings.catalog, endpoint_url=settings.s3_endpoint)
+
+
+@dataclass
+class RunRecord:
+    """A run in progress; ``summary`` is stored with the final runs row."""
+
+    id: str
+    flow: str
+    catalog_url: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id) if flow_run.id else None
+    except Exception:  # outside a flow run
+        return None
+
+
+@contextlib.contextmanager
+def recorded_run(cat: Catalog, flow: str, parameters: Mapping[str, Any], run_id: str | None = None
+                 ) -> Iterator[RunRecord]:
+    """Write a 'running' row now and a 'completed' or 'failed' row at the end (with the error and summary)."""
+    rec = RunRecord(run_id or uuid.uuid4().hex, flow, cat.url)
+    started = dt.datetime.now(dt.timezone.utc)
+    base = {"flow": flow, "parameters": json.dumps(redact(parameters), default=str, sort_keys=True),
+            "started_at": started, "forgeflow_version": forgeflow_version(), "flow_run_id": _flow_run_id()}
+    cat.append("runs", [{**base, "status": "running"}], run_id=rec.id)
+    try:
+        yield rec
+    except BaseException as exc:
+        msg = str(exc) if isinstance(exc, ForgeflowError) else f"{type(exc).__name__}: {exc}"
+        cat.append("runs", [{**base, "status": "failed", "ended_at": dt.datetime.now(dt.timezone.utc),
+                             "error": msg[:2000] or traceback.format_exc(limit=1),
+                             "summary": json.dumps(rec.summary, default=str)}], run_id=rec.id)
+        raise
+    cat.append("runs", [{**base, "status": "completed", "ended_at": dt.datetime.now(dt.timezone.utc),
+                         "summary": json.dumps(rec.summary, default=str)}], run_id=rec.id)

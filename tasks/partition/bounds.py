@@ -1,0 +1,208 @@
+"""Proven lower bounds on the optimal bottleneck (ms) of a pipeline-partitioning instance.
+
+Three families, cheapest first; ``best_lower_bound`` runs them in that order and stops as soon as the bound meets
+the best known plan:
+
+* ``combinatorial_lower_bound``: total work / k and the heaviest must-share-a-stage group.
+* ``cheapest_stage_bound``: for each group g, the cheapest *convex* stage that contains g, transfers included
+  (a small HiGHS MIP per group, see ``mip.build_cheapest_stage_model``). Some stage of every plan holds g, so the
+  max over g is a lower bound for every k. With k larger than the pipeline needs, the optimum is exactly such an
+  unavoidable stage (a heavy class plus the transfers it cannot avoid), and this bound closes those instances.
+* ``bottleneck_guess_bound``: bottleneck guessing on the k-stage model. With B capped at a guess, the model becomes
+  "can the DAG be split into <= k stages each costing <= cap"; the cap also fixes many stage variables up front
+  (a group whose ancestors' work exceeds (s+1) * cap cannot sit in stage <= s). If HiGHS proves the capped model
+  infeasible, cap is a lower bound; otherwise its proven dual bound (at most cap) is.
+
+Every value reported is a proven bound: HiGHS's dual bound or an infeasibility proof, shaved by a relative 1e-7 and
+an absolute 1e-6 ms for solver tolerances.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from tasks.partition.colocation import Groups, must_share_groups
+from tasks.partition.mip import (build_cheapest_stage_model, build_stage_model, shave_for_tolerance, solve_model,
+                                  stages_from_values)
+from tasks.partition.problem import PartitionProblem
+from tasks.partition.status import Bound, SolveStatus
+
+#: a lower bound within this relative distance of the best plan proves that plan optimal
+OPTIMALITY_TOLERANCE = 1e-4
+#: the guess used to prove a plan optimal sits this far (relative) below its bottleneck
+CLOSING_GAP = 1e-5
+
+
+def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None = None) -> Bound:
+    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if the groups cannot fit in k
+    stages by total size the instance is infeasible and the bound is +inf."""
+    t0 = time.perf_counter()
+    groups = groups or must_share_groups(problem)
+    total_over_k = float(problem.w.sum()) / problem.k
+    heaviest = float(groups.work.max()) if groups.count else 0.0
+    value = max(total_over_k, heaviest)
+    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest}
+    status = SolveStatus.OPTIMAL
+    if problem.mem_cap is not None and float(problem.m.sum()) > problem.k * problem.mem_cap * (1 + 1e-12):
+        value, status = math.inf, SolveStatus.INFEASIBLE
+        detail["reason"] = "total size exceeds k * memory cap"
+    return Bound(value, "combinatorial", status, time.perf_counter() - t0, detail)
+
+
+def cheapest_stage_bound(problem: PartitionProblem, time_limit: float, *, groups: Groups | None = None,
+                         stop_at: float = math.inf) -> Bound:
+    """max over groups g of the cheapest convex stage containing g (work + transfers, memory cap respected).
+
+    Groups are visited by decreasing cost of the stage made of g alone, which is an upper bound on g's cheapest
+    stage, so the scan stops once that cost is below the bound reached. Stops early once the bound reaches
+    ``stop_at``. A solve cut short by the time limit contributes its dual bound (still valid)."""
+    t0 = time.perf_counter()
+    groups = groups or must_share_groups(problem)
+    alone = np.array([groups.stage_cost([g]) for g in range(groups.count)])
+    best, best_group, solves = 0.0, None, 0
+    complete = True
+    for g in np.argsort(-alone, kind="stable"):
+        g = int(g)
+        if alone[g] <= best or best >= stop_at:
+            break
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0.05:
+            complete = False
+            break
+        res = solve_model(build_cheapest_stage_model(groups, g, problem.mem_cap), left)
+        solves += 1
+        if res.status == SolveStatus.INFEASIBLE:  # g fits in no stage (memory): no plan exists
+            return Bound(math.inf, "cheapest_stage", SolveStatus.INFEASIBLE, time.perf_counter() - t0,
+                         {"group": [problem.node_ids[v] for v in groups.members[g]], "solves": solves})
+        if res.status != SolveStatus.OPTIMAL:
+            complete = False
+        value = shave_for_tolerance(res.dual_bound) if math.isfinite(res.dual_bound) else 0.0
+        if value > best:
+            best, best_group = value, g
+    detail: dict[str, Any] = {"solves": solves}
+    if best_group is not None:
+        detail["group"] = [problem.node_ids[v] for v in groups.members[best_group]][:20]
+    status = SolveStatus.OPTIMAL if complete or best >= stop_at else SolveStatus.TIME_LIMIT
+    return Bound(best, "cheapest_stage", status, time.perf_counter() - t0, detail)
+
+
+def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: float, *, floor: float = 0.0
+                           ) -> tuple[Bound, np.ndarray | None, float]:
+    """Solve the k-stage model with B <= cap (and B >= floor, a bound proven elsewhere).
+
+    Returns (bound, assignment, objective): the proven lower bound (cap if the capped model is infeasible, else
+    min(HiGHS's dual bound, cap)), and the best plan the solver found under the cap (node -> stage) with its
+    bottleneck, or (None, inf). Module-level and picklable so it can be shipped to a Dask worker."""
+    t0 = time.perf_counter()
+    groups = must_share_groups(problem)
+    if floor >= cap:
+        return Bound(shave_for_tolerance(cap), "mip_bottleneck_guess", SolveStatus.NOT_RUN, 0.0, {"cap": cap}), None, math.inf
+    sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
+    res = solve_model(sm.model, time_limit)
+    detail: dict[str, Any] = dict(res.detail, cap=float(cap))
+    assignment = None
+    if res.status == SolveStatus.INFEASIBLE:
+        value, status = shave_for_tolerance(cap), SolveStatus.INFEASIBLE
+    else:
+        value = shave_for_tolerance(min(res.dual_bound, cap)) if math.isfinite(res.dual_bound) else float(floor)
+        value = max(value, shave_for_tolerance(floor))
+        status = res.status
+        if res.values is not None:
+            assignment = stages_from_values(sm, groups, res.values)
+            detail["objective"] = res.objective
+    return Bound(value, "mip_bottleneck_guess", status, time.perf_counter() - t0, detail), assignment, res.objective
+
+
+def _guess_caps(upper_bound: float, proven: float) -> list[float]:
+    """The caps to try, closing one first: just below the best plan (proves it optimal), then looser ones that
+    still certify ratios of 1.01 / 1.03 / 1.07 when the closing one is too hard."""
+    caps = [upper_bound * (1.0 - CLOSING_GAP)]
+    caps += [upper_bound / r for r in (1.01, 1.03, 1.07)]
+    return [c for c in caps if c > proven * (1 + 1e-9)]
+
+
+def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
+                     executor=None) -> Bound:
+    """The strongest lower bound on the optimal bottleneck this module can prove within ``time_limit`` seconds.
+
+    ``upper_bound`` is the bottleneck of the best known plan (None or inf if none): it is the target, and it sets
+    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (anything
+    with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
+    ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
+    ``upper_bound`` it is in ``detail["improved_plan"]`` (stage index per node) with ``detail["improved_bottleneck"]``.
+    ``status`` is OPTIMAL when the bound meets ``upper_bound`` within OPTIMALITY_TOLERANCE (relative).
+    """
+    t0 = time.perf_counter()
+    problem.validate()
+    ub = math.inf if upper_bound is None or not math.isfinite(upper_bound) else float(upper_bound)
+    groups = must_share_groups(problem)
+    found: list[Bound] = []
+    improved: tuple[float, np.ndarray] | None = None
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
+    def best() -> Bound:
+        return max(found, key=lambda b: (b.value, -b.seconds))
+
+    def reference() -> float:
+        return min(ub, improved[0]) if improved is not None else ub
+
+    def done() -> bool:
+        b = best().value
+        return b >= reference() * (1.0 - CLOSING_GAP) or b == math.inf or left() <= 0.1
+
+    def record(outcome: tuple[Bound, np.ndarray | None, float]) -> None:
+        nonlocal improved
+        bound, assignment, objective = outcome
+        found.append(bound)
+        if assignment is not None and objective < reference() * (1 - 1e-9):
+            improved = (objective, assignment)
+
+    found.append(combinatorial_lower_bound(problem, groups))
+    if not done():
+        found.append(cheapest_stage_bound(problem, max(0.2 * left(), min(left(), 5.0)), groups=groups,
+                                          stop_at=reference() * (1.0 - CLOSING_GAP)))
+    if not done():
+        caps = _guess_caps(ub, best().value) if math.isfinite(ub) else [math.inf]
+        if executor is not None and len(caps) > 1:
+            floor = best().value
+            futures = [executor.submit(bottleneck_guess_bound, problem, cap, max(left() - 0.5, 0.1), floor=floor)
+                       for cap in caps]
+            for fut in futures:
+                record(fut.result())
+        else:
+            for i, cap in enumerate(caps):
+                if done():
+                    break
+                if cap <= best().value:
+                    continue
+                # the closing guess gets the larger share; the rest is split between the looser guesses
+                share = 0.6 if i == 0 and len(caps) > 1 else 1.0 / (len(caps) - i)
+                record(bottleneck_guess_bound(problem, cap, max(share * left() - 0.2, 0.1), floor=best().value))
+
+    top = best()
+    ref = reference()
+    closes = math.isfinite(ref) and top.value >= ref * (1 - OPTIMALITY_TOLERANCE)
+    if top.value == math.inf:
+        status = SolveStatus.INFEASIBLE
+    elif closes:
+        status = SolveStatus.OPTIMAL
+    elif any(b.status == SolveStatus.TIME_LIMIT for b in found):
+        status = SolveStatus.TIME_LIMIT
+    else:
+        status = SolveStatus.FEASIBLE
+    detail: dict[str, Any] = {
+        "per_method": [{"method": b.method, "value": b.value, "status": b.status.value, "seconds": b.seconds,
+                        **({"cap": b.detail["cap"]} if "cap" in b.detail else {})} for b in found],
+        "upper_bound": ub,
+        "method_detail": dict(top.detail),
+    }
+    if improved is not None:
+        detail["improved_bottleneck"] = improved[0]
+        detail["improved_plan"] = [int(s) for s in improved[1]]
+    return Bound(top.value, top.method, status, time.perf_counter() - t0, detail)

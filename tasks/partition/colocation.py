@@ -1,0 +1,192 @@
+"""Groups of nodes that every feasible plan puts in one stage, and the stage cost over such groups.
+
+Two nodes must share a stage when they are in one co-location class, and a node that lies on a path between two
+nodes of one stage must be in that stage too (edges only run forward, so the path cannot leave the stage and come
+back). Closing the classes under that rule gives "groups"; every plan is a plan over groups, and the contracted graph
+over groups is acyclic. All formulations and lower bounds work on groups: fewer variables, and the group's own work
+is a valid lower bound on any stage that holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from tasks.partition.problem import PartitionProblem
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The contraction of a problem onto its must-share-a-stage groups.
+
+    ``group_of[v]`` is node v's group; ``members[g]`` its nodes; ``work[g]`` / ``size[g]`` the summed ``w`` / ``m``;
+    ``edges`` the contracted DAG (g, h) with g != h, ``order`` a topological order of the groups.
+    ``senders`` lists, for every node u with ``c[u] > 0`` and a successor outside its group, the pair
+    ``(u, targets)`` where ``targets`` are the other groups that consume u's output (sorted, distinct).
+    """
+
+    problem: PartitionProblem
+    group_of: np.ndarray
+    members: tuple[tuple[int, ...], ...]
+    work: np.ndarray
+    size: np.ndarray
+    edges: tuple[tuple[int, int], ...]
+    order: tuple[int, ...]
+    senders: tuple[tuple[int, tuple[int, ...]], ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+    @cached_property
+    def preds(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in range(self.count)]
+        for g, h in self.edges:
+            out[h].append(g)
+        return out
+
+    @cached_property
+    def succs(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in range(self.count)]
+        for g, h in self.edges:
+            out[g].append(h)
+        return out
+
+    @cached_property
+    def ancestors(self) -> list[int]:
+        """Bitset (Python int) of each group's strict ancestors."""
+        anc = [0] * self.count
+        for g in self.order:
+            for p in self.preds[g]:
+                anc[g] |= anc[p] | (1 << p)
+        return anc
+
+    @cached_property
+    def descendants(self) -> list[int]:
+        """Bitset (Python int) of each group's strict descendants."""
+        desc = [0] * self.count
+        for g in reversed(self.order):
+            for s in self.succs[g]:
+                desc[g] |= desc[s] | (1 << s)
+        return desc
+
+    def stage_cost(self, stage_groups) -> float:
+        """Cost (ms) of one stage made of the given groups: work + outgoing and incoming transfers, each counted once."""
+        inside = np.zeros(self.count, dtype=bool)
+        inside[list(stage_groups)] = True
+        total = float(self.work[inside].sum())
+        c = self.problem.c
+        for u, targets in self.senders:
+            if inside[self.group_of[u]]:
+                if not all(inside[t] for t in targets):
+                    total += float(c[u])
+            elif any(inside[t] for t in targets):
+                total += float(c[u])
+        return total
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def must_share_groups(problem: PartitionProblem) -> Groups:
+    """Close the co-location classes under "a node between two nodes of one stage is in that stage"."""
+    n = problem.n
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a: int, b: int) -> bool:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            return False
+        parent[rb] = ra
+        return True
+
+    for cls in problem.classes:
+        for v in cls[1:]:
+            union(cls[0], v)
+
+    succ = problem.successors()
+    topo = problem.topological_order()
+    # node-level reachability as bitsets (n is at most a few thousand on the graphs this is meant for)
+    desc = [0] * n
+    for u in reversed(topo):
+        for v in succ[u]:
+            desc[u] |= desc[v] | (1 << v)
+    anc = [0] * n
+    for u in topo:
+        for v in succ[u]:
+            anc[v] |= anc[u] | (1 << u)
+
+    changed = True
+    while changed:
+        changed = False
+        roots: dict[int, list[int]] = {}
+        for v in range(n):
+            roots.setdefault(find(v), []).append(v)
+        for nodes in roots.values():
+            if len(nodes) == 1:
+                continue
+            d = a = 0
+            own = 0
+            for v in nodes:
+                d |= desc[v]
+                a |= anc[v]
+                own |= 1 << v
+            between = d & a & ~own
+            for v in _bits(between):
+                changed |= union(nodes[0], v)
+
+    root_index: dict[int, int] = {}
+    group_of = np.empty(n, dtype=np.int64)
+    members: list[list[int]] = []
+    # number groups in topological order of their first member so group ids are stable and roughly ordered
+    for v in topo:
+        r = find(v)
+        if r not in root_index:
+            root_index[r] = len(members)
+            members.append([])
+        group_of[v] = root_index[r]
+        members[root_index[r]].append(v)
+    count = len(members)
+    work = np.array([float(problem.w[list(ms)].sum()) for ms in members])
+    size = np.array([float(problem.m[list(ms)].sum()) for ms in members])
+    gedges = sorted({(int(group_of[u]), int(group_of[v])) for u, v in problem.edges if group_of[u] != group_of[v]})
+    senders = []
+    for u in range(n):
+        if problem.c[u] <= 0:
+            continue
+        targets = sorted({int(group_of[v]) for v in succ[u] if group_of[v] != group_of[u]})
+        if targets:
+            senders.append((u, tuple(targets)))
+    # groups were numbered in node-topological order of first members; a contracted edge may still point backwards
+    # in that numbering, so compute a proper topological order of the contracted DAG.
+    indeg = [0] * count
+    gsucc: list[list[int]] = [[] for _ in range(count)]
+    for g, h in gedges:
+        gsucc[g].append(h)
+        indeg[h] += 1
+    ready = [g for g in range(count) if indeg[g] == 0]
+    order: list[int] = []
+    while ready:
+        g = ready.pop()
+        order.append(g)
+        for h in gsucc[g]:
+            indeg[h] -= 1
+            if indeg[h] == 0:
+                ready.append(h)
+    assert len(order) == count, "convex closure left a cycle between groups"
+    return Groups(problem, group_of, tuple(tuple(ms) for ms in members), work, size, tuple(gedges), tuple(order),
+                  tuple(senders))

@@ -1,0 +1,99 @@
+"""Every lower bound is at most the brute-force optimum, and the strong ones reach it on small instances."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.partition.bounds import (bottleneck_guess_bound, best_lower_bound, cheapest_stage_bound,
+                                    combinatorial_lower_bound)
+from tasks.partition.cost import validate_plan
+from tasks.partition.problem import PartitionProblem
+from tasks.partition.status import Bound, SolveStatus
+from tests.partition.dags import brute_force_optimum, diamond, small_problems
+
+TOL = 1e-9
+
+
+def test_combinatorial_bound_by_hand():
+    # diamond: total work 7 over k=2 -> 3.5; heaviest node c = 3
+    b = combinatorial_lower_bound(diamond(2))
+    assert isinstance(b, Bound) and b.method == "combinatorial" and b.status == SolveStatus.OPTIMAL
+    assert b.value == pytest.approx(3.5)
+    assert combinatorial_lower_bound(diamond(4)).value == pytest.approx(3.0)
+    # b and c share a stage: the class weighs 5
+    assert combinatorial_lower_bound(diamond(4, merge_bc=True)).value == pytest.approx(5.0)
+
+
+def test_combinatorial_bound_flags_memory_infeasibility():
+    b = combinatorial_lower_bound(diamond(2, mem_cap=1.5))  # 4 units of size, 2 stages of 1.5
+    assert b.status == SolveStatus.INFEASIBLE and b.value == math.inf
+
+
+def test_cheapest_stage_bound_counts_unavoidable_transfers():
+    # a heavy node h (w=10) between a source s and a sink t, transfers of 4 ms each way, k large.
+    # Stage with h alone: 10 + 4 (s's output in) + 4 (h's output out) = 18; with s: 10 + 1 + 4 = 15;
+    # with s and t: 10 + 1 + 1 = 12 and no transfer at all. So the cheapest stage holding h costs 12 and, since
+    # total work is 12, the optimum at any k is 12 while total/k and the heaviest node only give 10.
+    p = PartitionProblem.from_arrays([1, 10, 1], [0, 0, 0], [4, 4, 0], [(0, 1), (1, 2)], 8)
+    assert combinatorial_lower_bound(p).value == pytest.approx(10.0)
+    b = cheapest_stage_bound(p, time_limit=10)
+    assert b.status == SolveStatus.OPTIMAL and b.value == pytest.approx(12.0, abs=1e-5)
+    assert brute_force_optimum(p.with_k(3))[0] == pytest.approx(12.0)
+
+
+def test_bottleneck_guess_proves_the_optimum_and_flags_a_better_plan():
+    p = diamond(2)  # optimum 4.75
+    below, _, _ = bottleneck_guess_bound(p, 4.7, time_limit=10)
+    assert below.status == SolveStatus.INFEASIBLE and below.value == pytest.approx(4.7, abs=1e-5)
+    assert below.value <= 4.7
+    above, plan, objective = bottleneck_guess_bound(p, 6.0, time_limit=10)
+    assert above.status == SolveStatus.OPTIMAL and objective == pytest.approx(4.75)
+    assert validate_plan(p, plan, 2).bottleneck == pytest.approx(4.75)
+    assert above.value <= 4.75
+
+
+def test_best_lower_bound_reports_method_and_improved_plan():
+    p = diamond(2)
+    b = best_lower_bound(p, upper_bound=4.75, time_limit=10)
+    assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
+    assert b.method == "mip_bottleneck_guess"
+    assert [m["method"] for m in b.detail["per_method"]][:2] == ["combinatorial", "cheapest_stage"]
+    # a poor upper bound: the guessing MIP finds the optimum itself and hands the plan back
+    b2 = best_lower_bound(p, upper_bound=7.0, time_limit=10)
+    assert b2.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert validate_plan(p, np.array(b2.detail["improved_plan"]), 2).bottleneck == pytest.approx(4.75)
+    assert b2.status == SolveStatus.OPTIMAL and b2.value <= 4.75
+
+
+def test_best_lower_bound_with_an_executor_matches_serial():
+    p = diamond(2)
+    with ThreadPoolExecutor(2) as ex:
+        b = best_lower_bound(p, upper_bound=5.5, time_limit=10, executor=ex)
+    assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_problems(max_nodes=6, max_k=4), st.sampled_from([1.0, 1.0, 1.3, math.inf]))
+def test_every_bound_is_at_most_the_optimum(problem, slack):
+    best, _ = brute_force_optimum(problem)
+    if math.isinf(best):
+        # no plan at all: a bound may say so (inf) but must not crash
+        b = best_lower_bound(problem, upper_bound=None, time_limit=10)
+        assert b.status in (SolveStatus.INFEASIBLE, SolveStatus.FEASIBLE, SolveStatus.TIME_LIMIT)
+        return
+    assert combinatorial_lower_bound(problem).value <= best + TOL
+    assert cheapest_stage_bound(problem, time_limit=10).value <= best + TOL
+    ub = best * slack if math.isfinite(slack) else None
+    b = best_lower_bound(problem, upper_bound=ub, time_limit=10)
+    assert b.value <= best + TOL
+    for m in b.detail["per_method"]:
+        assert m["value"] <= best + TOL, m
+    # with a correct upper bound the optimum is always proven on instances this small
+    assert b.status == SolveStatus.OPTIMAL
+    assert b.value >= best * (1 - 1e-4) - 1e-5

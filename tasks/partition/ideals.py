@@ -1,0 +1,209 @@
+"""Exact DP over ideals (downward-closed sets) of the must-share-a-stage group DAG.
+
+Every plan is a chain of ideals  {} = I_0 <= I_1 <= ... <= I_k = V  with stage s = I_s minus I_{s-1}, so
+
+    F_t(I) = min over ideals I' <= I of max(F_{t-1}(I'), cost(I minus I'))
+
+gives the optimum bottleneck F_k(V) exactly. This is the DP of msr-fiddle/dnn-partitioning, done over groups (so
+co-location holds by construction) and vectorised per target ideal:
+
+* ideals are enumerated breadth-first, each new one adding one group whose predecessors are all in (the addable set
+  is kept incrementally), up to ``max_ideals`` and a time limit;
+* for a target I the candidates I' are the earlier ideals whose work lies in [W(I) - upper_bound, W(I)] (a stage
+  never costs less than its work), filtered by a packed-bitset subset test;
+* cost(I minus I') = W(I) - W(I') + outgoing + incoming transfers, where outgoing is paid by the senders of I that
+  feed a group outside I and are not in I', and incoming by the senders of I' that feed a group outside I' lying in I:
+  both only touch each ideal's "exposed" senders, precomputed as small padded arrays.
+
+The number of ideals can grow exponentially with the graph's width; the DP reports NOT_RUN past ``max_ideals`` and
+TIME_LIMIT past ``time_limit`` instead of returning anything unproven.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.partition.colocation import Groups, must_share_groups
+from tasks.partition.problem import PartitionProblem
+from tasks.partition.status import SolveStatus
+
+
+@dataclass(frozen=True)
+class IdealsResult:
+    """Outcome of the DP. ``best[t - 1]`` is the exact optimum with at most t stages (t = 1..k) when status is OPTIMAL
+    (inf where infeasible; restricted to plans of bottleneck <= ``upper_bound`` if one was given).
+    ``assignment`` is an optimal node->stage plan for k stages (None unless OPTIMAL and feasible)."""
+
+    status: SolveStatus
+    best: np.ndarray
+    assignment: np.ndarray | None
+    ideals: int
+    seconds: float
+    message: str = ""
+
+
+class _Budget(Exception):
+    pass
+
+
+def enumerate_ideals(groups: Groups, max_ideals: int, deadline: float) -> list[int]:
+    """All ideals of the group DAG as bitsets (Python ints), in nondecreasing size. Raises _Budget past the caps."""
+    G = groups.count
+    pred_mask = [0] * G
+    for g, h in groups.edges:
+        pred_mask[h] |= 1 << g
+    succ = groups.succs
+    start_addable = 0
+    for g in range(G):
+        if pred_mask[g] == 0:
+            start_addable |= 1 << g
+    layer = {0: start_addable}
+    out = [0]
+    checks = 0
+    while layer:
+        nxt: dict[int, int] = {}
+        for ideal, addable in layer.items():
+            a = addable
+            while a:
+                low = a & -a
+                a ^= low
+                g = low.bit_length() - 1
+                j = ideal | low
+                if j in nxt:
+                    continue
+                add2 = addable & ~low
+                for h in succ[g]:
+                    if pred_mask[h] & j == pred_mask[h]:
+                        add2 |= 1 << h
+                nxt[j] = add2
+            checks += 1
+            if checks % 2048 == 0 and time.perf_counter() > deadline:
+                raise _Budget("time")
+        out.extend(nxt.keys())
+        if len(out) > max_ideals:
+            raise _Budget("count")
+        layer = nxt
+    return out
+
+
+def _to_matrix(ideals: list[int], G: int) -> np.ndarray:
+    nbytes = (G + 7) // 8
+    buf = b"".join(i.to_bytes(nbytes, "little") for i in ideals)
+    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8).reshape(len(ideals), nbytes), axis=1, bitorder="little")
+    return bits[:, :G].astype(bool)
+
+
+def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bound: float = np.inf,
+                    max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None) -> IdealsResult:
+    """Exact optimum over at most k stages by the DP over ideals (see module docstring)."""
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+    k = problem.k if k is None else int(k)
+    groups = groups if groups is not None else must_share_groups(problem)
+    G = groups.count
+    try:
+        ideals = enumerate_ideals(groups, max_ideals, deadline)
+    except _Budget as why:
+        status = SolveStatus.NOT_RUN if str(why) == "count" else SolveStatus.TIME_LIMIT
+        return IdealsResult(status, np.full(k, np.nan), None, 0, time.perf_counter() - t0,
+                            f"more than {max_ideals} ideals" if status is SolveStatus.NOT_RUN else "enumeration timed out")
+    N = len(ideals)
+    X = _to_matrix(ideals, G)  # (N, G), rows in nondecreasing popcount, row 0 = {} and row N-1 = V
+    pc = X.sum(axis=1)
+    work = np.asarray(groups.work, dtype=float)
+    size = np.asarray(groups.size, dtype=float)
+    W = X @ work
+    M = X @ size
+    nwords = (G + 63) // 64
+    packed = np.packbits(X, axis=1, bitorder="little")
+    packed = np.pad(packed, ((0, 0), (0, nwords * 8 - packed.shape[1]))).view(np.uint64)
+
+    # senders: (group of u, c_u, target groups); exposed in J = sender in J with a target outside J
+    s_group = np.array([int(groups.group_of[u]) for u, _ in groups.senders], dtype=np.int64)
+    s_cost = np.array([float(problem.c[u]) for u, _ in groups.senders], dtype=float)
+    S = s_group.size
+    Dmax = max((len(t) for _, t in groups.senders), default=1)
+    TP = np.full((max(S, 1), Dmax), G, dtype=np.int64)  # padded targets, G = sentinel (never in any ideal)
+    for si, (_, targets) in enumerate(groups.senders):
+        TP[si, : len(targets)] = targets
+    Xpad = np.concatenate([X, np.zeros((N, 1), dtype=bool)], axis=1)
+    if S:
+        inside = X[:, s_group]
+        all_targets_in = np.ones((N, S), dtype=bool)
+        for d in range(Dmax):
+            col = TP[:S, d]
+            all_targets_in &= Xpad[:, col] | (col == G)[None, :]
+        exposed = inside & ~all_targets_in
+    else:
+        exposed = np.zeros((N, 0), dtype=bool)
+    F = max(int(exposed.sum(axis=1).max()) if S else 0, 1)
+    EU = np.argsort(~exposed, axis=1, kind="stable")[:, :F] if S else np.zeros((N, F), dtype=np.int64)
+    valid = np.take_along_axis(exposed, EU, axis=1) if S else np.zeros((N, F), dtype=bool)
+    CE = np.where(valid, s_cost[EU] if S else 0.0, 0.0)  # (N, F) cost of each exposed sender
+    EG = np.where(valid, s_group[EU] if S else G, G)  # (N, F) its group (G for padding)
+    TJ = TP[EU] if S else np.full((N, F, Dmax), G, dtype=np.int64)  # (N, F, Dmax) its targets ...
+    TJ = np.where(valid[:, :, None] & ~np.take_along_axis(Xpad, TJ.reshape(N, -1), axis=1).reshape(TJ.shape),
+                  TJ, G)  # ... that lie outside J (the only ones that can be in a later stage)
+
+    order_w = np.argsort(W, kind="stable")
+    W_sorted = W[order_w]
+    cap = problem.mem_cap
+    ub = float(upper_bound)
+    tol = 1e-9 * max(1.0, float(W[-1]))
+
+    Fdp = np.full((k + 1, N), np.inf)
+    Fdp[0, 0] = 0.0
+    arg = np.zeros((k + 1, N), dtype=np.int64)
+    for b in range(1, N):
+        if b % 256 == 0 and time.perf_counter() > deadline:
+            return IdealsResult(SolveStatus.TIME_LIMIT, np.full(k, np.nan), None, N, time.perf_counter() - t0,
+                                f"DP timed out after {b} of {N} ideals")
+        lo = np.searchsorted(W_sorted, W[b] - ub - tol, side="left") if np.isfinite(ub) else 0
+        hi = np.searchsorted(W_sorted, W[b] + tol, side="right")
+        cand = order_w[lo:hi]
+        cand = cand[pc[cand] < pc[b]]
+        if cand.size:
+            cand = cand[~np.any(packed[cand] & ~packed[b], axis=1)]
+        Xb = Xpad[b]
+        cost = W[b] - W[cand]
+        # outgoing: exposed senders of I that are not in I'
+        eg = EG[b]
+        cost = cost + ((~Xpad[cand][:, eg]) * CE[b][None, :]).sum(axis=1)
+        # incoming: exposed senders of I' with an outside-I' target inside I
+        hit = Xb[TJ[cand]].any(axis=2)
+        cost = cost + (hit * CE[cand]).sum(axis=1)
+        if cap is not None:
+            cost = np.where(M[b] - M[cand] > cap * (1 + 1e-9), np.inf, cost)
+        cost = np.where(cost > ub + tol, np.inf, cost)
+        for t in range(1, k + 1):
+            vals = np.maximum(Fdp[t - 1, cand], cost)
+            if vals.size:
+                j = int(vals.argmin())
+                best, who = float(vals[j]), int(cand[j])
+            else:
+                best, who = np.inf, b
+            if Fdp[t - 1, b] <= best:  # an empty stage: at most t stages
+                best, who = Fdp[t - 1, b], b
+            Fdp[t, b] = best
+            arg[t, b] = who
+    best = Fdp[1:, N - 1].copy()
+    assignment = None
+    if np.isfinite(best[-1]):
+        gs = np.empty(G, dtype=np.int64)
+        cur = N - 1
+        chain = [cur]
+        for t in range(k, 0, -1):
+            cur = int(arg[t, cur])
+            chain.append(cur)
+        chain = chain[::-1]  # ideals I_0 <= ... <= I_k
+        stage = 0
+        for a, b2 in zip(chain[:-1], chain[1:]):
+            if a == b2:
+                continue
+            gs[X[b2] & ~X[a]] = stage
+            stage += 1
+        assignment = gs[groups.group_of]
+    return IdealsResult(SolveStatus.OPTIMAL, best, assignment, N, time.perf_counter() - t0)

@@ -1,0 +1,246 @@
+"""Carry out the server's instructions: client training through an ``executor``, deadlines, evaluation, checkpoints.
+
+``executor`` is anything with ``submit(fn, *args)`` returning futures with ``done()``, ``result()`` and ``cancel()``:
+a ``distributed.Client`` (one future per sampled client per round, on any worker), a
+``concurrent.futures`` executor, or None (run inline, in order). A future that raises becomes ``ClientFailed``; a
+round deadline (``config.deadline_s``) turns the clients still running into drops (their futures are cancelled).
+
+Checkpoints: after each completed round the runner hands the round record and the state snapshot (weights,
+error-feedback residuals, participation counts, cumulative bytes) to ``store``. Started again with the same
+configuration and data (the same ``run_key``), it restores the last completed round and goes on from there; because
+every random draw is seeded by (seed, round, client), the resumed run ends at the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
+from tasks.federated.config import FederatedConfig, FederatedConfigError
+from tasks.federated.data import FederatedDataset
+from tasks.federated.model_state import evaluate, initial_weights
+from tasks.federated.privacy import (
+    CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, RecordLevelAccountant, calibrate_noise,
+)
+from tasks.federated.server import initial_state, restore, snapshot, step
+from tasks.federated.state import (
+    ArmDeadline, ClientFailed, ClientResult, CompleteRound, DeadlinePassed, Evaluate, Evaluated, Finish, RoundRecord,
+    RunClient, ServerState, Start,
+)
+
+
+class CheckpointStore(Protocol):
+    """Where completed rounds go. ``latest`` returns (arrays, meta, records so far) or None."""
+
+    def latest(self, run_key: str) -> tuple[dict[str, np.ndarray], dict, list[RoundRecord]] | None: ...
+
+    def save(self, run_key: str, record: RoundRecord, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
+
+
+class MemoryCheckpoints:
+    """A CheckpointStore in a dict (tests, and runs that need no persistence)."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, list[tuple[RoundRecord, dict, dict]]] = {}
+
+    def latest(self, run_key):
+        rows = self.saved.get(run_key)
+        if not rows:
+            return None
+        _, arrays, meta = rows[-1]
+        return {k: v.copy() for k, v in arrays.items()}, dict(meta), [r for r, _, _ in rows]
+
+    def save(self, run_key, record, arrays, meta):
+        self.saved.setdefault(run_key, []).append((record, {k: np.array(v) for k, v in arrays.items()}, dict(meta)))
+
+
+@dataclass(frozen=True)
+class FederatedResult:
+    """A finished run: every round's record, final weights, and the privacy statement when DP was on."""
+
+    run_key: str
+    config: FederatedConfig
+    records: tuple[RoundRecord, ...]
+    weights: np.ndarray = field(repr=False)
+    noise: float | None
+    resumed_from_round: int
+    privacy_assumption: str | None
+
+    @property
+    def final(self) -> RoundRecord:
+        return self.records[-1]
+
+    def summary(self) -> dict[str, Any]:
+        last = self.final
+        return {
+            "run_key": self.run_key, "rounds": last.round, "accuracy": last.accuracy, "loss": last.loss,
+            "uplink_bytes": last.cum_uplink_bytes, "downlink_bytes": last.cum_downlink_bytes,
+            "epsilon": last.epsilon, "delta": self.config.privacy.delta if self.noise is not None else None,
+            "noise_multiplier": self.noise, "dp": self.config.privacy.mode, "compression": self.config.compression.label(),
+            "best_accuracy": max(r.accuracy for r in self.records), "resumed_from_round": self.resumed_from_round,
+            "dropped": sum(len(r.dropped) for r in self.records),
+            "seconds_per_round": float(np.mean([r.seconds for r in self.records])),
+            "privacy_assumption": self.privacy_assumption,
+        }
+
+
+def resolve_noise(config: FederatedConfig, client_sizes) -> float | None:
+    """The DP noise multiplier: given, or the smallest reaching ``target_epsilon`` after ``rounds`` rounds.
+
+    Record-level calibration assumes the worst case, every client in every round.
+    """
+    p = config.privacy
+    if p.mode == "none":
+        return None
+    if p.noise is not None:
+        return float(p.noise)
+    sizes = tuple(int(n) for n in client_sizes)
+    if p.mode == "record":
+        def eps(z):
+            return RecordLevelAccountant(sizes, config.batch_size, config.local_epochs, z, p.delta
+                                         ).worst_case_epsilon(config.rounds)
+    else:
+        def eps(z):
+            return ClientLevelAccountant(config.fraction, z, p.delta).epsilon(config.rounds)
+    try:
+        return calibrate_noise(eps, p.target_epsilon)
+    except ValueError as exc:
+        raise FederatedConfigError(f"--dp-epsilon {p.target_epsilon}: {exc}") from None
+
+
+class _Done:
+    """An already-finished future (the inline executor)."""
+
+    def __init__(self, fn, args):
+        try:
+            self._value, self._exc = fn(*args), None
+        except Exception as exc:  # noqa: BLE001 - a client's failure is data for the state machine
+            self._value, self._exc = None, exc
+
+    def done(self):
+        return True
+
+    def result(self):
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def cancel(self):
+        return False
+
+
+def _submit(executor, fn, *args):
+    if executor is None:
+        return _Done(fn, args)
+    try:
+        from distributed import Client
+
+        if isinstance(executor, Client):
+            return executor.submit(fn, *args, pure=False)
+    except ImportError:  # pragma: no cover
+        pass
+    return executor.submit(fn, *args)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=None,
+                  store: CheckpointStore | None = None, run_key: str | None = None,
+                  on_round: Callable[[RoundRecord], None] | None = None,
+                  client_fn: Callable[..., ClientResult] = train_client, poll_s: float = 0.005,
+                  stop_after_round: int | None = None) -> FederatedResult:
+    """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests)."""
+    config.validate()
+    if dataset.num_clients != config.clients:
+        raise FederatedConfigError(f"the dataset is split over {dataset.num_clients} clients, the config asks "
+                                   f"for {config.clients}")
+    check_model_for_dp(config.model, config.privacy.mode)
+    sizes = tuple(int(n) for n in dataset.client_sizes)
+    key = run_key or config.run_key(dataset.dataset_id)
+    prior = store.latest(key) if store is not None else None
+    records: list[RoundRecord] = []
+    if prior is not None:
+        arrays, meta, records = prior
+        state: ServerState = restore(config, sizes, arrays, meta)
+        records = list(records)
+    else:
+        noise = resolve_noise(config, sizes)
+        state = initial_state(config, sizes, initial_weights(config.model, config.seed), noise)
+    resumed_from = state.round
+    training = LocalTraining.from_config(config, state.noise)
+    shards = [dataset.client_arrays(c) for c in range(dataset.num_clients)]
+
+    futures: dict[tuple[int, int], Any] = {}
+    deadline: tuple[int, float] | None = None
+    started: dict[int, float] = {}
+    final_weights: np.ndarray | None = None
+    state, first = step(state, Start())
+    todo = deque(first)
+    while final_weights is None:
+        while todo:
+            ins = todo.popleft()
+            event = None
+            if isinstance(ins, RunClient):
+                started.setdefault(ins.round, time.perf_counter())
+                x, y = shards[ins.client_id]
+                futures[(ins.round, ins.client_id)] = _submit(
+                    executor, client_fn, ins.round, ins.client_id, ins.seed, ins.weights, ins.residual, x, y, training)
+            elif isinstance(ins, ArmDeadline):
+                deadline = (ins.round, time.perf_counter() + ins.seconds)
+            elif isinstance(ins, Evaluate):
+                for k in [k for k in futures if k[0] == ins.round]:  # stragglers of a closed round
+                    futures.pop(k).cancel()
+                deadline = None
+                acc, loss = evaluate(config.model, ins.weights, dataset.x_test, dataset.y_test)
+                t0 = started.pop(ins.round, time.perf_counter())
+                event = Evaluated(ins.round, acc, loss, time.perf_counter() - t0)
+            elif isinstance(ins, CompleteRound):
+                arrays, meta = snapshot(ins.state)
+                if store is not None:
+                    store.save(key, ins.record, arrays, meta)
+                records.append(ins.record)
+                if on_round is not None:
+                    on_round(ins.record)
+                if stop_after_round is not None and ins.record.round >= stop_after_round:
+                    final_weights = ins.state.weights
+                    todo.clear()
+                    break
+            elif isinstance(ins, Finish):
+                final_weights = ins.weights
+            if event is not None:
+                state, more = step(state, event)
+                todo.extend(more)
+        if final_weights is not None:
+            break
+        state, more = step(state, _next_event(futures, deadline, poll_s))
+        todo.extend(more)
+    for fut in futures.values():
+        fut.cancel()
+    assumption = {"record": RECORD_ASSUMPTION, "client": CLIENT_ASSUMPTION}.get(config.privacy.mode)
+    return FederatedResult(key, config, tuple(records), final_weights, state.noise, resumed_from, assumption)
+
+
+def _next_event(futures: dict, deadline: tuple[int, float] | None, poll_s: float):
+    """Block until a client future finishes (-> result/failure event) or the deadline passes."""
+    while True:
+        for k in list(futures):
+            fut = futures[k]
+            if fut.done():
+                del futures[k]
+                try:
+                    return fut.result()
+                except Exception as exc:  # noqa: BLE001 - includes a worker dying under the task
+                    return ClientFailed(k[0], k[1], _failure_reason(exc))
+        if deadline is not None and time.perf_counter() >= deadline[1]:
+            return DeadlinePassed(deadline[0])
+        if not futures:
+            raise RuntimeError("the server waits for clients but no client task is running")
+        time.sleep(poll_s)

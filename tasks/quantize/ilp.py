@@ -101,7 +101,7 @@ def smallest_achievable(problem: AllocationProblem, resource: str) -> float:
     grouped = _group(problem)
     if resource not in grouped.res:
         raise QuantizeError(f"the problem has no {RESOURCE_WORDS[resource][0]} table")
-    return float(sum(v.min() for v in grouped.res[resource]))
+    return float(sum(v.min() for v in grouped.res[resource])) + float(problem.base.get(resource, 0.0))
 
 
 def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.ndarray | None,
@@ -123,7 +123,10 @@ def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.
     budget_names = [r for r in RESOURCES if r in budgets]
     # column-wise matrix: column j has a 1 in its group row and its scaled resource use in each budget row
     starts, index, value = [0], [], []
+    # budget rows: sum R y <= budget - base, divided by the budget so HiGHS's tolerance is relative
     scaled = {r: np.concatenate(grouped.res[r]) / max(float(budgets[r]), 1e-300) for r in budget_names}
+    rhs = np.array([(float(budgets[r]) - float(problem.base.get(r, 0.0))) / max(float(budgets[r]), 1e-300)
+                    for r in budget_names])
     for j in range(nvar):
         index.append(int(var_group[j]))
         value.append(1.0)
@@ -141,7 +144,7 @@ def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.
     lp.col_lower_ = np.zeros(nvar)
     lp.col_upper_ = np.ones(nvar)
     lp.row_lower_ = np.concatenate([np.ones(ngroup), np.full(len(budget_names), -highspy.kHighsInf)])
-    lp.row_upper_ = np.concatenate([np.ones(ngroup), np.ones(len(budget_names))])
+    lp.row_upper_ = np.concatenate([np.ones(ngroup), rhs])
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = np.asarray(starts, dtype=np.int32)
     lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
@@ -181,7 +184,7 @@ def _raise_infeasible(problem: AllocationProblem, grouped: _Grouped, time_limit:
     budgets = dict(problem.budgets)
     for r in RESOURCES:
         if r in budgets:
-            lo = float(sum(v.min() for v in grouped.res[r]))
+            lo = float(sum(v.min() for v in grouped.res[r])) + float(problem.base.get(r, 0.0))
             if lo > budgets[r] * (1 + 1e-7) + 1e-12:
                 word, unit = RESOURCE_WORDS[r]
                 extra = " with the pinned layers" if problem.pinned else ""
@@ -199,7 +202,7 @@ def _raise_infeasible(problem: AllocationProblem, grouped: _Grouped, time_limit:
         if x is None:
             parts.append(f"{word} cannot be evaluated under the other budgets")
             continue
-        lo = float(np.dot(np.concatenate(grouped.res[r]), np.round(x)))
+        lo = float(np.dot(np.concatenate(grouped.res[r]), np.round(x))) + float(problem.base.get(r, 0.0))
         parts.append(f"under the other budgets the smallest achievable {word} is {_fmt(lo)} {unit} "
                      f"(budget {_fmt(budgets[r])})")
         first = first or (r, budgets[r], lo)

@@ -6,7 +6,8 @@ weight perturbation ||Q_b(W) - W||^2, HAWQ-V2/V3's second-order loss estimate) a
 of weights, ``bops[i, k]`` bit-operations (MACs x weight bits x activation bits) and ``latency_ms[i, k]`` ms
 (a per-layer, per-bit table from profiling or supplied by the user). ``allowed[i, k]`` is False where a width is not
 available for a layer (e.g. no latency measured at that width). Ties are groups of layers that must share one width;
-pins fix a layer's width. Budgets are upper bounds on the summed resources; any subset of them may be set.
+pins fix a layer's width. Budgets are upper bounds on the summed resources plus ``base`` (the part no plan changes,
+such as BatchNorm parameters in the model size); any subset of them may be set.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class AllocationProblem:
     ties: tuple[tuple[str, ...], ...] = ()
     pinned: Mapping[str, int] = field(default_factory=dict)
     budgets: Mapping[str, float] = field(default_factory=dict)  # resource name -> upper bound
+    base: Mapping[str, float] = field(default_factory=dict)  # resource use no plan changes (e.g. BatchNorm bytes)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,7 +149,8 @@ class AllocationProblem:
         out = {"objective": float(np.asarray(self.cost)[rows, ks].sum())}
         for r in RESOURCES:
             t = self.table(r)
-            out[r] = float(np.asarray(t)[rows, ks].sum()) if t is not None else float("nan")
+            out[r] = float(np.asarray(t)[rows, ks].sum()) + float(self.base.get(r, 0.0)) if t is not None \
+                else float("nan")
         return out
 
     def plan_is_admissible(self, plan: Mapping[str, int] | Sequence[int], rel_tol: float = 1e-7) -> bool:

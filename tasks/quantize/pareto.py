@@ -1,0 +1,58 @@
+"""Pareto sweep: solve the allocation at a series of budgets of one resource, fanned out over an executor.
+
+``executor`` is anything with ``.submit(fn, *args)`` returning futures with ``.result()`` (a dask Client, a
+``concurrent.futures`` pool) or None for serial. Budgets below the smallest achievable value are reported as
+infeasible points (status + the smallest value), not raised, so one sweep always returns one point per budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from tasks.partition.status import SolveStatus
+from tasks.quantize.errors import BudgetInfeasibleError
+from tasks.quantize.ilp import Allocation, solve_allocation
+from tasks.quantize.problem import RESOURCES, AllocationProblem
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One budget of the sweep: the resource swept, the budget, and the allocation (None when infeasible, with
+    ``smallest`` the smallest achievable value of the resource)."""
+
+    resource: str
+    budget: float
+    status: SolveStatus
+    allocation: Allocation | None
+    smallest: float | None = None
+
+
+def budget_grid(problem: AllocationProblem, resource: str, points: int) -> list[float]:
+    """``points`` budgets evenly spaced from the smallest to the largest achievable total of ``resource``."""
+    table = np.where(problem.allowed_mask(), np.asarray(problem.table(resource), dtype=float), np.nan)
+    base = float(problem.base.get(resource, 0.0))
+    lo, hi = float(np.nanmin(table, axis=1).sum()) + base, float(np.nanmax(table, axis=1).sum()) + base
+    return [float(v) for v in np.linspace(lo, hi, max(points, 2))]
+
+
+def _solve_point(problem: AllocationProblem, resource: str, budget: float, time_limit: float) -> ParetoPoint:
+    try:
+        a = solve_allocation(problem.with_budgets(**{resource: budget}), time_limit=time_limit)
+        return ParetoPoint(resource, budget, a.status, a)
+    except BudgetInfeasibleError as exc:
+        return ParetoPoint(resource, budget, SolveStatus.INFEASIBLE, None, exc.smallest)
+
+
+def pareto_sweep(problem: AllocationProblem, resource: str, budgets: Sequence[float], executor: Any = None,
+                 time_limit: float = 60.0) -> list[ParetoPoint]:
+    """One point per budget (in the given order); the other budgets of ``problem`` stay in force."""
+    if resource not in RESOURCES:
+        raise ValueError(f"unknown resource {resource!r}")
+    problem.validate()
+    if executor is None:
+        return [_solve_point(problem, resource, float(b), time_limit) for b in budgets]
+    futures = [executor.submit(_solve_point, problem, resource, float(b), time_limit) for b in budgets]
+    return [f.result() for f in futures]

@@ -11,11 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from tasks.errors import ForgeflowError
+from tasks.profiling.errors import UnknownLinkError
 
-
-class UnknownLinkError(ForgeflowError):
-    """A link profile name that is neither built in nor of the form custom:GBps:us."""
+__all__ = ["DEFAULT_LINK", "LINKS", "LinkProfile", "UnknownLinkError", "get_link"]
 
 
 @dataclass(frozen=True)

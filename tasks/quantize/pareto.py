@@ -30,11 +30,14 @@ class ParetoPoint:
     smallest: float | None = None
 
 
-def budget_grid(problem: AllocationProblem, resource: str, points: int) -> list[float]:
-    """``points`` budgets evenly spaced from the smallest to the largest achievable total of ``resource``."""
+def budget_grid(problem: AllocationProblem, resource: str, points: int, spacing: str = "geometric") -> list[float]:
+    """``points`` budgets from the smallest to the largest achievable total of ``resource``, spaced evenly
+    (``linear``) or by a constant ratio (``geometric``: denser at the small end, where plans differ most)."""
     table = np.where(problem.allowed_mask(), np.asarray(problem.table(resource), dtype=float), np.nan)
     base = float(problem.base.get(resource, 0.0))
     lo, hi = float(np.nanmin(table, axis=1).sum()) + base, float(np.nanmax(table, axis=1).sum()) + base
+    if spacing == "geometric" and lo > 0:
+        return [float(v) for v in np.geomspace(lo, hi, max(points, 2))]
     return [float(v) for v in np.linspace(lo, hi, max(points, 2))]
 
 

@@ -19,6 +19,8 @@ app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
 # one line per domain; each module defines register(app)
 COMMAND_MODULES = [
     "flows.cli_catalog",
+    "flows.cli_profile",
+    "flows.cli_quantize",
 ]
 
 
@@ -41,7 +43,7 @@ def optimize(
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     shape = parse_shape(input_shape)
-    validate_inputs(model, stages)
+    validate_inputs(model, stages, shape)
     check_dask_address(settings.dask_address)
     cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
     flow = optimize_flow.with_options(task_runner=task_runner_for(settings))
@@ -63,7 +65,7 @@ def parse_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
     if not text:
         return None
     try:
-        shape = tuple(int(x) for x in text.replace("x", ",").split(",") if x.strip())
+        shape = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise ForgeflowError(f"input shape {text!r} must be integers separated by commas, e.g. 1,3,224,224") from None
     if not shape or any(s < 1 for s in shape):

@@ -25,8 +25,21 @@ err_console = Console(stderr=True)
 
 def emit_json(obj: Any) -> None:
     """One JSON object on one stdout line."""
-    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(obj, default=_json_default, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def _json_default(v: Any) -> Any:
+    import datetime as dt
+    import decimal
+
+    if isinstance(v, decimal.Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()
+    if hasattr(v, "tolist"):  # numpy scalars and arrays
+        return v.tolist()
+    return str(v)
 
 
 @contextmanager

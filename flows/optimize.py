@@ -49,12 +49,21 @@ def _publish(result: dict[str, Any]) -> None:
             table=[{"step": "summary", "params": ms["params"], "flops": ms["flops"]}])
 
 
-def validate_inputs(model: str, stages: int) -> None:
-    """Check what can be checked before anything runs (nothing is written on bad input)."""
+def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None = None) -> None:
+    """Check what can be checked before anything runs, so that bad input writes nothing: the stage count, that the
+    model resolves, and that it runs on the input shape (one forward pass at batch size 1)."""
+    import torch
+
     from tasks.errors import ForgeflowError
-    from tasks.models.spec import resolve_model
+    from tasks.models.spec import default_input_shape, resolve_model
 
     if stages < 1:
         raise ForgeflowError(f"--stages must be >= 1, got {stages}")
-    ModelSpec.parse(model)
-    resolve_model(model)
+    module = resolve_model(ModelSpec.parse(model)).eval()
+    shape = tuple(input_shape) if input_shape else default_input_shape(model)
+    try:
+        with torch.no_grad():
+            module(torch.zeros((1, *shape[1:])))
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ForgeflowError(f"model {model} cannot run on an input of shape {list(shape)}: {first}") from None

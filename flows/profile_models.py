@@ -1,0 +1,151 @@
+"""Flow ``profile_models``: profile a list of models in parallel on Dask (one model per worker, torch threads pinned
+per worker) and write each cost graph to the catalog (tables graphs, graph_nodes, graph_edges); also
+``import_graphs``, which loads msr-fiddle / PipeDream / forgeflow graph files into the same tables.
+
+Inputs are checked before the run starts (spec, options, that each model builds, accepts the input and can be
+captured), so bad input writes nothing to the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+from typing import Any, Iterator, Sequence
+
+from prefect import flow
+
+from flows.progress import report
+from flows.runtime import open_settings_catalog, recorded_run
+from flows.settings import Settings
+from tasks.errors import ForgeflowError
+from tasks.profiling.profile import ProfileConfig
+from tasks.profiling.steps import PROGRESS_TOPIC, import_graph_step, profile_model_step
+
+# Share of a model's progress bar each profiling stage fills (timing dominates).
+_STAGE_SPAN = {"build": (0, 5), "capture": (5, 10), "costs": (10, 20), "timing": (20, 97), "assemble": (97, 100)}
+
+
+def make_config(input_shape: Sequence[int] | None = None, dtype: str = "float32", batch: int | None = None,
+                granularity: str = "op", layer_depth: int = 2, repeats: int = 5, warmup: int = 2,
+                link: str = "pcie4_x16", capture: str = "auto", threads: int | None = None) -> ProfileConfig:
+    return ProfileConfig(input_shape=tuple(int(d) for d in input_shape) if input_shape else None, dtype=dtype,
+                         batch=batch, granularity=granularity, layer_depth=layer_depth, repeats=repeats,
+                         warmup=warmup, link=link, capture=capture, threads=threads).validate()
+
+
+def validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> None:
+    """Fail now, with the problem named, on anything that would make a profile fail: an unknown model or a factory
+    that raises, an input the model rejects, a model neither tracer can capture, a bad option."""
+    import torch
+
+    from tasks.models.spec import ModelSpec, resolve_model
+    from tasks.profiling.capture import capture_graph, run_eager
+    from tasks.profiling.profile import DTYPES, _example_input
+
+    if not models:
+        raise ForgeflowError("no model to profile: give at least one model spec")
+    if len(set(models)) != len(models):
+        raise ForgeflowError("the same model spec is listed twice")
+    config.validate()
+    for spec in models:
+        ModelSpec.parse(spec)
+        model = resolve_model(spec, **dict(config.model_kwargs)).eval().to(DTYPES[config.dtype])
+        x = _example_input(config.shape_for(spec), config.dtype)
+        threads = torch.get_num_threads()
+        try:
+            ref = run_eager(model, (x,), what=f"model {spec}")
+            capture_graph(model, (x,), method=config.capture, reference_output=ref)
+        finally:
+            torch.set_num_threads(threads)
+
+
+@flow(name="profile_models", log_prints=False)
+def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: str | None = None,
+                   input_shape: list[int] | None = None, dtype: str = "float32", batch: int | None = None,
+                   granularity: str = "op", layer_depth: int = 2, repeats: int = 5, warmup: int = 2,
+                   link: str = "pcie4_x16", capture: str = "auto", threads_per_worker: int | None = None,
+                   validated: bool = False) -> dict[str, Any]:
+    """Profile ``models`` (one Prefect task each, run in parallel on the Dask workers); return the run id and one
+    summary per graph (graph_id, flops, params, nodes, edges, latencies)."""
+    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
+    threads = threads_per_worker or settings.dask_threads
+    config = make_config(input_shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture, None)
+    if not validated:
+        validate_profile_inputs(models, config)
+    cat = open_settings_catalog(settings)
+    params = {"models": list(models), **{k: v for k, v in asdict(config).items() if k != "model_kwargs"},
+              "threads_per_worker": threads}
+    with recorded_run(cat, "profile_models", params) as run:
+        for m in models:
+            report(m, 0, 100)
+        with _dask_progress(run.id):
+            futures = [profile_model_step.submit(cat.url, run.id, m, config, settings.s3_endpoint, threads)
+                       for m in models]
+            graphs = []
+            for m, fut in zip(models, futures):
+                graphs.append(fut.result())
+                report(m, 100, 100)
+        run.summary.update({"graphs": [{k: g[k] for k in ("graph_id", "model", "flops", "params", "nodes", "edges",
+                                                          "whole_model_ms", "node_sum_ratio")} for g in graphs]})
+        result = {"run_id": run.id, "catalog": cat.url, "graphs": graphs}
+    return result
+
+
+@flow(name="import_graphs", log_prints=False)
+def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str | None = None,
+                  fmt: str = "auto", link: str | None = None, training: bool = False) -> dict[str, Any]:
+    """Load graph files (msr-fiddle JSON, PipeDream graph.txt, forgeflow JSON) into the catalog. Every file is parsed
+    and validated before the run starts."""
+    from tasks.profiling.graph_files import load_graph_file
+
+    for p in paths:  # validate all first: nothing is written if one file is bad
+        load_graph_file(p, fmt, link=link, training=training)
+    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
+    cat = open_settings_catalog(settings)
+    with recorded_run(cat, "import_graphs", {"paths": list(paths), "format": fmt, "link": link,
+                                             "training": training}) as run:
+        futures = [import_graph_step.submit(cat.url, run.id, p, fmt, link, training, settings.s3_endpoint)
+                   for p in paths]
+        graphs = []
+        for i, fut in enumerate(futures):
+            graphs.append(fut.result())
+            report("import", i + 1, len(paths))
+        run.summary["graphs"] = [{"graph_id": g["graph_id"], "name": g["name"], "nodes": g["nodes"]} for g in graphs]
+        result = {"run_id": run.id, "catalog": cat.url, "graphs": graphs}
+    return result
+
+
+@contextlib.contextmanager
+def _dask_progress(run_id: str) -> Iterator[None]:
+    """Forward the workers' per-stage progress events of this run to ``flows.progress`` (no-op without Dask)."""
+    client_cm = None
+    client = None
+    try:
+        from prefect_dask import get_dask_client
+
+        client_cm = get_dask_client()
+        client = client_cm.__enter__()
+
+        def on_event(event: Any) -> None:
+            try:
+                _, msg = event
+                if msg.get("run_id") != run_id:
+                    return
+                lo, hi = _STAGE_SPAN.get(msg["stage"], (0, 100))
+                frac = msg["done"] / msg["total"] if msg["total"] else 1.0
+                report(msg["model"], int(lo + (hi - lo) * frac), 100)
+            except Exception:  # a malformed event must not break the flow
+                pass
+
+        client.subscribe_topic(PROGRESS_TOPIC, on_event)
+    except Exception:  # not on a Dask task runner: model-level progress only
+        client = None
+    try:
+        yield
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+        if client_cm is not None and client is not None:
+            with contextlib.suppress(Exception):
+                client_cm.__exit__(None, None, None)

@@ -1,0 +1,83 @@
+"""`forgeflow quantize`: train (or reuse) a model, measure per-layer Hessian sensitivity, allocate bits with the ILP
+under the requested budgets, sweep size budgets, and evaluate every plan on held-out data.
+
+Steps (coarse Prefect tasks on Dask, each writing to the catalog under this run's id):
+1. quantize-train        -> quant_models (+ the weights as a safetensors object)
+2. quantize-sensitivity  -> quant_sensitivities
+3. quantize-plan         -> quant_plans, quant_evaluations, a PNG of accuracy vs size (catalog object)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.progress import report
+from flows.runtime import open_settings_catalog, recorded_run
+from flows.settings import Settings
+from tasks.quantize.pipeline import QuantizeRequest, validate_request
+from tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
+
+STEPS = ["train", "sensitivity", "plan"]
+
+
+def request_from_dict(d: dict[str, Any]) -> QuantizeRequest:
+    d = dict(d)
+    for key in ("bits",):
+        if key in d and d[key] is not None:
+            d[key] = tuple(int(b) for b in d[key])
+    if "ties" in d:
+        d["ties"] = tuple(tuple(t) for t in d["ties"])
+    if "pinned" in d:
+        d["pinned"] = tuple((str(k), int(v)) for k, v in (d["pinned"].items() if isinstance(d["pinned"], dict)
+                                                           else d["pinned"]))
+    return QuantizeRequest(**d)
+
+
+def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_endpoint: str | None) -> dict:
+    """The three steps in order (shared by the quantize flow and `forgeflow optimize`)."""
+    total = len(STEPS)
+    report("quantize: train", 0, total)
+    record = train_model_step.submit(cat_url, run_id, request, s3_endpoint).result()
+    report("quantize: sensitivity", 1, total)
+    sens = sensitivity_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    report("quantize: plan", 2, total)
+    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    report("quantize: plan", 3, total)
+    return {"model_record": record, "sensitivity": sens, **plan}
+
+
+@flow(name="quantize", log_prints=False)
+def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None
+                  ) -> dict[str, Any]:
+    """Run the quantize steps for ``request`` (a QuantizeRequest as a dict); return a JSON-able summary."""
+    req = request_from_dict(request)
+    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
+    cat = open_settings_catalog(settings)
+    with recorded_run(cat, "quantize", req.to_params()) as run:
+        out = run_quantize_steps(cat.url, run.id, req, settings.s3_endpoint)
+        run.summary.update({k: out[k] for k in ("bits", "status", "objective", "accuracy", "float_accuracy")})
+        result = {"run_id": run.id, "catalog": cat.url, **out}
+    publish_quantize(result)
+    return result
+
+
+def publish_quantize(result: dict[str, Any]) -> None:
+    from flows.artifacts import publish
+
+    totals = result["totals"]
+    md = (f"Run `{result['run_id']}` in catalog `{result['catalog']}`.\n\n"
+          f"- model: `{result['model']}`; layers: {', '.join(result['layers'])}\n"
+          f"- plan (bits per layer): {result['bits']} ({result['status']}, objective {result['objective']:.6g}, "
+          f"dual bound {result['dual_bound']:.6g})\n"
+          f"- size {totals['size_bytes']:.0f} bytes, BOPs {totals['bops']:.4g}"
+          + (f", latency {totals['latency_ms']:.4g} ms" if totals.get("latency_ms") is not None else "") + "\n"
+          f"- held-out accuracy {result['accuracy']:.4f} (float {result['float_accuracy']:.4f})\n")
+    publish("quantize", f"forgeflow quantize {result['model']}", md, table=result["plans"],
+            plots=[("accuracy vs model size (PNG)", result["plot"])])
+
+
+def validate_inputs(request: QuantizeRequest, cat=None) -> None:
+    """Everything checkable before the run starts (nothing is written on bad input)."""
+    validate_request(request, cat)

@@ -1,0 +1,91 @@
+"""The `forgeflow` CLI end to end, as a user runs it (subprocesses, ephemeral Prefect API, Dask LocalCluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "FORGEFLOW_DASK_WORKERS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture
+def prefect_home(tmp_path):
+    return {"PREFECT_HOME": str(tmp_path / "prefect_home")}
+
+
+def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
+    cat = str(tmp_path / "cat")
+    p = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json",
+                env=prefect_home)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stdout.strip().splitlines()
+    result = json.loads(lines[-1])  # the last stdout line is one JSON object
+    assert all(json.loads(line) for line in lines)  # and stdout holds nothing but JSON
+    assert result["model_summary"]["params"] == 6186
+    run_id = result["run_id"]
+
+    ls = run_cli("catalog", "ls", "--catalog", cat, "--json")
+    assert ls.returncode == 0, ls.stderr
+    tables = {t["table"]: t for t in json.loads(ls.stdout)["tables"]}
+    assert tables["model_summaries"]["rows"] == result["model_summary"]["modules"]
+
+    q = run_cli("catalog", "query", "SELECT sum(params) AS p FROM model_summaries", "--catalog", cat, "--json")
+    assert json.loads(q.stdout)["rows"] == [{"p": 6186}]
+
+    show = run_cli("catalog", "show", run_id, "--catalog", cat, "--json")
+    shown = json.loads(show.stdout)
+    assert shown["run"]["status"] == "completed" and "model_summaries" in shown["written"]
+
+    comp = run_cli("catalog", "compact", "--catalog", cat, "--json")
+    assert comp.returncode == 0 and "removed_files" in json.loads(comp.stdout)
+
+
+BAD_INPUTS = [
+    (["optimize", "--model", "torchvision:not_a_model"], "unknown torchvision model"),
+    (["optimize", "--model", "no_colon_here"], "is not of the form"),
+    (["optimize", "--model", "nosuchpkg.mod:factory"], "cannot import module"),
+    (["optimize", "--model", "forgeflow:digits_cnn", "--stages", "0"], "--stages must be >= 1"),
+    (["optimize", "--model", "forgeflow:digits_cnn", "--input-shape", "1,x,8"], "input shape"),
+    (["optimize", "--model", "forgeflow:digits_cnn", "--input-shape", "1,3,8,8"], "cannot run on an input of shape"),
+    (["optimize", "--model", "forgeflow:digits_cnn", "--dask-address", "localhost:1"], "tcp://HOST:PORT"),
+    (["catalog", "ls", "--catalog", "ftp://host/x"], "unsupported catalog URL scheme"),
+    (["catalog", "query", "SELECT * FROM nope"], "nope"),
+    (["catalog", "query", "DROP TABLE runs"], "only read-only SELECT"),
+    (["catalog", "query", "SELEC 1"], "malformed SQL"),
+    (["catalog", "compact", "--table", "nope"], "unknown table 'nope'"),
+    (["catalog", "show", "no-such-run"], "no run 'no-such-run'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, args, message):
+    cat = tmp_path / "cat"
+    if "--catalog" not in args:
+        args = [*args, "--catalog", str(cat)]
+    p = run_cli(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) <= 2
+    written = [f for f in cat.rglob("*.parquet")] if cat.exists() else []
+    assert written == []
+
+
+def test_unreachable_s3_catalog_fails_before_running(tmp_path):
+    port = free_port()
+    p = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--catalog", "s3://bucket/x",
+                "--s3-endpoint", f"http://127.0.0.1:{port}",
+                env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    assert p.returncode == 2
+    assert "cannot reach S3 catalog" in p.stderr and "Traceback" not in p.stderr

@@ -174,11 +174,12 @@ class S3Store(Store):
 
     def _check_reachable(self) -> None:
         where = f"{self.url}" + (f" at {self.loc.endpoint_url}" if self.loc.endpoint_url else "")
+        from fsspec.asyn import sync
+
         try:
-            if not self.fs.exists(self.loc.bucket):
-                raise CatalogError(f"S3 bucket {self.loc.bucket!r} does not exist ({where})")
-        except CatalogError:
-            raise
+            sync(self.fs.loop, self.fs._call_s3, "head_bucket", Bucket=self.loc.bucket)
+        except FileNotFoundError:
+            raise CatalogError(f"S3 bucket {self.loc.bucket!r} does not exist ({where})") from None
         except PermissionError:
             raise CatalogError(f"access denied to S3 catalog {where}: check AWS credentials") from None
         except Exception as exc:  # connection refused, DNS, timeouts: one clear message

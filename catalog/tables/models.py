@@ -7,7 +7,7 @@ from catalog.schema import TableSpec, field
 MODEL_SUMMARIES = TableSpec(
     name="model_summaries",
     version=1,
-    doc="Per-module parameter and FLOP counts of a model (leaf modules; '<functional>' holds ops outside modules).",
+    doc="Per-module parameter and FLOP counts of a model (own FLOPs and parameters per module; '<functional>' holds ops outside modules).",
     schema=pa.schema([
         field("model", pa.string(), "model spec"),
         field("input_shape", pa.list_(pa.int64()), "input tensor shape"),

@@ -50,6 +50,7 @@ class QuantizeRequest:
     latency_table: str | None = None
     ties: tuple[tuple[str, ...], ...] = ()
     pinned: tuple[tuple[str, int], ...] = ()
+    pin_ends: int | None = None  # pin the first and last quantizable layer to this width (e.g. 8)
     seed: int = 0
     epochs: int = 30
     pareto_points: int = 8
@@ -61,6 +62,14 @@ class QuantizeRequest:
     def budgets(self) -> dict[str, float]:
         return {k: float(v) for k, v in (("size_bytes", self.size_budget), ("bops", self.bops_budget),
                                          ("latency_ms", self.latency_budget)) if v is not None}
+
+    def pins_for(self, layers) -> dict[str, int]:
+        """Explicit pins plus, with ``pin_ends``, the first and last layer (an explicit pin wins)."""
+        pins = {}
+        if self.pin_ends is not None and layers:
+            pins = {layers[0]: int(self.pin_ends), layers[-1]: int(self.pin_ends)}
+        pins.update({k: int(v) for k, v in self.pinned})
+        return pins
 
     def to_params(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -183,7 +192,8 @@ def problem_from_catalog(cat, run_id: str, req: QuantizeRequest):
     infos, sens, base = from_sensitivity_rows(t)
     latency = load_latency_table(req.latency_table) if req.latency_table else None
     return model_problem(infos, sens, req.bits, act_bits=req.act_bits or FLOAT_BITS, base_bytes=base,
-                         latency_ms=latency, ties=req.ties, pinned=dict(req.pinned), budgets=req.budgets())
+                         latency_ms=latency, ties=req.ties, pinned=req.pins_for([i.name for i in infos]),
+                         budgets=req.budgets())
 
 
 def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor=None) -> dict[str, Any]:
@@ -302,5 +312,6 @@ def validate_request(req: QuantizeRequest, cat=None) -> None:
     flat = [LayerSensitivity(i.name, 0.0, 0.0, 0.0, 0, {b: 0.0 for b in req.bits}) for i in infos]
     latency = load_latency_table(req.latency_table) if req.latency_table else None
     problem = model_problem(infos, flat, req.bits, act_bits=req.act_bits or FLOAT_BITS, base_bytes=base,
-                            latency_ms=latency, ties=req.ties, pinned=dict(req.pinned), budgets=req.budgets())
+                            latency_ms=latency, ties=req.ties, pinned=req.pins_for([i.name for i in infos]),
+                         budgets=req.budgets())
     solve_allocation(problem, time_limit=req.time_limit)

@@ -1,0 +1,53 @@
+"""Prefect @task wrappers for quantization (the only Prefect import of this domain).
+
+Each step opens the catalog from its URL, runs one coarse piece of ``tasks.quantize.pipeline`` and writes its
+results there; the next step reads them back. The Pareto sweep fans out over the Dask cluster the task runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from catalog import open_catalog
+from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
+                                     train_and_store)
+
+
+def _enter_dask_client(stack: contextlib.ExitStack):
+    """The Dask client of the cluster this task runs on, or None off Dask (e.g. a thread-pool runner: serial)."""
+    try:
+        from prefect_dask import get_dask_client
+
+        return stack.enter_context(get_dask_client())
+    except Exception:
+        return None
+
+
+@task(name="quantize-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def train_model_step(catalog_url: str, run_id: str, request: QuantizeRequest,
+                     endpoint_url: str | None = None) -> dict:
+    """Train the model (weights to the catalog, a quant_models row) or reuse ``request.source_run``'s."""
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    return asdict(train_and_store(cat, run_id, request))
+
+
+@task(name="quantize-sensitivity", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def sensitivity_step(catalog_url: str, run_id: str, record: dict, request: QuantizeRequest,
+                     endpoint_url: str | None = None) -> dict:
+    """Hutchinson traces and perturbations into quant_sensitivities."""
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    return sensitivities_to_catalog(cat, run_id, ModelRecord(**record), request)
+
+
+@task(name="quantize-plan", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def plan_step(catalog_url: str, run_id: str, record: dict, request: QuantizeRequest,
+              endpoint_url: str | None = None) -> dict:
+    """The ILP plan under the requested budgets, a size sweep (fanned out on Dask), accuracy of every plan."""
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    with contextlib.ExitStack() as stack:
+        client = _enter_dask_client(stack)
+        return plan_and_evaluate(cat, run_id, ModelRecord(**record), request, executor=client)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from catalog import open_catalog
 from tasks.profiling.module_summary import summarize_model
@@ -19,3 +21,77 @@ def summarize_model_step(catalog_url: str, run_id: str, spec: str, input_shape: 
     key = cat.append("model_summaries", summary.rows(), run_id=run_id, description=f"module summary of {spec}")
     return {"model": summary.spec, "input_shape": list(summary.input_shape), "params": summary.total_params,
             "flops": summary.total_flops, "modules": len(summary.modules), "file": key}
+
+
+PROGRESS_TOPIC = "forgeflow-profile-progress"
+
+
+def _progress_to_client(run_id: str, spec: str):
+    """A progress callback that posts (stage, done, total) as a Dask event the flow subscribes to (no-op outside a
+    Dask worker)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def post(stage: str, done: int, total: int) -> None:
+        try:
+            worker.log_event(PROGRESS_TOPIC, {"run_id": run_id, "model": spec, "stage": stage, "done": done,
+                                              "total": total})
+        except Exception:  # progress is cosmetic; never fail a measurement over it
+            pass
+
+    return post
+
+
+@task(name="profile-model", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, endpoint_url: str | None = None,
+                       threads_per_worker: int = 1) -> dict:
+    """Profile ``spec`` with ``config`` (a ``ProfileConfig``) on this worker, with torch threads pinned to the
+    worker's share of CPUs, and write the graph to the catalog. Not retried or cached: a retry would measure again
+    and a bad input fails the same way twice. Returns the graph's summary."""
+    from tasks.profiling.graph_store import write_graph
+    from tasks.profiling.profile import profile_with_config
+    from tasks.profiling.workers import pin_worker, worker_slot
+
+    pinned = pin_worker(config.threads or threads_per_worker, worker_slot())
+    graph = profile_with_config(spec, config, progress=_progress_to_client(run_id, spec))
+    graph = graph.replace_meta(worker=pinned)
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    written = write_graph(cat, graph, run_id)
+    return graph_summary(graph, files=written["files"])
+
+
+@task(name="import-graph", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, persist_result=False)
+def import_graph_step(catalog_url: str, run_id: str, path: str, fmt: str = "auto", link: str | None = None,
+                      training: bool = False, endpoint_url: str | None = None) -> dict:
+    """Load an msr-fiddle / PipeDream / forgeflow graph file and write it to the catalog."""
+    from tasks.profiling.graph_files import load_graph_file
+    from tasks.profiling.graph_store import write_graph
+
+    graph = load_graph_file(path, fmt, link=link, training=training)
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    written = write_graph(cat, graph, run_id)
+    return graph_summary(graph, files=written["files"])
+
+
+def graph_summary(graph, files: dict | None = None) -> dict:
+    """The JSON-able figures of a graph that flows and the CLI report."""
+    m = graph.meta
+    t = m.get("timing") if isinstance(m.get("timing"), dict) else {}
+    out = {
+        "graph_id": graph.graph_id, "structure_id": graph.structure_id, "name": graph.name,
+        "source": m.get("source"), "model": m.get("model"), "input_shape": m.get("input_shape"),
+        "granularity": m.get("granularity"), "capture": m.get("capture"), "capture_notes": m.get("capture_notes"),
+        "flops": graph.total_flops, "flops_reference": m.get("flops_reference"), "params": m.get("params"),
+        "param_bytes": graph.total_param_bytes, "nodes": len(graph.nodes), "edges": len(graph.edges),
+        "latency_sum_ms": graph.total_latency_ms, "whole_model_ms": t.get("whole_model_ms"),
+        "whole_model_spread_ms": t.get("whole_model_spread_ms"), "node_sum_ratio": t.get("node_sum_ratio"),
+        "repeats": t.get("repeats"), "link": (m.get("link") or {}).get("name"), "context": t.get("context"),
+        "worker": m.get("worker"),
+    }
+    if files is not None:
+        out["files"] = files
+    return out

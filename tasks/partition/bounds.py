@@ -90,17 +90,22 @@ def cheapest_stage_bound(problem: PartitionProblem, time_limit: float, *, groups
     return Bound(best, "cheapest_stage", status, time.perf_counter() - t0, detail)
 
 
-def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: float, *, floor: float = 0.0
-                           ) -> tuple[Bound, np.ndarray | None, float]:
-    """Solve the k-stage model with B <= cap (and B >= floor, a bound proven elsewhere).
+def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: float, *, floor: float = 0.0,
+                           deadline: float | None = None) -> tuple[Bound, np.ndarray | None, float]:
+    """Solve the k-stage model with B <= cap (and B >= floor, a bound proven elsewhere) for at most
+    ``time_limit`` seconds and never past ``deadline`` (``time.time()`` epoch seconds; for solves queued on an
+    executor whose start time is unknown).
 
     Returns (bound, assignment, objective): the proven lower bound (cap if the capped model is infeasible, else
     min(HiGHS's dual bound, cap)), and the best plan the solver found under the cap (node -> stage) with its
     bottleneck, or (None, inf). Module-level and picklable so it can be shipped to a Dask worker."""
     t0 = time.perf_counter()
+    if deadline is not None:
+        time_limit = min(time_limit, deadline - time.time())
+    if floor >= cap or time_limit <= 0.05:
+        return (Bound(float(floor), "mip_bottleneck_guess", SolveStatus.NOT_RUN, 0.0, {"cap": float(cap)}), None,
+                math.inf)
     groups = must_share_groups(problem)
-    if floor >= cap:
-        return Bound(shave_for_tolerance(cap), "mip_bottleneck_guess", SolveStatus.NOT_RUN, 0.0, {"cap": cap}), None, math.inf
     sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
     res = solve_model(sm.model, time_limit)
     detail: dict[str, Any] = dict(res.detail, cap=float(cap))
@@ -117,12 +122,26 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
     return Bound(value, "mip_bottleneck_guess", status, time.perf_counter() - t0, detail), assignment, res.objective
 
 
-def _guess_caps(upper_bound: float, proven: float) -> list[float]:
-    """The caps to try, closing one first: just below the best plan (proves it optimal), then looser ones that
-    still certify ratios of 1.01 / 1.03 / 1.07 when the closing one is too hard."""
-    caps = [upper_bound * (1.0 - CLOSING_GAP)]
-    caps += [upper_bound / r for r in (1.01, 1.03, 1.07)]
-    return [c for c in caps if c > proven * (1 + 1e-9)]
+def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
+    """Up to ``count`` bottleneck guesses strictly between the proven ``lower`` and the best plan ``upper``.
+
+    The first is the closing guess just below ``upper`` (its infeasibility proves the plan optimal) when the gap is
+    already small, else a guess 2 % above ``lower``: the model then either proves the bound up by 2 % or finds a
+    plan within 2 % of it (HiGHS minimises B under the cap, so a feasible guess usually ends optimal). Further
+    guesses for parallel workers are spread geometrically in between.
+    """
+    if not math.isfinite(upper):  # no plan known: the plain min-B model first, then guesses above the bound
+        caps = [math.inf] + ([lower * 1.02, lower * 1.1] if lower > 0 else [])
+        return caps[:count]
+    closing = upper * (1.0 - CLOSING_GAP)
+    if closing <= lower:
+        return []
+    if upper <= lower * 1.02:
+        return [closing]
+    first = lower * 1.02
+    between = [lower * (upper / lower) ** (i / (count - 1)) for i in range(1, count - 1)] if count > 2 else []
+    rest = sorted({c for c in [closing] + between if first < c < upper})
+    return ([first] + rest)[:count]
 
 
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
@@ -167,23 +186,23 @@ def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_
     if not done():
         found.append(cheapest_stage_bound(problem, max(0.2 * left(), min(left(), 5.0)), groups=groups,
                                           stop_at=reference() * (1.0 - CLOSING_GAP)))
-    if not done():
-        caps = _guess_caps(ub, best().value) if math.isfinite(ub) else [math.inf]
+    while not done():
+        lower, upper = best().value, reference()
+        width = 4 if executor is not None else 1
+        caps = _guess_caps(lower, upper, width)
+        if not caps:
+            break
         if executor is not None and len(caps) > 1:
-            floor = best().value
-            futures = [executor.submit(bottleneck_guess_bound, problem, cap, max(left() - 0.5, 0.1), floor=floor)
+            deadline = time.time() + left() - 0.5
+            futures = [executor.submit(bottleneck_guess_bound, problem, cap, left(), floor=lower, deadline=deadline)
                        for cap in caps]
             for fut in futures:
                 record(fut.result())
         else:
-            for i, cap in enumerate(caps):
-                if done():
-                    break
-                if cap <= best().value:
-                    continue
-                # the closing guess gets the larger share; the rest is split between the looser guesses
-                share = 0.6 if i == 0 and len(caps) > 1 else 1.0 / (len(caps) - i)
-                record(bottleneck_guess_bound(problem, cap, max(share * left() - 0.2, 0.1), floor=best().value))
+            # half of what is left per guess, so a failed guess still leaves time for the next, tighter one
+            record(bottleneck_guess_bound(problem, caps[0], max(0.5 * left(), min(left(), 5.0)) - 0.1, floor=lower))
+        if best().value <= lower and reference() >= upper:
+            break  # no progress on either side; another guess in the time left would fare no better
 
     top = best()
     ref = reference()

@@ -206,7 +206,7 @@ class StageModel:
 
 
 def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = None,
-                      bottleneck_floor: float = 0.0, mem_cap: float | None = None, symmetry: bool = True
+                      bottleneck_floor: float = 0.0, mem_cap: float | None = None, symmetry: bool = False
                       ) -> StageModel:
     """Min-bottleneck model over k ordered stages (cumulative x formulation, see the module docstring).
 
@@ -215,7 +215,9 @@ def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = 
     stage <= s, and one whose descendants' work exceeds (k - s) * cap cannot sit in stage >= s.
     ``bottleneck_floor`` is a lower bound on B already proven elsewhere (it strengthens the LP relaxation).
     ``symmetry`` adds binary "stage used" indicators with used[s] >= used[s+1]: empty stages can always move to
-    the end without breaking precedence, so only plans whose used stages come first need to be searched.
+    the end without breaking precedence, so only plans whose used stages come first need to be searched. Off by
+    default: measured on InceptionV3 at k=6 it turns an 18 s proof of optimality into a 40 s time-out, because
+    HiGHS's own symmetry detection and the cap-driven fixings already prune those plans.
     """
     mdl = LinearModel()
     G = groups.count

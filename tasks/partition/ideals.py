@@ -80,6 +80,8 @@ def enumerate_ideals(groups: Groups, max_ideals: int, deadline: float) -> list[i
                         add2 |= 1 << h
                 nxt[j] = add2
             checks += 1
+            if len(out) + len(nxt) > max_ideals:
+                raise _Budget("count")
             if checks % 2048 == 0 and time.perf_counter() > deadline:
                 raise _Budget("time")
         out.extend(nxt.keys())
@@ -97,8 +99,13 @@ def _to_matrix(ideals: list[int], G: int) -> np.ndarray:
 
 
 def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bound: float = np.inf,
-                    max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None) -> IdealsResult:
-    """Exact optimum over at most k stages by the DP over ideals (see module docstring)."""
+                    max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None,
+                    seconds_per_pair: float | None = 3e-7) -> IdealsResult:
+    """Exact optimum over at most k stages by the DP over ideals (see module docstring).
+
+    With ``seconds_per_pair`` set, the DP first counts the (ideal, earlier ideal) pairs inside the work window and
+    returns NOT_RUN at once when that many pairs would not fit in the time left, instead of timing out later.
+    """
     t0 = time.perf_counter()
     deadline = t0 + time_limit
     k = problem.k if k is None else int(k)
@@ -154,6 +161,15 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     ub = float(upper_bound)
     tol = 1e-9 * max(1.0, float(W[-1]))
 
+    if seconds_per_pair is not None and np.isfinite(ub):
+        lo_all = np.searchsorted(W_sorted, W - ub - tol, side="left")
+        hi_all = np.searchsorted(W_sorted, W + tol, side="right")
+        pairs = float((hi_all - lo_all).sum())
+        need = pairs * seconds_per_pair
+        if need > deadline - time.perf_counter():
+            return IdealsResult(SolveStatus.NOT_RUN, np.full(k, np.nan), None, N, time.perf_counter() - t0,
+                                f"{N} ideals, about {pairs:.3g} pairs: estimated {need:.0f} s, over the time limit")
+
     Fdp = np.full((k + 1, N), np.inf)
     Fdp[0, 0] = 0.0
     arg = np.zeros((k + 1, N), dtype=np.int64)
@@ -170,25 +186,25 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
         Xb = Xpad[b]
         cost = W[b] - W[cand]
         # outgoing: exposed senders of I that are not in I'
-        eg = EG[b]
-        cost = cost + ((~Xpad[cand][:, eg]) * CE[b][None, :]).sum(axis=1)
+        cost = cost + ((~Xpad[cand[:, None], EG[b][None, :]]) * CE[b][None, :]).sum(axis=1)
         # incoming: exposed senders of I' with an outside-I' target inside I
         hit = Xb[TJ[cand]].any(axis=2)
         cost = cost + (hit * CE[cand]).sum(axis=1)
         if cap is not None:
             cost = np.where(M[b] - M[cand] > cap * (1 + 1e-9), np.inf, cost)
         cost = np.where(cost > ub + tol, np.inf, cost)
-        for t in range(1, k + 1):
-            vals = np.maximum(Fdp[t - 1, cand], cost)
-            if vals.size:
-                j = int(vals.argmin())
-                best, who = float(vals[j]), int(cand[j])
-            else:
-                best, who = np.inf, b
-            if Fdp[t - 1, b] <= best:  # an empty stage: at most t stages
-                best, who = Fdp[t - 1, b], b
-            Fdp[t, b] = best
-            arg[t, b] = who
+        if cand.size:
+            vals = np.maximum(Fdp[:k, cand], cost[None, :])  # (k, r): layer t - 1 -> t
+            j = vals.argmin(axis=1)
+            best_t = vals[np.arange(k), j]
+            who_t = cand[j]
+        else:
+            best_t = np.full(k, np.inf)
+            who_t = np.full(k, b)
+        # an empty stage keeps the previous layer's value: F_t(I) = min(F_{t-1}(I), best_t)
+        run = np.minimum.accumulate(np.concatenate([[Fdp[0, b]], best_t]))
+        Fdp[1:, b] = run[1:]
+        arg[1:, b] = np.where(run[:-1] <= best_t, b, who_t)
     best = Fdp[1:, N - 1].copy()
     assignment = None
     if np.isfinite(best[-1]):

@@ -1,0 +1,236 @@
+"""Run every partitioning method on one instance within a wall-time budget and return the certified result.
+
+Order of work (each step only if the previous ones have not closed the gap):
+
+1. the combinatorial lower bound, the baselines and the slicing of the graph's own topological order (milliseconds);
+2. the exact DP over ideals when the ideals are few enough for the budget (its optimum is also a proven bound);
+3. BRKGA restarts over topological orders (different seeds), fanned out over ``executor``;
+4. ``bounds.best_lower_bound`` (HiGHS MIPs, their solves fanned out over ``executor``) against the best plan, and
+   the direct MIP on small graphs.
+
+Every candidate plan goes through the independent validator (``Plan.checked``) before it can be returned.
+``executor`` is anything with ``submit(fn, *args)`` returning futures (dask ``Client``, ``concurrent.futures``) or
+None for serial; the functions submitted are module-level so they pickle to Dask workers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import InfeasibleError
+from tasks.partition.baselines import all_baselines
+from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
+from tasks.partition.colocation import must_share_groups
+from tasks.partition.ideals import IdealsResult, solve_ideals_dp
+from tasks.partition.mip import solve_exact_mip
+from tasks.partition.problem import PartitionProblem
+from tasks.partition.result import MethodRun, PartitionResult, Plan
+from tasks.partition.search import SearchConfig, SearchResult, brkga_search
+from tasks.partition.slicing import OrderSlicer
+from tasks.partition.status import Bound, SolveStatus
+
+#: relative gap under which a plan counts as proven optimal
+GAP_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Budget and knobs. ``time_limit`` is the wall-time budget in seconds for the whole solve."""
+
+    time_limit: float = 60.0
+    seed: int = 0
+    restarts: int = 2
+    max_ideals: int = 40_000
+    exact_mip_max_groups: int = 40
+    lower_bounds: bool = True
+    expert_path: str | None = None
+
+
+def _run_ideals(problem: PartitionProblem, k: int, ub: float, max_ideals: int, time_limit: float) -> IdealsResult:
+    return solve_ideals_dp(problem, k, upper_bound=ub, max_ideals=max_ideals, time_limit=time_limit)
+
+
+def _run_search(problem: PartitionProblem, k: int, seed: int, time_limit: float, target: float,
+                initial: tuple[np.ndarray, ...]) -> SearchResult:
+    return brkga_search(problem, k, SearchConfig(time_limit=time_limit, seed=seed, target=target),
+                        initial_orders=initial)
+
+
+def _submit(executor, fn, *args):
+    if executor is None:
+        class _Done:
+            def __init__(self, value):
+                self._value = value
+
+            def result(self):
+                return self._value
+        return _Done(fn(*args))
+    return executor.submit(fn, *args)
+
+
+class _Board:
+    """The best plan and bound so far, plus every method's run."""
+
+    def __init__(self, problem: PartitionProblem, k: int) -> None:
+        self.problem, self.k = problem, k
+        self.plan: Plan | None = None
+        self.bound: Bound | None = None
+        self.runs: list[MethodRun] = []
+
+    def offer_plan(self, assignment: np.ndarray | None, method: str) -> None:
+        if assignment is None:
+            return
+        plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
+        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
+            self.plan = plan
+
+    def offer_bound(self, bound: Bound) -> None:
+        if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
+            return
+        if self.bound is None or bound.value > self.bound.value:
+            self.bound = bound
+
+    @property
+    def ub(self) -> float:
+        return self.plan.bottleneck if self.plan is not None else math.inf
+
+    @property
+    def lb(self) -> float:
+        return self.bound.value if self.bound is not None else 0.0
+
+    def closed(self) -> bool:
+        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+
+
+def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor=None,
+              graph_id: str | None = None) -> PartitionResult:
+    """The best plan for ``problem.k`` stages found within ``config.time_limit`` seconds, with its certificate.
+
+    Raises InvalidGraphError for a malformed problem and InfeasibleError when no plan fits the memory cap.
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + config.time_limit
+    problem.validate()
+    k = problem.k
+    groups = must_share_groups(problem)
+    slicer = OrderSlicer(problem, groups)
+    board = _Board(problem, k)
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    comb = combinatorial_lower_bound(problem, groups)
+    board.runs.append(MethodRun(comb.method, "lower", comb.status, comb.seconds, comb.value, dict(comb.detail)))
+    if comb.status is SolveStatus.INFEASIBLE:
+        raise InfeasibleError(f"graph {problem.name!r} does not fit in {k} stages of memory cap {problem.mem_cap:g}: "
+                              f"total size {float(problem.m.sum()):g}")
+    board.offer_bound(comb)
+
+    for b in all_baselines(problem, k, slicer=slicer, expert_path=config.expert_path):
+        board.runs.append(MethodRun(b.method, "baseline",
+                                    SolveStatus.FEASIBLE if b.assignment is not None else SolveStatus.INFEASIBLE,
+                                    0.0, b.bottleneck, {"message": b.message} if b.message else {}))
+        board.offer_plan(b.assignment, b.method)
+
+    ts = time.perf_counter()
+    sliced = slicer.slice(slicer.default_order, k)
+    board.runs.append(MethodRun("order_dp", "upper", SolveStatus.FEASIBLE if math.isfinite(sliced.bottleneck)
+                                else SolveStatus.INFEASIBLE, time.perf_counter() - ts, sliced.bottleneck,
+                                {"order": "graph topological order"}))
+    if math.isfinite(sliced.bottleneck):
+        board.offer_plan(slicer.node_assignment(sliced.group_stage), "order_dp")
+
+    # 2 + 3: the exact DP and the order search run side by side (on Dask workers when given)
+    futures = []
+    if not board.closed():
+        futures.append(("ideals_dp", _submit(executor, _run_ideals, problem, k, board.ub, config.max_ideals,
+                                             max(0.5 * left(), 0.1))))
+    ideals_res: IdealsResult | None = None
+    if executor is None and futures:
+        ideals_res = futures.pop()[1].result()
+        _record_ideals(board, ideals_res)
+    if not board.closed():
+        share = 0.35 if config.lower_bounds else 0.9
+        budget = max(share * left(), 0.2)
+        initial = (sliced.order,) if math.isfinite(sliced.bottleneck) else ()
+        for i in range(max(config.restarts, 1) if executor is not None else 1):
+            futures.append((f"brkga[{config.seed + i}]",
+                            _submit(executor, _run_search, problem, k, config.seed + i, budget, board.lb, initial)))
+    bound_now: Bound | None = None
+    if executor is not None and config.lower_bounds and not board.closed():
+        # the bounds run in this thread meanwhile; they fan their MIPs out over the same executor
+        bound_now = best_lower_bound(problem, board.ub, max(0.45 * left(), 0.5), executor)
+    for name, fut in futures:
+        res = fut.result()
+        if isinstance(res, IdealsResult):
+            ideals_res = res
+            _record_ideals(board, res)
+        else:
+            board.runs.append(MethodRun(name, "upper", res.status, res.seconds, res.bottleneck,
+                                        {"evaluations": res.evaluations, "generations": res.generations,
+                                         "seed": res.seed}))
+            board.offer_plan(res.assignment, "brkga")
+    if bound_now is not None:
+        _record_lower(board, bound_now)
+
+    # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
+    if config.lower_bounds and not board.closed() and groups.count <= config.exact_mip_max_groups and left() > 0.5:
+        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + 1e-9))
+        board.runs.append(MethodRun("mip_direct", "exact", status, bound.seconds, bound.value, dict(bound.detail)))
+        board.offer_bound(bound)
+        board.offer_plan(assignment, "mip_direct")
+    if config.lower_bounds and not board.closed() and left() > 0.3:
+        _record_lower(board, best_lower_bound(problem, board.ub, left() - 0.1, executor))
+
+    if board.plan is None:
+        raise InfeasibleError(f"no plan of graph {problem.name!r} into {k} stages fits the memory cap "
+                              f"{problem.mem_cap:g}" + (" (proven)" if ideals_res is not None and
+                                                        ideals_res.status is SolveStatus.OPTIMAL else
+                                                        " (none found within the time limit)"))
+    bound = board.bound or comb
+    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+        raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
+    return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
+                           time.perf_counter() - t0)
+
+
+def _record_ideals(board: _Board, res: IdealsResult) -> None:
+    value = float(res.best[-1]) if res.status is SolveStatus.OPTIMAL else None
+    board.runs.append(MethodRun("ideals_dp", "exact", res.status, res.seconds, value,
+                                {"ideals": res.ideals, **({"message": res.message} if res.message else {})}))
+    if res.status is SolveStatus.OPTIMAL and math.isfinite(res.best[-1]):
+        board.offer_plan(res.assignment, "ideals_dp")
+        # the DP is exact over every plan with bottleneck <= the upper bound it was given, so its value is proven
+        board.offer_bound(Bound(float(res.best[-1]), "ideals_dp", SolveStatus.OPTIMAL, res.seconds,
+                                {"ideals": res.ideals}))
+
+
+def _record_lower(board: _Board, bound: Bound) -> None:
+    board.runs.append(MethodRun(bound.method if bound.method else "mip", "lower", bound.status, bound.seconds,
+                                bound.value, {k: v for k, v in bound.detail.items() if k != "improved_plan"}))
+    board.offer_bound(bound)
+    if "improved_plan" in bound.detail:
+        board.offer_plan(np.asarray(bound.detail["improved_plan"], dtype=np.int64), "mip_guess")
+
+
+def partition_many(problem: PartitionProblem, ks: list[int], config: SolveConfig = SolveConfig(),
+                   executor=None, graph_id: str | None = None) -> list[PartitionResult]:
+    """One result per k; the k values run as separate tasks on ``executor`` (each with the full time budget)."""
+    futures = [_submit(executor, partition, problem.with_k(k), config, None, graph_id) for k in ks]
+    return [f.result() for f in futures]
+
+
+def default_expert_path(graph_path: str | Path) -> str | None:
+    """msr-fiddle layout: ``<root>/human-experts/<stem>_expert.json`` next to ``<root>/LayerGraphs/<stem>.json``."""
+    p = Path(graph_path)
+    cand = p.parent.parent / "human-experts" / f"{p.stem}_expert.json"
+    return str(cand) if cand.exists() else None
+
+
+def with_time_limit(config: SolveConfig, seconds: float) -> SolveConfig:
+    return replace(config, time_limit=float(seconds))

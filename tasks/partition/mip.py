@@ -327,14 +327,25 @@ def stages_from_values(sm: StageModel, groups: Groups, values: np.ndarray) -> np
     return stage_of_group[groups.group_of].astype(np.int64)
 
 
-def solve_exact_mip(problem: PartitionProblem, time_limit: float, *, upper_bound: float | None = None
-                    ) -> tuple[np.ndarray | None, Bound, SolveStatus]:
+def solve_exact_mip(problem: PartitionProblem, time_limit: float, *, upper_bound: float | None = None,
+                    floor: float | None = None) -> tuple[np.ndarray | None, Bound, SolveStatus]:
     """Solve the k-stage model with HiGHS: the best assignment found (node -> stage index, or None), the proven
     lower bound on the optimal bottleneck (HiGHS's dual bound), and how the solve ended. Meant for small graphs;
-    on large ones it returns whatever it proved within ``time_limit`` seconds."""
+    on large ones it returns whatever it proved within ``time_limit`` seconds.
+
+    ``upper_bound`` caps B (a known plan's bottleneck: only better plans are searched; if none exists the status is
+    INFEASIBLE and the bound is ``upper_bound``). ``floor`` is a lower bound proven elsewhere; by default the
+    combinatorial one (total work / k, heaviest must-share group), which is free and tightens the relaxation.
+    """
     t0 = time.perf_counter()
     groups = must_share_groups(problem)
-    sm = build_stage_model(groups, problem.k, mem_cap=problem.mem_cap, bottleneck_cap=upper_bound)
+    if floor is None:
+        floor = max(float(problem.w.sum()) / problem.k, float(groups.work.max()) if groups.count else 0.0)
+    if upper_bound is not None and floor >= upper_bound:
+        return None, Bound(float(floor), "mip_direct", SolveStatus.INFEASIBLE, time.perf_counter() - t0,
+                           {"reason": "floor above the upper bound"}), SolveStatus.INFEASIBLE
+    sm = build_stage_model(groups, problem.k, mem_cap=problem.mem_cap, bottleneck_cap=upper_bound,
+                           bottleneck_floor=floor)
     res = solve_model(sm.model, time_limit)
     assignment = stages_from_values(sm, groups, res.values) if res.values is not None else None
     seconds = time.perf_counter() - t0
@@ -342,6 +353,6 @@ def solve_exact_mip(problem: PartitionProblem, time_limit: float, *, upper_bound
         # no plan at all (memory), or none with bottleneck <= upper_bound: either way the optimum exceeds the cap
         value = float(upper_bound) if upper_bound is not None else math.inf
         return None, Bound(value, "mip_direct", SolveStatus.INFEASIBLE, seconds, res.detail), SolveStatus.INFEASIBLE
-    value = shave_for_tolerance(res.dual_bound) if math.isfinite(res.dual_bound) else 0.0
+    value = shave_for_tolerance(max(res.dual_bound, floor)) if math.isfinite(res.dual_bound) else float(floor)
     detail = dict(res.detail, objective=res.objective)
     return assignment, Bound(value, "mip_direct", res.status, seconds, detail), res.status

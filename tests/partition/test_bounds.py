@@ -97,3 +97,24 @@ def test_every_bound_is_at_most_the_optimum(problem, slack):
     # with a correct upper bound the optimum is always proven on instances this small
     assert b.status == SolveStatus.OPTIMAL
     assert b.value >= best * (1 - 1e-4) - 1e-5
+
+
+def test_guess_work_ships_to_dask_workers():
+    # the guessing solves go to a Dask client exactly as to a thread pool; the function and problem must pickle
+    import pickle
+
+    from distributed import Client, LocalCluster
+
+    p = diamond(2)
+    assert pickle.loads(pickle.dumps(p)).edges == p.edges
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        b = best_lower_bound(p, upper_bound=6.0, time_limit=20, executor=client)
+    assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
+    assert b.detail["improved_bottleneck"] == pytest.approx(4.75)
+
+
+def test_unknown_upper_bound_runs_the_plain_model():
+    b = best_lower_bound(diamond(2), upper_bound=None, time_limit=10)
+    assert b.status == SolveStatus.OPTIMAL and b.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert 4.75 * (1 - 1e-4) <= b.value <= 4.75

@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "flows.cli_catalog",
     "flows.cli_profile",
     "flows.cli_quantize",
+    "flows.cli_partition",
+    "flows.cli_federate",
+    "flows.cli_ops",
 ]
 
 

@@ -117,5 +117,25 @@ def compact(table: Optional[str] = typer.Option(None, "--table", help="Only this
             print(f"{name}: {n} files merged")
 
 
+@catalog_app.command("verify")
+def verify(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt,
+           strict: bool = typer.Option(False, "--strict", help="Also fail (exit 1) on orphans")):
+    """Check every file decodes, every lineage reference resolves and report orphans; exit 1 on damage."""
+    from catalog.verify import ORPHAN, verify_catalog
+
+    report = verify_catalog(_open(catalog, s3_endpoint))
+    if json_out:
+        emit_json(report.to_dict())
+    else:
+        d = report.to_dict()
+        print(f"catalog {d['catalog']}: {d['files_checked']} data files, {d['objects_checked']} objects, "
+              f"{d['lineage_rows']} lineage rows checked; {d['damage']} damaged, {d['orphans']} orphans, "
+              f"{d['notices']} notices")
+        for f in report.findings:
+            print(f"{f.severity:<7} {f.kind:<30} {f.path}  {f.message}")
+    if report.damaged or (strict and report.count(ORPHAN)):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(catalog_app, name="catalog")

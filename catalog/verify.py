@@ -1,0 +1,240 @@
+"""``forgeflow catalog verify``: is the catalog whole?
+
+Checks, on any store (local folder or S3):
+- every visible data file of every table decodes completely, with columns the table's schema can read, and holds
+  the number of rows its lineage row says (damage otherwise);
+- every compaction log parses and every committed compaction's output exists (damage: its inputs are hidden, so
+  a missing output means lost rows);
+- every lineage reference (``artifacts.path``) resolves: a table file directly or through the compaction logs
+  (``catalog.compaction.compaction_map``), an object by its key (damage otherwise);
+- every object's content still hashes to its content-addressed name (damage otherwise).
+
+Reported without failing (``orphan``): visible data files or objects no lineage row names (e.g. a writer died
+between its data file and its lineage row), uncommitted or losing compaction outputs, files of tables no module
+declares, stale temporary files. ``notice``: inputs of committed compactions not yet deleted (harmless; readers
+skip them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.compaction import compaction_map, effective_compactions
+from catalog.tables import all_tables
+
+if TYPE_CHECKING:  # pragma: no cover
+    from catalog.catalog import Catalog
+
+DAMAGE, ORPHAN, NOTICE = "damage", "orphan", "notice"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # damage | orphan | notice
+    kind: str  # e.g. unreadable-file, dangling-lineage, orphan-file
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "kind": self.kind, "path": self.path, "message": self.message}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    catalog: str
+    findings: tuple[Finding, ...]
+    files_checked: int
+    objects_checked: int
+    lineage_rows: int
+    tables: dict[str, int] = field(default_factory=dict)  # table -> visible files
+
+    @property
+    def damaged(self) -> bool:
+        return any(f.severity == DAMAGE for f in self.findings)
+
+    def count(self, severity: str) -> int:
+        return sum(f.severity == severity for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {"catalog": self.catalog, "ok": not self.damaged, "damage": self.count(DAMAGE),
+                "orphans": self.count(ORPHAN), "notices": self.count(NOTICE), "files_checked": self.files_checked,
+                "objects_checked": self.objects_checked, "lineage_rows": self.lineage_rows, "tables": self.tables,
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def _check_data_file(cat: "Catalog", table: str, key: str) -> tuple[int | None, Finding | None]:
+    """(rows, problem) of one Parquet data file: decoded fully, columns checked against the table schema."""
+    spec = all_tables()[table]
+    try:
+        data = cat.store.get(key)
+        pf = pq.ParquetFile(io.BytesIO(data))
+        content = pf.read()
+    except FileNotFoundError:
+        return None, Finding(DAMAGE, "missing-file", key, "listed but cannot be read (deleted while verifying?)")
+    except Exception as exc:  # truncated, corrupt, not Parquet
+        return None, Finding(DAMAGE, "unreadable-file", key, f"cannot decode Parquet: {str(exc).splitlines()[0]}")
+    expected = spec.file_schema
+    for f in content.schema:
+        if f.name not in expected.names:
+            return content.num_rows, Finding(DAMAGE, "schema-mismatch", key,
+                                             f"column {f.name!r} is not in table {table!r}")
+        want = expected.field(f.name).type
+        if f.type != want and not _castable(f.type, want):
+            return content.num_rows, Finding(DAMAGE, "schema-mismatch", key,
+                                             f"column {f.name!r} is {f.type}, table {table!r} declares {want}")
+    return content.num_rows, None
+
+
+def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    try:
+        pa.array([], type=have).cast(want)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
+def _check_object(cat: "Catalog", key: str) -> Finding | None:
+    try:
+        data = cat.store.get(key)
+    except FileNotFoundError:
+        return Finding(DAMAGE, "missing-object", key, "listed but cannot be read")
+    except Exception as exc:
+        return Finding(DAMAGE, "unreadable-object", key, f"cannot read: {type(exc).__name__}: {exc}")
+    name = posixpath.basename(key)
+    digest = name.split(".", 1)[0]
+    if len(digest) == 64 and hashlib.sha256(data).hexdigest() != digest:
+        return Finding(DAMAGE, "corrupt-object", key, "content does not match its SHA-256 name")
+    return None
+
+
+def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
+    """Check every file, every lineage reference and every compaction of ``cat``; see the module docstring."""
+    findings: list[Finding] = []
+    tables = all_tables()
+    all_keys = cat.store.list("tables")
+    by_table: dict[str, list[str]] = {}
+    for k in all_keys:
+        parts = k.split("/")
+        if len(parts) >= 3:
+            by_table.setdefault(parts[1], []).append(k)
+    for name in sorted(set(by_table) - set(tables)):
+        findings.append(Finding(ORPHAN, "unknown-table", f"tables/{name}",
+                                f"{len(by_table[name])} file(s) of a table no module declares"))
+
+    visible: dict[str, list[str]] = {}
+    hidden_leftovers: list[str] = []
+    for name in sorted(tables):
+        keys = by_table.get(name, [])
+        data_files = [k for k in keys if k.endswith(".parquet") and "/_" not in k]
+        logs = []
+        for k in keys:
+            if "/_compactions/" in k:
+                try:
+                    logs.append((k, json.loads(cat.store.get(k))))
+                except FileNotFoundError:
+                    continue
+                except Exception as exc:
+                    findings.append(Finding(DAMAGE, "bad-compaction-log", k, f"cannot parse: {exc}"))
+        committed = effective_compactions(logs)
+        existing = set(data_files)
+        for log in committed:
+            if log.get("output") not in existing:
+                findings.append(Finding(DAMAGE, "missing-compaction-output", str(log.get("output")),
+                                        f"a committed compaction of {len(log.get('replaced', ()))} file(s) "
+                                        f"lost its output"))
+        outputs = {log.get("output") for log in committed}
+        replaced = {f for log in committed for f in log.get("replaced", ())}
+        vis = []
+        for k in data_files:
+            if k in replaced:
+                hidden_leftovers.append(k)
+            elif posixpath.basename(k).startswith("compact-") and k not in outputs:
+                findings.append(Finding(ORPHAN, "uncommitted-compaction-output", k,
+                                        "output of a compaction that never committed (or lost a race)"))
+            else:
+                vis.append(k)
+        visible[name] = sorted(vis)
+        for k in keys:
+            if not k.endswith(".parquet") and "/_compactions/" not in k:
+                findings.append(Finding(ORPHAN, "stray-file", k, "not a data file or compaction log"))
+    for k in hidden_leftovers:
+        findings.append(Finding(NOTICE, "replaced-file-not-deleted", k,
+                                "input of a committed compaction still present (readers skip it)"))
+
+    # decode every visible data file
+    jobs = [(t, k) for t, keys in visible.items() for k in keys]
+    rows_in: dict[str, int | None] = {}
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for (t, k), (rows, problem) in zip(jobs, pool.map(lambda tk: _check_data_file(cat, *tk), jobs)):
+            rows_in[k] = rows
+            if problem:
+                findings.append(problem)
+
+    # lineage: read the artifacts table only if its files decoded
+    lineage: list[dict] = []
+    if not any(f.severity == DAMAGE and f.path.startswith("tables/artifacts/") for f in findings):
+        try:
+            lineage = cat.read("artifacts", columns=["run_id", "kind", "table_name", "path", "num_rows"]).to_pylist()
+        except Exception as exc:
+            findings.append(Finding(DAMAGE, "unreadable-lineage", "tables/artifacts",
+                                    f"cannot read the lineage table: {str(exc).splitlines()[0]}"))
+
+    object_keys = [k for k in cat.store.list("objects")]
+    object_set = set(object_keys)
+    maps = {t: compaction_map(cat, t) for t in tables}
+    referenced_files: set[str] = set()
+    referenced_objects: set[str] = set()
+    for row in lineage:
+        path = row.get("path") or ""
+        if row.get("kind") == "table" or path.startswith("tables/"):
+            table = row.get("table_name") or (path.split("/")[1] if path.count("/") >= 2 else "")
+            target = path if path in rows_in else maps.get(table, {}).get(path)
+            if target is None or target not in rows_in:
+                findings.append(Finding(DAMAGE, "dangling-lineage", path,
+                                        f"run {row.get('run_id')} wrote it (table {table}) but neither it nor a "
+                                        f"compaction holding its rows exists"))
+                continue
+            referenced_files.add(target)
+            if target == path and row.get("num_rows") is not None and rows_in.get(path) is not None \
+                    and rows_in[path] != row["num_rows"]:
+                findings.append(Finding(DAMAGE, "row-count-mismatch", path,
+                                        f"lineage says {row['num_rows']} rows, the file holds {rows_in[path]}"))
+        else:
+            if path not in object_set:
+                findings.append(Finding(DAMAGE, "dangling-lineage", path,
+                                        f"run {row.get('run_id')} stored object {path} but it is missing"))
+            referenced_objects.add(path)
+
+    for t, keys in visible.items():
+        if t == "artifacts":
+            continue  # lineage rows describe the other tables; they carry no lineage of their own
+        for k in keys:
+            if k not in referenced_files and not posixpath.basename(k).startswith("compact-"):
+                findings.append(Finding(ORPHAN, "orphan-file", k, "visible data file that no lineage row names "
+                                        "(its writer may have died before recording it)"))
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for problem in pool.map(lambda k: _check_object(cat, k), object_keys):
+            if problem:
+                findings.append(problem)
+    for k in object_keys:
+        if k not in referenced_objects:
+            findings.append(Finding(ORPHAN, "orphan-object", k, "object that no lineage row names"))
+
+    for k in cat.store.list("_tmp"):
+        findings.append(Finding(ORPHAN, "stale-temporary", k, "temporary file of an interrupted write"))
+
+    order = {DAMAGE: 0, ORPHAN: 1, NOTICE: 2}
+    findings.sort(key=lambda f: (order[f.severity], f.kind, f.path))
+    return VerifyReport(catalog=cat.url, findings=tuple(findings), files_checked=len(jobs),
+                        objects_checked=len(object_keys), lineage_rows=len(lineage),
+                        tables={t: len(v) for t, v in visible.items() if v})

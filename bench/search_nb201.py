@@ -1,0 +1,226 @@
+"""NAS-Bench-201 hardware benchmark of the multi-objective search (accuracy up, latency down).
+
+The search sees accuracy and latency only through a ``CountedEvaluator`` (at most ``--budget`` distinct cells
+looked up); the table is used afterwards, by this script alone, to score the returned front.
+
+One search:   python bench/search_nb201.py --data PATH --device NAME --dataset cifar10 --budget 300 --seed 0 --json
+              (last stdout line: {"front": [arch strings], "evaluations": n, "seconds": t})
+Full sweep:   python bench/search_nb201.py --data PATH        (every device and dataset in the file, >= 5 seeds,
+              budgets 100/300/1000, against random search; summary into docs/benchmarks.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tasks.supernet.objectives import CountedEvaluator, TableObjective  # noqa: E402
+from tasks.supernet.pareto import hypervolume_2d, non_dominated_mask  # noqa: E402
+from tasks.supernet.search import SearchResult, random_search, run_search  # noqa: E402
+from tasks.supernet.space import NB201Space  # noqa: E402
+
+DATASETS = {"cifar10": "cifar10_acc", "cifar100": "cifar100_acc", "imagenet16": "imagenet16_acc"}
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nb201_hw.parquet"
+QUANTILES = (0.25, 0.50, 0.75)
+TOLERANCE_PP = 0.1
+
+
+@dataclass
+class Table:
+    archs: list[str]
+    accuracy: dict[str, np.ndarray]
+    latency: dict[str, np.ndarray]
+
+
+def load_table(path: Path) -> Table:
+    if not path.exists():
+        raise SystemExit(f"error: data file {path} does not exist")
+    t = pq.read_table(path)
+    names = t.column_names
+    devices = {c[len("latency_ms_"):]: t.column(c).to_numpy().astype(float) for c in names if c.startswith("latency_ms_")}
+    acc = {k: t.column(v).to_numpy().astype(float) for k, v in DATASETS.items() if v in names}
+    return Table(archs=t.column("arch").to_pylist(), accuracy=acc, latency=devices)
+
+
+class Scorer:
+    """Hypervolume (both objectives normalised over the whole table, reference at the worst corner)."""
+
+    def __init__(self, accuracy: np.ndarray, latency: np.ndarray) -> None:
+        self.acc, self.lat = accuracy, latency
+        self.a_lo, self.a_hi = accuracy.min(), accuracy.max()
+        self.l_lo, self.l_hi = latency.min(), latency.max()
+        self.exact = self.hv(accuracy, latency)
+        self.limits = [float(np.quantile(latency, q)) for q in QUANTILES]
+        self.true_best = [float(accuracy[latency <= lim].max()) for lim in self.limits]
+
+    def hv(self, acc: np.ndarray, lat: np.ndarray) -> float:
+        pts = np.stack([(lat - self.l_lo) / (self.l_hi - self.l_lo), (self.a_hi - acc) / (self.a_hi - self.a_lo)], 1)
+        return hypervolume_2d(pts, np.array([1.0, 1.0]))
+
+    def score(self, res: SearchResult) -> dict:
+        f = res.front_index
+        ratio = self.hv(res.accuracy[f], res.latency_ms[f]) / self.exact
+        gaps = []
+        for lim, best in zip(self.limits, self.true_best):
+            row = res.best_under(lim)
+            gaps.append(best - (res.accuracy[row] if row is not None else -np.inf))
+        return {"hv_ratio": ratio, "gaps_pp": gaps, "seconds": res.seconds, "evaluations": res.evaluations}
+
+
+def one_search(table: Table, device: str, dataset: str, budget: int, seed: int, method: str = "evolution"):
+    space = NB201Space()
+    source = TableObjective(space, table.archs, table.accuracy[dataset], table.latency[device])
+    evaluator = CountedEvaluator(source, budget)
+    if method == "random":
+        res = random_search(space, evaluator.evaluate, budget, seed=seed)
+    else:
+        res = run_search(space, evaluator.evaluate, budget, seed=seed)
+    assert evaluator.evaluations <= budget
+    return res, evaluator.evaluations
+
+
+def sweep(table: Table, devices, datasets, budgets, seeds, progress=True) -> dict:
+    rows = []
+    for device in devices:
+        for dataset in datasets:
+            scorer = Scorer(table.accuracy[dataset], table.latency[device])
+            for budget in budgets:
+                for method in ("evolution", "random"):
+                    for seed in seeds:
+                        res, n = one_search(table, device, dataset, budget, seed, method)
+                        s = scorer.score(res)
+                        rows.append({"device": device, "dataset": dataset, "budget": budget, "method": method,
+                                     "seed": seed, **s})
+            if progress:
+                last = [r for r in rows if r["device"] == device and r["dataset"] == dataset]
+                msg = " ".join(
+                    f"{b}:{np.mean([r['hv_ratio'] for r in last if r['budget'] == b and r['method'] == 'evolution']):.4f}"
+                    for b in budgets
+                )
+                print(f"{device:>16s} {dataset:>10s} evolution HV ratio {msg}", file=sys.stderr, flush=True)
+    return {"rows": rows}
+
+
+def summarise(rows, budgets, command: str) -> str:
+    devices = sorted({r["device"] for r in rows})
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
+    seeds = sorted({r["seed"] for r in rows})
+    ev = [r for r in rows if r["method"] == "evolution"]
+    out = [
+        f"Command: `{command}`",
+        "",
+        f"Host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs while "
+        f"measuring (timings are wall-clock under that load). Seeds: {seeds}. Hypervolume: accuracy and latency "
+        "min-max normalised over the whole table, reference point at the worst corner, ratio to the exact front "
+        "of the table. The search sees the table only through a counted evaluator (distinct cells <= budget).",
+        "",
+        "### Hypervolume ratio, mean over datasets and seeds (min over datasets x seeds in brackets)",
+        "",
+        "| device | " + " | ".join(f"evolution @{b} | random @{b}" for b in budgets) + " |",
+        "|---|" + "---|---|" * len(budgets),
+    ]
+    for d in devices:
+        cells = []
+        for b in budgets:
+            for m in ("evolution", "random"):
+                v = [r["hv_ratio"] for r in rows if r["device"] == d and r["budget"] == b and r["method"] == m]
+                cells.append(f"{np.mean(v):.4f} ({np.min(v):.4f})")
+        out.append(f"| {d} | " + " | ".join(cells) + " |")
+    out += ["", "### Per dataset: mean HV ratio of the search (worst device in brackets)", "",
+            "| dataset | " + " | ".join(f"@{b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for ds in datasets:
+        cells = []
+        for b in budgets:
+            per_dev = [np.mean([r["hv_ratio"] for r in ev if r["device"] == d and r["dataset"] == ds and r["budget"] == b])
+                       for d in devices]
+            cells.append(f"{np.mean(per_dev):.4f} ({np.min(per_dev):.4f})")
+        out.append(f"| {ds} | " + " | ".join(cells) + " |")
+    out += ["", f"### Best accuracy under latency limits (25/50/75 % latency quantiles): share of cases within "
+            f"{TOLERANCE_PP} pp of the true best, mean and max gap (pp)", "",
+            "| budget | method | within 0.1 pp | mean gap | max gap |", "|---|---|---|---|---|"]
+    for b in budgets:
+        for m in ("evolution", "random"):
+            g = np.array([x for r in rows if r["budget"] == b and r["method"] == m for x in r["gaps_pp"]])
+            out.append(f"| {b} | {m} | {np.mean(g <= TOLERANCE_PP + 1e-9) * 100:.1f} % ({len(g)} cases) | "
+                       f"{np.mean(g):.3f} | {np.max(g):.3f} |")
+    out += ["", "### Targets (search)", ""]
+    for b, target in ((300, 0.98), (1000, 0.995)):
+        if b in budgets:
+            per = {d: np.mean([r["hv_ratio"] for r in ev if r["device"] == d and r["budget"] == b]) for d in devices}
+            worst = min(per, key=per.get)
+            mins = min(r["hv_ratio"] for r in ev if r["budget"] == b)
+            ok = all(v >= target for v in per.values())
+            out.append(f"- HV ratio >= {target} at {b} on every device (mean over datasets and seeds): "
+                       f"{'met' if ok else 'MISSED'}; worst device {worst} {per[worst]:.4f}; worst single run {mins:.4f}")
+    bmax = max(budgets)
+    g = np.array([x for r in ev if r["budget"] == bmax for x in r["gaps_pp"]])
+    out.append(f"- best-under-limit within {TOLERANCE_PP} pp in >= 95 % of cases at budget {bmax}: "
+               f"{'met' if np.mean(g <= TOLERANCE_PP + 1e-9) >= 0.95 else 'MISSED'} ({np.mean(g <= TOLERANCE_PP + 1e-9) * 100:.1f} %)")
+    secs = np.array([r["seconds"] for r in ev])
+    out.append(f"- < 10 s per search: {'met' if secs.max() < 10 else 'MISSED'} (max {secs.max():.2f} s, "
+               f"mean {secs.mean():.2f} s over {len(secs)} searches; largest budget mean "
+               f"{np.mean([r['seconds'] for r in ev if r['budget'] == bmax]):.2f} s)")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--device", default=None, help="latency column suffix, e.g. pixel2; omit to sweep every device")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None)
+    p.add_argument("--budget", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=5, help="sweep: number of seeds (>= 5)")
+    p.add_argument("--method", choices=("evolution", "random"), default="evolution")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-write", action="store_true", help="sweep: do not write docs/benchmarks.md")
+    args = p.parse_args(argv)
+    table = load_table(args.data)
+    if args.device is not None:
+        if args.device not in table.latency:
+            raise SystemExit(f"error: unknown device {args.device!r}; the file has {sorted(table.latency)}")
+        dataset = args.dataset or "cifar10"
+        budget = args.budget or 300
+        res, n = one_search(table, args.device, dataset, budget, args.seed, args.method)
+        front = [table.archs[0] and NB201Space().to_string(res.genes[i]) for i in res.front_index]
+        if not args.json:
+            s = Scorer(table.accuracy[dataset], table.latency[args.device]).score(res)
+            print(f"HV ratio {s['hv_ratio']:.4f}, gaps under 25/50/75 % limits {np.round(s['gaps_pp'], 3).tolist()} pp")
+            for i in res.front_index:
+                print(f"  {res.latency_ms[i]:9.3f} ms  {res.accuracy[i]:7.3f} %  {NB201Space().to_string(res.genes[i])}")
+        print(json.dumps({"front": front, "evaluations": n, "seconds": round(res.seconds, 4)}))
+        return 0
+    budgets = [args.budget] if args.budget else [100, 300, 1000]
+    datasets = [args.dataset] if args.dataset else [d for d in DATASETS if d in table.accuracy]
+    seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))
+    t0 = time.time()
+    result = sweep(table, sorted(table.latency), datasets, budgets, seeds)
+    command = "python bench/search_nb201.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    md = summarise(result["rows"], budgets, command) + f"\n\nSweep wall time: {time.time() - t0:.0f} s."
+    print(md)
+    if not args.no_write:
+        from bench._report import write_section
+
+        write_section("search_nb201", md)
+    if args.json:
+        ev = [r for r in result["rows"] if r["method"] == "evolution"]
+        print(json.dumps({"searches": len(ev), "mean_hv_ratio": {b: float(np.mean([r["hv_ratio"] for r in ev if r["budget"] == b])) for b in budgets}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

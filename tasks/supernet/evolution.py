@@ -1,0 +1,260 @@
+"""Surrogate-assisted multi-objective evolution as a pure ask/tell state machine.
+
+Events in, instructions out, no I/O (the dask/distributed ``WorkerState`` shape): ``ask()`` returns the next batch of
+distinct, never-evaluated architectures to evaluate; ``tell(genes, objectives)`` records their measured objectives.
+Whoever drives the machine decides how to evaluate (serially, a thread pool, Dask) and when to stop; the machine is
+deterministic for a seed, so two drivers that evaluate the same way get the same search.
+
+Objectives are all MINIMISED (the driver passes ``-accuracy``). Each ``ask``:
+
+1. builds a candidate pool: every unevaluated member when the space is small enough to enumerate, otherwise NSGA-II
+   offspring (binary tournaments on non-dominated rank and crowding distance, uniform crossover, mutation) of the
+   evaluated archive; the pool is bounded, so there is no rejection loop that could run forever;
+2. fits one ridge surrogate per objective on everything evaluated so far (``surrogate.py``);
+3. picks the batch greedily by the hypervolume each candidate would add to the evaluated front, using optimistic
+   predictions (mean minus ``optimism`` x leave-one-out RMSE); each pick is added to the front at its predicted mean
+   (the "believer" update) so one batch spreads along the front. Candidates that add nothing under the predictions
+   are ranked by how far they are from the front (additive epsilon), so the batch is always full.
+
+An optional per-objective upper ``limits`` (e.g. latency <= L ms) moves the hypervolume reference point inside the
+limit, which focuses the search on the feasible region without discarding infeasible evaluations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.supernet.pareto import hypervolume_improvement_2d, non_dominated_mask, non_dominated_ranks, crowding_distance
+from tasks.supernet.space import CategoricalSpace
+from tasks.supernet.surrogate import RidgeSurrogate
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Search hyper-parameters. They are fixed across devices and datasets: nothing here is tuned per target."""
+
+    initial_samples: int = 24  # random design before the first surrogate fit
+    min_batch: int = 8  # architectures per ask while the archive is small
+    batch_fraction: float = 0.08  # later batches grow with the archive (refits stay cheap, asks stay few)
+    max_batch: int = 64
+    enumerate_limit: int = 50_000  # spaces up to this size are screened exhaustively
+    pool_size: int = 6_000  # NSGA-II offspring screened per ask in larger spaces
+    mutation_rate: float = 0.2
+    crossover_fraction: float = 0.5
+    optimism: float = 1.0  # multiples of the surrogate's leave-one-out RMSE
+    exploration_fraction: float = 0.0  # share of each batch drawn uniformly from the pool
+    interactions: bool = True  # pairwise (group) features in the surrogate
+
+
+class EvolutionarySearch:
+    """Ask/tell multi-objective search over a ``CategoricalSpace`` (2 objectives, both minimised)."""
+
+    def __init__(
+        self,
+        space: CategoricalSpace,
+        *,
+        seed: int = 0,
+        config: EvolutionConfig = EvolutionConfig(),
+        limits: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        self.space = space
+        self.config = config
+        self.limits = limits
+        self.rng = np.random.default_rng(seed)
+        self._genes: list[np.ndarray] = []
+        self._objectives: list[np.ndarray] = []
+        self._seen: set[tuple[int, ...]] = set()
+        self._pending: set[tuple[int, ...]] = set()
+        self._all: np.ndarray | None = None
+        self._all_features: np.ndarray | None = None
+        if space.size <= config.enumerate_limit:
+            # small space: screen every member; ``_used`` marks the ones asked or evaluated
+            self._all = space.enumerate(limit=config.enumerate_limit)
+            self._all_features = space.features(self._all, interactions=config.interactions)
+            self._all_keys = {tuple(int(v) for v in row): i for i, row in enumerate(self._all)}
+            self._used = np.zeros(len(self._all), dtype=bool)
+
+    # -- state --------------------------------------------------------------------------------------------------
+    @property
+    def n_evaluated(self) -> int:
+        return len(self._genes)
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self._seen) + len(self._pending) >= self.space.size
+
+    def archive(self) -> tuple[np.ndarray, np.ndarray]:
+        """All evaluated (genes (n, g), objectives (n, 2)) in evaluation order."""
+        if not self._genes:
+            return np.zeros((0, self.space.n_genes), dtype=np.int64), np.zeros((0, 2))
+        return np.stack(self._genes), np.stack(self._objectives)
+
+    def front(self) -> tuple[np.ndarray, np.ndarray]:
+        """The non-dominated evaluated architectures, sorted by the second objective."""
+        g, f = self.archive()
+        if len(g) == 0:
+            return g, f
+        mask = non_dominated_mask(f)
+        g, f = g[mask], f[mask]
+        order = np.lexsort((f[:, 0], f[:, 1]))
+        return g[order], f[order]
+
+    # -- events -------------------------------------------------------------------------------------------------
+    def tell(self, genes, objectives) -> None:
+        g = self.space.validate(genes)
+        f = np.asarray(objectives, dtype=float).reshape(len(g), -1)
+        if f.shape[1] != 2:
+            raise ValueError(f"expected 2 objectives per architecture, got {f.shape[1]}")
+        if not np.all(np.isfinite(f)):
+            raise ValueError("objective values must be finite")
+        for row, obj in zip(g, f):
+            key = self.space.key(row)
+            self._pending.discard(key)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            if self._all is not None:
+                self._used[self._all_keys[key]] = True
+            self._genes.append(np.asarray(key, dtype=np.int64))
+            self._objectives.append(obj)
+
+    def ask(self, n: int | None = None) -> np.ndarray:
+        """The next batch (k, g) of distinct architectures never asked before; k <= n (0 when the space is spent)."""
+        cfg = self.config
+        if n is None:
+            n = self.next_batch_size()
+        if n <= 0 or self.exhausted:
+            return np.zeros((0, self.space.n_genes), dtype=np.int64)
+        if self.n_evaluated < max(cfg.initial_samples, 3):
+            n = min(n, max(cfg.initial_samples - self.n_evaluated - len(self._pending), 1))
+            batch = self._random_unseen(n)
+        else:
+            batch = self._surrogate_batch(n)
+        for row in batch:
+            key = self.space.key(row)
+            self._pending.add(key)
+            if self._all is not None:
+                self._used[self._all_keys[key]] = True
+        return batch
+
+    def next_batch_size(self) -> int:
+        cfg = self.config
+        if self.n_evaluated < cfg.initial_samples:
+            return cfg.initial_samples - self.n_evaluated
+        return int(min(cfg.max_batch, max(cfg.min_batch, round(cfg.batch_fraction * self.n_evaluated))))
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _is_unseen(self, row) -> bool:
+        key = self.space.key(row)
+        return key not in self._seen and key not in self._pending
+
+    def _random_unseen(self, n: int) -> np.ndarray:
+        if self._all is not None:
+            free = np.flatnonzero(~self._used)
+            return self._all[self.rng.choice(free, size=min(n, len(free)), replace=False)]
+        out: list[np.ndarray] = []
+        keys: set[tuple[int, ...]] = set()
+        for _ in range(50):  # bounded: each round draws many candidates
+            for row in self.space.sample(self.rng, 4 * n):
+                key = self.space.key(row)
+                if key in keys or not self._is_unseen(row):
+                    continue
+                keys.add(key)
+                out.append(row)
+                if len(out) == n:
+                    return np.stack(out)
+        return np.stack(out) if out else np.zeros((0, self.space.n_genes), dtype=np.int64)
+
+    def _offspring_pool(self) -> np.ndarray:
+        cfg = self.config
+        g, f = self.archive()
+        ranks = non_dominated_ranks(f)
+        crowd = np.zeros(len(f))
+        for r in np.unique(ranks):
+            idx = np.flatnonzero(ranks == r)
+            crowd[idx] = crowding_distance(f[idx])
+        m = cfg.pool_size
+        # binary tournaments: lower rank wins, then larger crowding distance
+        a, b = self.rng.integers(0, len(g), size=(2, 2 * m))
+        a_wins = (ranks[a] < ranks[b]) | ((ranks[a] == ranks[b]) & (crowd[a] >= crowd[b]))
+        parents = np.where(a_wins, a, b)
+        p1, p2 = g[parents[:m]], g[parents[m:]]
+        n_cross = int(cfg.crossover_fraction * m)
+        children = np.concatenate([self.space.crossover(self.rng, p1[:n_cross], p2[:n_cross]), p1[n_cross:]])
+        children = self.space.mutate(self.rng, children, cfg.mutation_rate)
+        children = np.unique(children, axis=0)
+        keep = np.array([self._is_unseen(row) for row in children], dtype=bool)
+        return children[keep]
+
+    def _surrogate_batch(self, n: int) -> np.ndarray:
+        cfg = self.config
+        g, f = self.archive()
+        if self._all is not None:
+            idx = np.array([self._all_keys[self.space.key(row)] for row in g])
+            x_train = self._all_features[idx]
+            free = np.flatnonzero(~self._used)
+            pool, x_pool = self._all[free], self._all_features[free]
+        else:
+            x_train = self.space.features(g, interactions=cfg.interactions)
+            pool = self._offspring_pool()
+            x_pool = self.space.features(pool, interactions=cfg.interactions)
+        if len(pool) == 0:
+            return pool
+        model = RidgeSurrogate().fit(x_train, f)
+        mean = model.predict(x_pool)
+        optimistic = mean - cfg.optimism * model.rmse_[None, :]
+        return pool[self._greedy_hypervolume(f, mean, optimistic, n)]
+
+    def _reference(self, f: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        both = np.concatenate([f, pred])
+        lo, hi = both.min(axis=0), both.max(axis=0)
+        ref = hi + 0.01 * np.maximum(hi - lo, 1e-12)
+        for j, lim in enumerate(self.limits):
+            if lim is not None:
+                ref[j] = min(ref[j], float(lim))
+        return ref
+
+    def _greedy_hypervolume(self, f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, n: int) -> np.ndarray:
+        cfg = self.config
+        ref = self._reference(f, mean)
+        front = f[non_dominated_mask(f)]
+        chosen: list[int] = []
+        available = np.ones(len(mean), dtype=bool)
+        n_explore = int(round(cfg.exploration_fraction * n))
+        n = min(n, len(mean))
+        # Hypervolume improvement only shrinks as the front grows (it is submodular), so after the first pass only
+        # the candidates that still gain anything need re-scoring: the greedy stays exact and cheap.
+        gain = hypervolume_improvement_2d(front, optimistic, ref)
+        live = np.flatnonzero(gain > 0)
+        while len(chosen) < n - n_explore and live.size:
+            best = int(live[np.argmax(gain[live])])
+            chosen.append(best)
+            available[best] = False
+            front = np.vstack([front, mean[best]])
+            front = front[non_dominated_mask(front)]
+            live = live[live != best]
+            if live.size:
+                gain[live] = hypervolume_improvement_2d(front, optimistic[live], ref)
+                live = live[gain[live] > 0]
+        if len(chosen) < n - n_explore:
+            # nothing adds hypervolume under the predictions: take the candidates closest to the front
+            gap = _epsilon_gap(f[non_dominated_mask(f)], optimistic)
+            gap[~available] = np.inf
+            for i in np.argsort(gap, kind="stable")[: n - n_explore - len(chosen)]:
+                chosen.append(int(i))
+                available[i] = False
+        rest = np.flatnonzero(available)
+        if n_explore and rest.size:
+            chosen.extend(self.rng.choice(rest, size=min(n_explore, rest.size), replace=False).tolist())
+        return np.asarray(chosen, dtype=np.int64)
+
+
+def _epsilon_gap(front: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Additive epsilon by which each point (scaled by the front's range) must improve to be non-dominated."""
+    span = np.maximum(front.max(axis=0) - front.min(axis=0), 1e-12) if len(front) > 1 else np.ones(front.shape[1])
+    fs, ps = front / span, points / span
+    # a point is dominated by front member q by margin min_j (p_j - q_j); it needs the max over q of that margin
+    margin = np.min(ps[:, None, :] - fs[None, :, :], axis=2)
+    return np.max(margin, axis=1)

@@ -1,0 +1,219 @@
+"""Accuracy and latency predictors for subnets of the elastic supernet, and the objective source built on them.
+
+* Accuracy: a scikit-learn ridge regression (penalty by cross-validation) on the architecture encoding (one-hot genes
+  plus per-stage depth / mean expand / mean kernel and resolution), fitted on subnets sampled from the trained
+  supernet and measured after BN recalibration.
+* Latency: a per-block lookup table of measured CPU latency (every block shape the space can produce, at every input
+  side it can see) plus stem/head per resolution; the sum is corrected by a least-squares line fitted on a few
+  measured whole subnets (it absorbs framework overhead per call and cache effects the isolated blocks miss).
+
+``PredictorReport`` carries Spearman rank correlation and RMSE on held-out subnets, the predictors' certificate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+from scipy.stats import spearmanr
+from sklearn.linear_model import LinearRegression, RidgeCV
+
+from tasks.supernet.space import ElasticArch, ElasticSpace
+from tasks.supernet.supernet import ElasticSupernet, InvertedResidual, Subnet, _StemBlock, extract_subnet
+from tasks.supernet.train import Dataset, subnet_accuracy
+
+
+@dataclass(frozen=True)
+class PredictorReport:
+    name: str
+    n_train: int
+    n_test: int
+    spearman: float
+    rmse: float
+    unit: str
+    detail: dict = field(default_factory=dict)
+
+
+@torch.inference_mode()
+def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 15, warmup: int = 3) -> float:
+    """Median wall-clock CPU latency of one forward pass (ms) on a random input of ``input_shape``."""
+    model.eval()
+    x = torch.randn(*input_shape)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def arch_features(space: ElasticSpace, genes: np.ndarray) -> np.ndarray:
+    g = space.canonical(space.validate(genes))
+    onehot = space.features(g, interactions=False)
+    numeric = []
+    for row in g:
+        a = space.decode(row)
+        feats = [a.resolution]
+        for s in range(space.n_stages):
+            d = a.depth[s]
+            feats += [d, float(np.mean(a.expand[s][:d])), float(np.mean(a.kernel[s][:d]))]
+        numeric.append(feats)
+    return np.concatenate([onehot, np.asarray(numeric, dtype=np.float32)], axis=1)
+
+
+class AccuracyPredictor:
+    def __init__(self, space: ElasticSpace) -> None:
+        self.space = space
+        self.model = RidgeCV(alphas=np.logspace(-3, 3, 13))
+        self._mu = self._sd = None
+
+    def fit(self, genes: np.ndarray, accuracy: np.ndarray) -> "AccuracyPredictor":
+        x = arch_features(self.space, genes)
+        self._mu, self._sd = x.mean(0), x.std(0) + 1e-6
+        self.model.fit((x - self._mu) / self._sd, np.asarray(accuracy, dtype=float))
+        return self
+
+    def predict(self, genes: np.ndarray) -> np.ndarray:
+        x = arch_features(self.space, np.atleast_2d(genes))
+        return self.model.predict((x - self._mu) / self._sd)
+
+
+class LatencyPredictor:
+    """Per-block lookup table (ms) + a fitted linear correction of the sum."""
+
+    def __init__(self, space: ElasticSpace, table: dict[tuple, float], base: dict[int, float], batch_size: int,
+                 sides: dict[int, list[int]]) -> None:
+        # table key: (stage, slot kind 0 = first / 1 = later, expand, kernel, input side); base: resolution -> ms
+        self.space, self.table, self.base, self.batch_size, self.sides = space, table, base, batch_size, sides
+        self.correction = (1.0, 0.0)
+
+    def lookup_ms(self, arch: ElasticArch) -> float:
+        total = self.base[arch.resolution]
+        for s, b, e, k in arch.active_blocks():
+            total += self.table[(s, min(b, 1), e, k, self.sides[arch.resolution][s])]
+        return total
+
+    def raw(self, genes: np.ndarray) -> np.ndarray:
+        return np.array([self.lookup_ms(self.space.decode(g)) for g in np.atleast_2d(genes)])
+
+    def fit_correction(self, genes: np.ndarray, measured_ms: np.ndarray) -> "LatencyPredictor":
+        reg = LinearRegression().fit(self.raw(genes)[:, None], np.asarray(measured_ms, dtype=float))
+        self.correction = (float(reg.coef_[0]), float(reg.intercept_))
+        return self
+
+    def predict(self, genes: np.ndarray) -> np.ndarray:
+        a, b = self.correction
+        return a * self.raw(genes) + b
+
+
+def _stage_sides(net: ElasticSupernet, resolution: int) -> list[int]:
+    side = resolution  # stem keeps the side (stride 1, padding 1)
+    sides = []
+    for stride in net.config.stage_strides:
+        sides.append(side)
+        side = (side + 2 * 1 - 3) // stride + 1 if stride > 1 else side  # 3x3-equivalent arithmetic (k//2 padding)
+    return sides
+
+
+def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int = 15) -> LatencyPredictor:
+    """Measure every distinct block shape in isolation at every input side it sees, plus stem + head per resolution."""
+    space = net.config.space
+    torch.manual_seed(0)
+    table: dict[tuple, float] = {}
+    sides = {r: _stage_sides(net, r) for r in space.resolutions}
+    for r in space.resolutions:
+        for s, stage in enumerate(net.stages):
+            for slot in range(min(2, space.max_depth)):
+                blk = stage[slot]
+                for e in space.expand_ratios:
+                    for k in space.kernel_sizes:
+                        key = (s, slot, e, k, sides[r][s])
+                        if key in table:
+                            continue
+                        m = InvertedResidual(blk.in_ch, blk.in_ch * e, blk.out_ch, blk.stride, k)
+                        table[key] = measure_latency_ms(m, (batch_size, blk.in_ch, sides[r][s], sides[r][s]), repeats)
+    base = {}
+    for r in space.resolutions:
+        stem = _StemBlock(nn.Conv2d(net.config.in_channels, net.config.stem_channels, 3, 1, 1, bias=False),
+                          nn.BatchNorm2d(net.config.stem_channels))
+        # stem + pooling + head: a subnet with no blocks whose head reads stem channels
+        head = nn.Linear(net.config.stem_channels, net.config.num_classes)
+        model = Subnet(r, stem, [], head)
+        base[r] = measure_latency_ms(model, (batch_size, net.config.in_channels, r, r), repeats)
+    return LatencyPredictor(space, table, base, batch_size, sides)
+
+
+def measure_subnet_latency(net: ElasticSupernet, arch: ElasticArch, input_side: int, batch_size: int = 32,
+                           repeats: int = 15) -> float:
+    sub = extract_subnet(net, arch)
+    return measure_latency_ms(sub, (batch_size, net.config.in_channels, input_side, input_side), repeats)
+
+
+def _report(name: str, y_true, y_pred, n_train: int, unit: str, **detail) -> PredictorReport:
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    rho = float(spearmanr(y_true, y_pred).statistic) if len(y_true) > 2 else float("nan")
+    return PredictorReport(name, n_train, len(y_true), rho, float(np.sqrt(np.mean((y_true - y_pred) ** 2))), unit, detail)
+
+
+def fit_predictors(net: ElasticSupernet, data: Dataset, *, n_accuracy: int = 80, n_latency: int = 40,
+                   holdout_fraction: float = 0.3, batch_size: int = 32, repeats: int = 15, seed: int = 0):
+    """Sample subnets, measure them, fit both predictors on a split and report on the held-out rest.
+
+    Returns (accuracy predictor, latency predictor, [accuracy report, latency report], samples) where samples holds
+    the measured (genes, accuracy %) and (genes, latency ms) arrays.
+    """
+    space = net.config.space
+    rng = np.random.default_rng(seed)
+    genes_a = np.unique(np.concatenate([space.sample(rng, n_accuracy - 2),
+                                        np.stack([space.encode(space.largest()), space.encode(space.smallest())])]), axis=0)
+    acc = np.array([subnet_accuracy(net, space.decode(g), data) for g in genes_a])
+    genes_l = np.unique(space.sample(rng, n_latency), axis=0)
+    lat = np.array([measure_subnet_latency(net, space.decode(g), data.side, batch_size, repeats) for g in genes_l])
+    reports = []
+    split_a = rng.permutation(len(genes_a))
+    n_hold_a = max(3, int(round(holdout_fraction * len(genes_a))))
+    ta, ha = split_a[n_hold_a:], split_a[:n_hold_a]
+    acc_pred = AccuracyPredictor(space).fit(genes_a[ta], acc[ta])
+    reports.append(_report("accuracy", acc[ha], acc_pred.predict(genes_a[ha]), len(ta), "%"))
+    acc_pred.fit(genes_a, acc)  # final model uses every measurement
+    lat_pred = build_latency_table(net, batch_size, repeats)
+    split_l = rng.permutation(len(genes_l))
+    n_hold_l = max(3, int(round(holdout_fraction * len(genes_l))))
+    tl, hl = split_l[n_hold_l:], split_l[:n_hold_l]
+    lat_pred.fit_correction(genes_l[tl], lat[tl])
+    reports.append(_report("latency", lat[hl], lat_pred.predict(genes_l[hl]), len(tl), "ms",
+                           lookup_only_spearman=float(spearmanr(lat[hl], lat_pred.raw(genes_l[hl])).statistic),
+                           batch_size=batch_size))
+    lat_pred.fit_correction(genes_l, lat)
+    return acc_pred, lat_pred, reports, {"accuracy": (genes_a, acc), "latency": (genes_l, lat)}
+
+
+class PredictorObjective:
+    """Objective source: predicted accuracy (%) and predicted latency (ms) of elastic subnets."""
+
+    def __init__(self, space: ElasticSpace, accuracy: AccuracyPredictor, latency: LatencyPredictor) -> None:
+        self.space, self.accuracy, self.latency = space, accuracy, latency
+
+    def evaluate(self, genes) -> np.ndarray:
+        g = self.space.validate(genes)
+        return np.stack([self.accuracy.predict(g), self.latency.predict(g)], axis=1)
+
+
+class SupernetObjective:
+    """Objective source: measured accuracy (%) of the extracted, BN-recalibrated subnet and predicted latency (ms).
+    Picklable, so batches can be evaluated on Dask workers."""
+
+    def __init__(self, net: ElasticSupernet, data: Dataset, latency: LatencyPredictor) -> None:
+        self.net, self.data, self.latency = net, data, latency
+        self.space = net.config.space
+
+    def evaluate(self, genes) -> np.ndarray:
+        g = self.space.validate(genes)
+        torch.set_num_threads(1)
+        acc = np.array([subnet_accuracy(self.net, self.space.decode(row), self.data) for row in g])
+        return np.stack([acc, self.latency.predict(g)], axis=1)

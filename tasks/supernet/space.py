@@ -1,0 +1,278 @@
+"""Architecture search spaces as vectors of categorical genes.
+
+A space is a fixed-length vector of genes; gene ``i`` takes values ``0 .. cardinalities[i]-1``. Both spaces in
+forgeflow fit this shape:
+
+* ``NB201Space``: the NAS-Bench-201 cell, 6 edges x 5 operations (15,625 cells), arch strings like
+  ``|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|``.
+* ``ElasticSpace``: once-for-all style input resolution, depth per stage, and expand ratio and kernel size per block
+  slot (decoded to an ``ElasticArch``); genes of blocks beyond a stage's depth are inactive and canonicalised to 0.
+
+The search engine only uses the methods here (sampling, mutation, crossover, canonical form, features), so it runs
+unchanged on any space.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.errors import ForgeflowError
+
+
+class InvalidArchitectureError(ForgeflowError):
+    """An architecture string or gene vector that is not a member of the search space."""
+
+
+@dataclass(frozen=True)
+class CategoricalSpace:
+    """A product of categorical genes. Subclasses add decoding to a concrete architecture."""
+
+    name: str
+    cardinalities: tuple[int, ...]
+    #: gene pairs whose joint value gets its own one-hot feature in the surrogate models (None: all pairs)
+    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.cardinalities)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod([int(c) for c in self.cardinalities], dtype=object))
+
+    # -- membership ---------------------------------------------------------------------------------------------
+    def validate(self, genes) -> np.ndarray:
+        g = np.asarray(genes)
+        if g.ndim == 1:
+            g = g[None, :]
+        if g.ndim != 2 or g.shape[1] != self.n_genes:
+            raise InvalidArchitectureError(f"{self.name}: expected gene vectors of length {self.n_genes}, got {g.shape}")
+        if not np.issubdtype(g.dtype, np.integer):
+            raise InvalidArchitectureError(f"{self.name}: genes must be integers")
+        card = np.asarray(self.cardinalities)
+        if np.any(g < 0) or np.any(g >= card):
+            raise InvalidArchitectureError(f"{self.name}: gene value out of range (cardinalities {self.cardinalities})")
+        return g.astype(np.int64)
+
+    def canonical(self, genes: np.ndarray) -> np.ndarray:
+        """Map genes that denote the same architecture to one representative (identity here)."""
+        return np.asarray(genes, dtype=np.int64)
+
+    def key(self, genes) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.canonical(np.asarray(genes)[None, :])[0])
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        cols = [rng.integers(0, c, size=n) for c in self.cardinalities]
+        return self.canonical(np.stack(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.int64))
+
+    def enumerate(self, limit: int = 200_000) -> np.ndarray:
+        """Every member (canonical, distinct), or raise if the space is larger than ``limit``."""
+        if self.size > limit:
+            raise InvalidArchitectureError(f"{self.name} has {self.size} members, more than the limit {limit}")
+        grid = np.array(list(itertools.product(*[range(c) for c in self.cardinalities])), dtype=np.int64)
+        return np.unique(self.canonical(grid), axis=0)
+
+    def mutate(self, rng: np.random.Generator, genes: np.ndarray, rate: float) -> np.ndarray:
+        """Resample each gene with probability ``rate`` (to a different value); at least one gene always changes."""
+        g = np.array(genes, dtype=np.int64, copy=True)
+        n, m = g.shape
+        flip = rng.random((n, m)) < rate
+        forced = rng.integers(0, m, size=n)
+        flip[np.arange(n), forced] = True
+        card = np.asarray(self.cardinalities)
+        shift = rng.integers(1, np.maximum(card, 2), size=(n, m))  # a non-zero shift modulo c is a different value
+        g = np.where(flip & (card > 1), (g + shift) % card, g)
+        return self.canonical(g)
+
+    def crossover(self, rng: np.random.Generator, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Uniform crossover, one child per parent pair."""
+        take_a = rng.random(a.shape) < 0.5
+        return self.canonical(np.where(take_a, a, b))
+
+    # -- surrogate features -------------------------------------------------------------------------------------
+    def features(self, genes: np.ndarray, interactions: bool = True) -> np.ndarray:
+        """One-hot per gene, plus one-hot per interacting gene pair (joint value), as float32 (n, d)."""
+        g = np.asarray(genes, dtype=np.int64)
+        n = len(g)
+        blocks = []
+        for i, c in enumerate(self.cardinalities):
+            oh = np.zeros((n, c), dtype=np.float32)
+            oh[np.arange(n), g[:, i]] = 1.0
+            blocks.append(oh)
+        if interactions:
+            pairs = self.interaction_pairs
+            if pairs is None:
+                pairs = tuple(itertools.combinations(range(self.n_genes), 2))
+            for i, j in pairs:
+                ci, cj = self.cardinalities[i], self.cardinalities[j]
+                oh = np.zeros((n, ci * cj), dtype=np.float32)
+                oh[np.arange(n), g[:, i] * cj + g[:, j]] = 1.0
+                blocks.append(oh)
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.float32)
+
+    # -- strings ------------------------------------------------------------------------------------------------
+    def to_string(self, genes) -> str:
+        return "-".join(str(int(v)) for v in np.asarray(genes).ravel())
+
+    def from_string(self, text: str) -> np.ndarray:
+        try:
+            g = np.array([int(v) for v in text.strip().split("-")], dtype=np.int64)
+        except ValueError as exc:
+            raise InvalidArchitectureError(f"{self.name}: cannot parse architecture {text!r}") from exc
+        return self.validate(g)[0]
+
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: the cell's 6 edges in arch-string order as (from node, to node)
+NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+_NB201_TOKEN = re.compile(r"([a-z_0-9]+)~(\d)")
+
+
+@dataclass(frozen=True)
+class NB201Space(CategoricalSpace):
+    """The NAS-Bench-201 cell space: gene i is the operation on edge ``NB201_EDGES[i]``."""
+
+    name: str = "nb201"
+    cardinalities: tuple[int, ...] = (5,) * 6
+    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+
+    def to_string(self, genes) -> str:
+        g = np.asarray(genes).ravel()
+        ops = [NB201_OPS[int(v)] for v in g]
+        return "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops)
+
+    def from_string(self, text: str) -> np.ndarray:
+        tokens = _NB201_TOKEN.findall(text)
+        expected_src = [src for src, _ in NB201_EDGES]
+        if len(tokens) != 6 or [int(s) for _, s in tokens] != expected_src:
+            raise InvalidArchitectureError(f"not a NAS-Bench-201 cell string: {text!r}")
+        try:
+            return np.array([NB201_OPS.index(op) for op, _ in tokens], dtype=np.int64)
+        except ValueError as exc:
+            raise InvalidArchitectureError(f"unknown NAS-Bench-201 operation in {text!r}") from exc
+
+
+@dataclass(frozen=True)
+class ElasticArch:
+    """One subnet of the elastic supernet. ``expand``/``kernel`` hold a value for every block slot of every stage;
+    slots at or beyond ``depth[s]`` are inactive (they hold the smallest choice in canonical form)."""
+
+    resolution: int
+    depth: tuple[int, ...]
+    expand: tuple[tuple[int, ...], ...]
+    kernel: tuple[tuple[int, ...], ...]
+
+    def to_string(self) -> str:
+        e = ";".join(",".join(str(v) for v in stage) for stage in self.expand)
+        k = ";".join(",".join(str(v) for v in stage) for stage in self.kernel)
+        return f"r{self.resolution}|d{','.join(str(d) for d in self.depth)}|e{e}|k{k}"
+
+    def active_blocks(self) -> list[tuple[int, int, int, int]]:
+        """(stage, slot, expand ratio, kernel size) of every block that runs, in order."""
+        return [(s, b, self.expand[s][b], self.kernel[s][b]) for s, d in enumerate(self.depth) for b in range(d)]
+
+
+@dataclass(frozen=True)
+class ElasticSpace(CategoricalSpace):
+    """Genes: [resolution, depth of each stage, then (expand, kernel) of each block slot, stage by stage]."""
+
+    name: str = "elastic"
+    cardinalities: tuple[int, ...] = ()
+    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+    resolutions: tuple[int, ...] = (8, 12, 16)
+    depths: tuple[int, ...] = (1, 2, 3)
+    expand_ratios: tuple[int, ...] = (2, 4, 6)
+    kernel_sizes: tuple[int, ...] = (3, 5)
+    n_stages: int = 3
+
+    def __post_init__(self) -> None:
+        for label, values in (("resolutions", self.resolutions), ("depths", self.depths),
+                              ("expand_ratios", self.expand_ratios), ("kernel_sizes", self.kernel_sizes)):
+            if not values or list(values) != sorted(set(values)) or min(values) < 1:
+                raise InvalidArchitectureError(f"elastic space: {label} must be distinct positive ascending, got {values}")
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise InvalidArchitectureError(f"elastic space: kernel sizes must be odd, got {self.kernel_sizes}")
+        if self.n_stages < 1:
+            raise InvalidArchitectureError("elastic space: needs at least one stage")
+        card = (len(self.resolutions),) + (len(self.depths),) * self.n_stages
+        card += (len(self.expand_ratios), len(self.kernel_sizes)) * (self.n_stages * self.max_depth)
+        object.__setattr__(self, "cardinalities", card)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    def _slot_gene(self, stage: int, slot: int) -> int:
+        return 1 + self.n_stages + 2 * (stage * self.max_depth + slot)
+
+    def canonical(self, genes: np.ndarray) -> np.ndarray:
+        g = np.array(genes, dtype=np.int64, copy=True)
+        single = g.ndim == 1
+        g = np.atleast_2d(g)
+        for s in range(self.n_stages):
+            depth = np.asarray(self.depths)[g[:, 1 + s]]
+            for b in range(self.max_depth):
+                off = b >= depth
+                j = self._slot_gene(s, b)
+                g[off, j] = 0
+                g[off, j + 1] = 0
+        return g[0] if single else g
+
+    def decode(self, genes) -> ElasticArch:
+        g = self.canonical(self.validate(genes)[0])
+        depth = tuple(self.depths[g[1 + s]] for s in range(self.n_stages))
+        expand = tuple(tuple(self.expand_ratios[g[self._slot_gene(s, b)]] for b in range(self.max_depth))
+                       for s in range(self.n_stages))
+        kernel = tuple(tuple(self.kernel_sizes[g[self._slot_gene(s, b) + 1]] for b in range(self.max_depth))
+                       for s in range(self.n_stages))
+        return ElasticArch(self.resolutions[g[0]], depth, expand, kernel)
+
+    def encode(self, arch: ElasticArch) -> np.ndarray:
+        self.check(arch)
+        g = np.zeros(self.n_genes, dtype=np.int64)
+        g[0] = self.resolutions.index(arch.resolution)
+        for s in range(self.n_stages):
+            g[1 + s] = self.depths.index(arch.depth[s])
+            for b in range(self.max_depth):
+                g[self._slot_gene(s, b)] = self.expand_ratios.index(arch.expand[s][b])
+                g[self._slot_gene(s, b) + 1] = self.kernel_sizes.index(arch.kernel[s][b])
+        return self.canonical(g)
+
+    def check(self, arch: ElasticArch) -> None:
+        ok = (
+            arch.resolution in self.resolutions
+            and len(arch.depth) == self.n_stages
+            and all(d in self.depths for d in arch.depth)
+            and len(arch.expand) == len(arch.kernel) == self.n_stages
+            and all(len(e) == self.max_depth and all(v in self.expand_ratios for v in e) for e in arch.expand)
+            and all(len(k) == self.max_depth and all(v in self.kernel_sizes for v in k) for k in arch.kernel)
+        )
+        if not ok:
+            raise InvalidArchitectureError(f"architecture {arch.to_string()} is not in the elastic space")
+
+    def largest(self) -> ElasticArch:
+        return self.decode(np.array([c - 1 for c in self.cardinalities], dtype=np.int64))
+
+    def smallest(self) -> ElasticArch:
+        return self.decode(np.zeros(self.n_genes, dtype=np.int64))
+
+    def to_string(self, genes) -> str:
+        return self.decode(np.asarray(genes)).to_string()
+
+    def from_string(self, text: str) -> np.ndarray:
+        try:
+            r, d, e, k = text.strip().split("|")
+            arch = ElasticArch(
+                resolution=int(r.removeprefix("r")),
+                depth=tuple(int(v) for v in d.removeprefix("d").split(",")),
+                expand=tuple(tuple(int(v) for v in st.split(",")) for st in e.removeprefix("e").split(";")),
+                kernel=tuple(tuple(int(v) for v in st.split(",")) for st in k.removeprefix("k").split(";")),
+            )
+        except ValueError as exc:
+            raise InvalidArchitectureError(f"cannot parse elastic architecture {text!r}") from exc
+        return self.encode(arch)

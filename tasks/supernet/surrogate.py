@@ -1,0 +1,86 @@
+"""Online surrogate models fitted on the architectures evaluated so far.
+
+``RidgeSurrogate`` fits a ridge regression per objective on the space's features (one-hot per gene plus one-hot per
+interacting gene group); the ridge penalty of each objective is chosen by exact leave-one-out error over a grid, from
+one eigendecomposition shared by all objectives. With the one-hot features alone this is the additive per-edge-op (per-block)
+latency model fitted by least squares; the interaction groups add the correction for pairs of choices.
+
+The leave-one-out RMSE of each objective is kept as its predictive spread (``rmse_``), which the search uses to
+stay optimistic about unevaluated candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_PENALTIES = tuple(float(v) for v in np.logspace(-3, 3, 13))
+
+
+@dataclass
+class RidgeSurrogate:
+    penalties: tuple[float, ...] = DEFAULT_PENALTIES
+    coef_: np.ndarray | None = field(default=None, repr=False)
+    intercept_: np.ndarray | None = field(default=None, repr=False)
+    mean_x_: np.ndarray | None = field(default=None, repr=False)
+    penalty_: np.ndarray | None = None
+    rmse_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "RidgeSurrogate":
+        """Fit ``y`` (n, k) on features ``x`` (n, d); returns self."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 1:
+            y = y[:, None]
+        n = len(x)
+        if n < 2:
+            raise ValueError("a surrogate needs at least 2 observations")
+        self.mean_x_ = x.mean(axis=0)
+        mean_y = y.mean(axis=0)
+        xc = x - self.mean_x_
+        yc = y - mean_y
+        # One eigendecomposition of the smaller Gram matrix serves every penalty and objective.
+        primal = xc.shape[1] <= n
+        gram = xc.T @ xc if primal else xc @ xc.T
+        evals, evecs = np.linalg.eigh(gram)
+        evals = np.maximum(evals, 0.0)
+        if primal:
+            z = xc @ evecs  # (n, d): data in the eigenbasis
+            zty = z.T @ yc
+        else:
+            uty = evecs.T @ yc
+        best_err = np.full(y.shape[1], np.inf)
+        best_pen = np.zeros(y.shape[1])
+        for lam in self.penalties:
+            if primal:
+                fitted = z @ (zty / (evals + lam)[:, None])
+                hat = np.einsum("ij,j,ij->i", z, 1.0 / (evals + lam), z)
+            else:
+                shrink = evals / (evals + lam)
+                fitted = evecs @ (shrink[:, None] * uty)
+                hat = np.einsum("ij,j,ij->i", evecs, shrink, evecs)
+            hat = hat + 1.0 / n  # the intercept's leverage
+            loo = (yc - fitted) / np.maximum(1.0 - hat, 1e-6)[:, None]
+            err = np.sqrt(np.mean(loo**2, axis=0))
+            better = err < best_err
+            best_err = np.where(better, err, best_err)
+            best_pen = np.where(better, lam, best_pen)
+        coef = np.empty((x.shape[1], y.shape[1]))
+        for j, lam in enumerate(best_pen):
+            if primal:
+                coef[:, j] = evecs @ (zty[:, j] / (evals + lam))
+            else:
+                coef[:, j] = xc.T @ (evecs @ (uty[:, j] / (evals + lam)))
+        self.coef_ = coef
+        self.intercept_ = mean_y
+        self.penalty_ = best_pen
+        self.rmse_ = best_err
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.coef_ is None:
+            raise RuntimeError("RidgeSurrogate.predict before fit")
+        x = np.asarray(x)
+        coef = self.coef_.astype(x.dtype) if x.dtype == np.float32 else self.coef_
+        return x @ coef + (self.intercept_ - self.mean_x_ @ self.coef_)

@@ -1,0 +1,245 @@
+"""Train the elastic supernet once (sandwich rule + in-place distillation), recalibrate BN, train baselines.
+
+Each step (BigNAS / once-for-all):
+* the LARGEST subnet is trained on the labels;
+* the SMALLEST and ``random_subnets`` random subnets are trained to match the largest's soft predictions of the same
+  batch (in-place distillation: the teacher is the supernet itself, detached, no separate model);
+* gradients of all of them are accumulated before one optimiser step.
+
+Batch-norm statistics accumulated while training belong to the mixture of subnets, so before a subnet is measured its
+BN running statistics are recomputed on training data (``recalibrate_bn``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tasks.errors import ForgeflowError
+from tasks.supernet.space import ElasticArch, ElasticSpace
+from tasks.supernet.supernet import ElasticSupernet, SupernetConfig, build_standalone, extract_subnet
+
+
+class DatasetError(ForgeflowError):
+    """A training dataset that cannot be used (missing, malformed, wrong shapes)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    random_subnets: int = 2
+    temperature: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    epochs: int
+    steps: int
+    seconds: float
+    loss_largest: tuple[float, ...]  # mean cross-entropy of the largest subnet per epoch
+    loss_distill: tuple[float, ...]  # mean distillation loss of the other subnets per epoch
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: torch.Tensor  # N x C x H x W float32
+    y_train: torch.Tensor  # N int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    name: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def side(self) -> int:
+        return int(self.x_train.shape[-1])
+
+
+def load_dataset(path: str | None = None, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """scikit-learn's digits when ``path`` is None; else an ``.npz`` (arrays ``x``, ``y``) or a Parquet file with an
+    integer column ``y`` and every other column a pixel (a square single-channel image, row-major)."""
+    from tasks.models.digits import load_digits_split
+
+    if path is None:
+        xtr, ytr, xte, yte = load_digits_split(seed=seed, test_fraction=test_fraction)
+        return Dataset(xtr, ytr, xte, yte, "digits")
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"dataset file not found: {path}")
+    if p.suffix == ".npz":
+        try:
+            with np.load(p) as f:
+                x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"]).astype(np.int64)
+        except (KeyError, ValueError, OSError) as exc:
+            raise DatasetError(f"dataset {path} must be an .npz with arrays 'x' and 'y': {exc}") from None
+    elif p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(p)
+        if "y" not in table.column_names or table.num_columns < 2:
+            raise DatasetError(f"dataset {path} must have an integer column 'y' and pixel columns")
+        y = table.column("y").to_numpy().astype(np.int64)
+        x = np.stack([table.column(c).to_numpy().astype(np.float32) for c in table.column_names if c != "y"], axis=1)
+    else:
+        raise DatasetError(f"dataset {path}: expected a .npz or .parquet file")
+    if x.ndim == 2:
+        side = int(round(np.sqrt(x.shape[1])))
+        if side * side != x.shape[1]:
+            raise DatasetError(f"dataset {path}: {x.shape[1]} features per row is not a square image")
+        x = x.reshape(len(x), 1, side, side)
+    elif x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[2] != x.shape[3]:
+        raise DatasetError(f"dataset {path}: x must be N x C x H x W with H == W, got {x.shape}")
+    if len(x) != len(y) or len(x) < 8:
+        raise DatasetError(f"dataset {path}: x has {len(x)} rows and y {len(y)}; they must match and be >= 8")
+    if y.min() < 0:
+        raise DatasetError(f"dataset {path}: labels must be non-negative integers")
+    if not np.all(np.isfinite(x)):
+        raise DatasetError(f"dataset {path}: x holds non-finite values")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    te, tr = perm[:n_test], perm[n_test:]
+    t = torch.from_numpy
+    return Dataset(t(x[tr]), t(y[tr]), t(x[te]), t(y[te]), p.stem)
+
+
+def supernet_config_for(data: Dataset, space: ElasticSpace | None = None, **kwargs) -> SupernetConfig:
+    if space is None:
+        side = data.side
+        res = tuple(sorted({max(4, side), max(4, int(round(side * 1.5))), 2 * side}))
+        space = ElasticSpace(resolutions=res)
+    return SupernetConfig(in_channels=data.in_channels, num_classes=data.num_classes, space=space, **kwargs)
+
+
+def train_supernet(net: ElasticSupernet, data: Dataset, config: TrainConfig = TrainConfig()) -> TrainReport:
+    space = net.config.space
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = (len(data.x_train) + config.batch_size - 1) // config.batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
+    largest, smallest = space.largest(), space.smallest()
+    start = time.perf_counter()
+    ce_hist, kd_hist = [], []
+    steps = 0
+    net.train()
+    for _ in range(config.epochs):
+        perm = torch.randperm(len(data.x_train), generator=gen)
+        ce_sum = kd_sum = 0.0
+        for i in range(0, len(perm), config.batch_size):
+            idx = perm[i : i + config.batch_size]
+            if len(idx) < 2:  # batch norm needs more than one example
+                continue
+            x, y = data.x_train[idx], data.y_train[idx]
+            opt.zero_grad(set_to_none=True)
+            net.set_active(largest)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            ce_sum += loss.item()
+            soft = F.softmax(logits.detach() / config.temperature, dim=1)
+            students = [smallest] + [space.decode(g) for g in space.sample(rng, config.random_subnets)]
+            for arch in students:
+                net.set_active(arch)
+                out = F.log_softmax(net(x) / config.temperature, dim=1)
+                kd = F.kl_div(out, soft, reduction="batchmean") * config.temperature**2
+                kd.backward()
+                kd_sum += kd.item() / len(students)
+            opt.step()
+            sched.step()
+            steps += 1
+        ce_hist.append(ce_sum / steps_per_epoch)
+        kd_hist.append(kd_sum / steps_per_epoch)
+    net.set_active(largest)
+    net.eval()
+    return TrainReport(config.epochs, steps, time.perf_counter() - start, tuple(ce_hist), tuple(kd_hist),
+                       {"random_subnets": config.random_subnets})
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256, max_examples: int = 1024) -> nn.Module:
+    """Recompute every BatchNorm's running mean/variance as the exact average over ``x`` (first ``max_examples``)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average: equal weight per batch
+    was_training = model.training
+    model.train()
+    x = x[:max_examples]
+    for i in range(0, len(x), batch_size):
+        if len(x[i : i + batch_size]) > 1:
+            model(x[i : i + batch_size])
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    model.train(was_training)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def accuracy_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+    return 100.0 * correct / max(len(x), 1)
+
+
+def subnet_accuracy(net: ElasticSupernet, arch: ElasticArch, data: Dataset) -> float:
+    """Test accuracy (%) of ``arch`` extracted from the supernet, after BN recalibration on training data."""
+    sub = extract_subnet(net, arch)
+    recalibrate_bn(sub, data.x_train)
+    return accuracy_pct(sub, data.x_test, data.y_test)
+
+
+def train_from_scratch(config: SupernetConfig, arch: ElasticArch, data: Dataset, train: TrainConfig) -> float:
+    """Test accuracy (%) of ``arch`` trained alone from a fresh initialisation with the same optimiser and epochs."""
+    torch.manual_seed(train.seed)
+    model = build_standalone(config, arch)
+    gen = torch.Generator().manual_seed(train.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    steps_per_epoch = (len(data.x_train) + train.batch_size - 1) // train.batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, train.epochs * steps_per_epoch))
+    model.train()
+    for _ in range(train.epochs):
+        perm = torch.randperm(len(data.x_train), generator=gen)
+        for i in range(0, len(perm), train.batch_size):
+            idx = perm[i : i + train.batch_size]
+            if len(idx) < 2:
+                continue
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
+            opt.step()
+            sched.step()
+    return accuracy_pct(model, data.x_test, data.y_test)
+
+
+def state_arrays(net: ElasticSupernet) -> dict[str, np.ndarray]:
+    """The supernet's weights and BN buffers as numpy arrays (for ``Catalog.put_arrays``)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def load_state_arrays(net: ElasticSupernet, arrays: dict[str, np.ndarray]) -> ElasticSupernet:
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
+    return net

@@ -153,6 +153,15 @@ class FederatedConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def from_dict(d: dict) -> "FederatedConfig":
+        d = dict(d)
+        if isinstance(d.get("compression"), dict):
+            d["compression"] = Compression(**d["compression"])
+        if isinstance(d.get("privacy"), dict):
+            d["privacy"] = Privacy(**d["privacy"])
+        return FederatedConfig(**d)
+
     def run_key(self, dataset_id: str) -> str:
         """Content hash of the configuration and the dataset identity (resume key)."""
         blob = json.dumps({"config": self.to_dict(), "dataset": dataset_id}, sort_keys=True, default=str)

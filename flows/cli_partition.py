@@ -1,0 +1,78 @@
+"""`forgeflow partition`: a pipeline plan over k accelerators with a certified bound on its throughput."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+                              quiet_prefect_for_json)
+from tasks.errors import ForgeflowError
+
+PLAN_KEYS = ("graph", "graph_id", "k", "memory_cap", "stages", "bottleneck", "lower_bound", "ratio", "status",
+             "method", "lower_bound_method", "stage_loads", "methods", "seconds")
+
+
+def partition(
+    graph: Optional[Path] = typer.Option(None, "--graph", help="Graph file: msr-fiddle JSON, PipeDream graph.txt or "
+                                         "forgeflow JSON"),
+    model: Optional[str] = typer.Option(None, "--model", help="Model spec to profile first: torchvision:NAME, "
+                                        "package.module:factory or forgeflow:digits_cnn"),
+    graph_id: Optional[str] = typer.Option(None, "--graph-id", help="A graph already in the catalog"),
+    stages: int = typer.Option(..., "--stages", help="Number of pipelined accelerators k (at most k stages)"),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="Wall-time budget of the solve in seconds"),
+    memory_cap: Optional[float] = typer.Option(None, "--memory-cap", help="Per-stage memory cap in bytes "
+                                               "(default: the graph's own, if any)"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the plan as PLAN.json here"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the randomized search"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --model: e.g. 1,3,224,224"),
+    catalog: Optional[str] = CatalogOpt,
+    s3_endpoint: Optional[str] = EndpointOpt,
+    dask_address: Optional[str] = DaskOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Split the graph into at most STAGES pipeline stages minimising the bottleneck stage (max throughput), and
+    prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
+    from flows.cli import parse_shape
+    from flows.partition import partition_graph, validate_inputs
+    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from flows.settings import load_settings
+
+    quiet_prefect_for_json(json_out)
+    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    shape = parse_shape(input_shape)
+    if graph is not None and not graph.exists():
+        raise ForgeflowError(f"graph file not found: {graph}")
+    if output is not None and not output.parent.resolve().is_dir():
+        raise ForgeflowError(f"--output folder does not exist: {output.parent}")
+    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
+    validate_inputs(stages, str(graph) if graph else None, model, graph_id, time_limit, memory_cap, cat, shape)
+    check_dask_address(settings.dask_address)
+    flow = partition_graph.with_options(task_runner=task_runner_for(settings))
+    with progress_bar(not json_out):
+        result = flow(stages=stages, graph_file=str(graph) if graph else None, model=model, graph_id=graph_id,
+                      time_limit=time_limit, memory_cap=memory_cap, seed=seed, catalog=cat.url,
+                      s3_endpoint=settings.s3_endpoint, input_shape=list(shape) if shape else None)
+    plan = {k: result[k] for k in PLAN_KEYS} | {k: result[k] for k in ("run_id", "result_id", "plot", "catalog")}
+    if output is not None:
+        output.write_text(json.dumps(plan, indent=1) + "\n")
+    if json_out:
+        emit_json(plan)
+        return
+    err_console.print(f"[green]partition completed[/green] run [bold]{result['run_id']}[/bold]")
+    print(f"graph {result['graph']} ({result['graph_id']}), k={result['k']}: bottleneck {result['bottleneck']:.6g} ms "
+          f"({result['method']}), proven lower bound {result['lower_bound']:.6g} ms ({result['lower_bound_method']}), "
+          f"certified ratio {result['ratio']:.5f} [{result['status']}]")
+    print(f"{'stage':>5} {'nodes':>6} {'compute ms':>11} {'recv ms':>9} {'send ms':>9} {'total ms':>10} {'memory':>14}")
+    for s, load in enumerate(result["stage_loads"]):
+        print(f"{s:>5} {len(result['stages'][s]):>6} {load['compute_ms']:>11.4f} {load['comm_in_ms']:>9.4f} "
+              f"{load['comm_out_ms']:>9.4f} {load['total_ms']:>10.4f} {load['memory']:>14.0f}")
+    print(f"results: catalog {result['catalog']} (run_id {result['run_id']}); plot {result['plot']}"
+          + (f"; plan written to {output}" if output else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="partition")(partition)

@@ -170,6 +170,7 @@ class S3Store(Store):
         client_kwargs = {"endpoint_url": loc.endpoint_url} if loc.endpoint_url else {}
         self.fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True,
                                     use_listings_cache=False)
+        self._arrow_fs = None
         self._check_reachable()
 
     def _check_reachable(self) -> None:
@@ -216,9 +217,20 @@ class S3Store(Store):
             pass
 
     def arrow_filesystem(self):
+        """Arrow's native S3 client (parallel C++ reads, same AWS credential chain); s3fs as a fallback."""
         import pyarrow.fs as pafs
 
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self._base
+        if self._arrow_fs is None:
+            try:
+                kw = {}
+                if self.loc.endpoint_url:
+                    u = urlparse(self.loc.endpoint_url)
+                    kw = {"endpoint_override": u.netloc, "scheme": u.scheme or "https"}
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+                self._arrow_fs = pafs.S3FileSystem(region=region, connect_timeout=5, request_timeout=60, **kw)
+            except (ImportError, AttributeError, OSError):
+                self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return self._arrow_fs, self._base
 
 
 def open_store(url: str, *, endpoint_url: str | None = None) -> Store:

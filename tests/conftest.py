@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -28,6 +29,7 @@ def s3_server():
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     port = free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

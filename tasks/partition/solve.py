@@ -131,11 +131,13 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
                               f"total size {float(problem.m.sum()):g}")
     board.offer_bound(comb)
 
-    for b in all_baselines(problem, k, slicer=slicer, expert_path=config.expert_path):
+    ts = time.perf_counter()
+    baselines = all_baselines(problem, k, slicer=slicer, expert_path=config.expert_path)
+    per_baseline = (time.perf_counter() - ts) / max(len(baselines), 1)
+    for b in baselines:
         board.runs.append(MethodRun(b.method, "baseline",
                                     SolveStatus.FEASIBLE if b.assignment is not None else SolveStatus.INFEASIBLE,
-                                    0.0, b.bottleneck, {"message": b.message} if b.message else {}))
-        board.offer_plan(b.assignment, b.method)
+                                    per_baseline, b.bottleneck, {"message": b.message} if b.message else {}))
 
     ts = time.perf_counter()
     sliced = slicer.slice(slicer.default_order, k)
@@ -151,7 +153,8 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
         futures.append(("ideals_dp", _submit(executor, _run_ideals, problem, k, board.ub, config.max_ideals,
                                              max(0.5 * left(), 0.1))))
     ideals_res: IdealsResult | None = None
-    if executor is None and futures:
+    if futures and (executor is None or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
+        # the DP usually settles the instance in a few seconds: wait for it before spending the rest
         ideals_res = futures.pop()[1].result()
         _record_ideals(board, ideals_res)
     if not board.closed():
@@ -187,6 +190,9 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     if config.lower_bounds and not board.closed() and left() > 0.3:
         _record_lower(board, best_lower_bound(problem, board.ub, left() - 0.1, executor))
 
+    # baselines last, so that on a tie the plan is credited to the method that optimised it
+    for b in baselines:
+        board.offer_plan(b.assignment, b.method)
     if board.plan is None:
         raise InfeasibleError(f"no plan of graph {problem.name!r} into {k} stages fits the memory cap "
                               f"{problem.mem_cap:g}" + (" (proven)" if ideals_res is not None and
@@ -195,8 +201,18 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     bound = board.bound or comb
     if bound.value > board.ub * (1 + 1e-6) + 1e-9:
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
+    if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
+        bound = replace(bound, value=board.ub)
     return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
                            time.perf_counter() - t0)
+
+
+def _done_within(future, seconds: float) -> bool:
+    try:
+        future.result(timeout=max(seconds, 0.0))
+        return True
+    except Exception:  # concurrent.futures / dask TimeoutError (an error inside the task is re-raised later)
+        return False
 
 
 def _record_ideals(board: _Board, res: IdealsResult) -> None:

@@ -32,6 +32,22 @@ def run_partition_step(cat_url: str, run_id: str, graph_id: str, stages: int, ti
     return out
 
 
+def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3_endpoint: str | None,
+                          input_shape: list[int] | None = None, graph_id: str | None = None,
+                          time_limit: float = 30.0) -> dict[str, Any]:
+    """The partition step of `forgeflow optimize`: profile ``model`` unless a catalog ``graph_id`` is given, then
+    partition its graph over ``stages`` accelerators; returns the certificate without the per-method details."""
+    if graph_id is None:
+        from flows.profile_models import make_config
+        from tasks.profiling.steps import profile_model_step
+
+        graph_id = profile_model_step.submit(cat_url, run_id, model, make_config(input_shape), s3_endpoint).result()[
+            "graph_id"]
+    out = run_partition_step(cat_url, run_id, graph_id, stages, time_limit, None, 0, s3_endpoint)
+    return {k: out[k] for k in ("graph_id", "result_id", "k", "stages", "bottleneck", "lower_bound", "ratio",
+                                "status", "method", "lower_bound_method", "plot")}
+
+
 @flow(name="partition_graph", log_prints=False)
 def partition_graph(stages: int, graph_file: str | None = None, model: str | None = None,
                     graph_id: str | None = None, time_limit: float = 60.0, memory_cap: float | None = None,

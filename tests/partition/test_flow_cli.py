@@ -128,3 +128,25 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(make, args, message, t
     assert message in p.stderr and p.stdout == ""
     assert len([ln for ln in p.stderr.strip().splitlines() if ln.strip()]) == 1
     assert open_catalog(str(cat)).runs().num_rows == 0
+
+
+@pytest.mark.slow
+def test_partition_step_of_optimize_profiles_the_model_first(prefect_harness, tmp_path):
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.partition import partition_in_optimize
+    from flows.runtime import recorded_run
+
+    url = str(tmp_path / "cat")
+    cat = open_catalog(url)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def wrapper():
+        with recorded_run(cat, "optimize-test", {}) as run:
+            return run.id, partition_in_optimize(cat.url, run.id, "forgeflow:digits_cnn", 2, None, time_limit=10)
+
+    run_id, out = wrapper()
+    assert out["k"] == 2 and out["ratio"] >= 1.0 and out["bottleneck"] > 0
+    assert cat.read("graphs", filter=pc.field("run_id") == run_id).num_rows == 1
+    assert cat.read("partition_results", filter=pc.field("run_id") == run_id).num_rows == 1

@@ -2,6 +2,8 @@
 
 Steps (each a coarse Prefect task running on Dask, each writing to the catalog under this run's id):
 1. per-module parameter and FLOP counts (table model_summaries)
+- pipeline partition over ``stages`` accelerators with a certified bound (flows/partition.py; graphs +
+  partition_* tables)
 Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
 """
 
@@ -17,7 +19,7 @@ from flows.settings import Settings
 from tasks.models.spec import ModelSpec
 from tasks.profiling.steps import summarize_model_step
 
-STEPS = ["summary"]
+STEPS = ["summary", "partition"]
 
 
 @flow(name="optimize", log_prints=False)
@@ -34,6 +36,11 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
                                               settings.s3_endpoint).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
+        from flows.partition import partition_in_optimize
+
+        run.summary["partition"] = partition_in_optimize(cat.url, run.id, model, stages, settings.s3_endpoint,
+                                                         input_shape)
+        report("partition", 2, total)
         result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
     _publish(result)
     return result

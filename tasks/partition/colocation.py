@@ -1,8 +1,9 @@
 """Groups of nodes that every feasible plan puts in one stage, and the stage cost over such groups.
 
-Two nodes must share a stage when they are in one co-location class, and a node that lies on a path between two
-nodes of one stage must be in that stage too (edges only run forward, so the path cannot leave the stage and come
-back). Closing the classes under that rule gives "groups"; every plan is a plan over groups, and the contracted graph
+Two nodes must share a stage when they are in one co-location class, and classes that lie on a cycle of the graph
+contracted by classes must share a stage too (edges only run forward, so stage(g) <= ... <= stage(g) forces
+equality; a node on a path between two nodes of one class is the simplest such cycle). Merging the strongly
+connected components of the class graph gives "groups"; every plan is a plan over groups, and the contracted graph
 over groups is acyclic. All formulations and lower bounds work on groups: fewer variables, and the group's own work
 is a valid lower bound on any stage that holds it.
 """
@@ -87,13 +88,48 @@ class Groups:
         return total
 
 
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
+def _strongly_connected_components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Components with more than one vertex of the directed graph on range(n) (iterative Kosaraju)."""
+    out: list[list[int]] = [[] for _ in range(n)]
+    rev: list[list[int]] = [[] for _ in range(n)]
+    touched = set()
+    for u, v in edges:
+        out[u].append(v)
+        rev[v].append(u)
+        touched.update((u, v))
+    seen: set[int] = set()
+    finish: list[int] = []
+    for root in sorted(touched):
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(out[root]))]
+        while stack:
+            u, it = stack[-1]
+            for v in it:
+                if v not in seen:
+                    seen.add(v)
+                    stack.append((v, iter(out[v])))
+                    break
+            else:
+                stack.pop()
+                finish.append(u)
+    comp_of: dict[int, int] = {}
+    comps: list[list[int]] = []
+    for root in reversed(finish):
+        if root in comp_of:
+            continue
+        comp_of[root] = len(comps)
+        members, stack = [root], [root]
+        while stack:
+            u = stack.pop()
+            for v in rev[u]:
+                if v not in comp_of:
+                    comp_of[v] = comp_of[root]
+                    members.append(v)
+                    stack.append(v)
+        comps.append(members)
+    return [c for c in comps if len(c) > 1]
 
 
 def must_share_groups(problem: PartitionProblem) -> Groups:
@@ -120,34 +156,13 @@ def must_share_groups(problem: PartitionProblem) -> Groups:
 
     succ = problem.successors()
     topo = problem.topological_order()
-    # node-level reachability as bitsets (n is at most a few thousand on the graphs this is meant for)
-    desc = [0] * n
-    for u in reversed(topo):
-        for v in succ[u]:
-            desc[u] |= desc[v] | (1 << v)
-    anc = [0] * n
-    for u in topo:
-        for v in succ[u]:
-            anc[v] |= anc[u] | (1 << u)
-
-    changed = True
-    while changed:
-        changed = False
-        roots: dict[int, list[int]] = {}
-        for v in range(n):
-            roots.setdefault(find(v), []).append(v)
-        for nodes in roots.values():
-            if len(nodes) == 1:
-                continue
-            d = a = 0
-            own = 0
-            for v in nodes:
-                d |= desc[v]
-                a |= anc[v]
-                own |= 1 << v
-            between = d & a & ~own
-            for v in _bits(between):
-                changed |= union(nodes[0], v)
+    # Stages are ordered and edges run forward, so groups on a cycle of the contracted graph share one stage
+    # (g <= h <= g). A node between two nodes of one group closes such a cycle too, so merging the strongly
+    # connected components of the class graph is the whole closure, and the result is acyclic.
+    for comp in _strongly_connected_components(n, [(find(u), find(v)) for u, v in problem.edges
+                                                    if find(u) != find(v)]):
+        for r in comp[1:]:
+            union(comp[0], r)
 
     root_index: dict[int, int] = {}
     group_of = np.empty(n, dtype=np.int64)
@@ -187,6 +202,6 @@ def must_share_groups(problem: PartitionProblem) -> Groups:
             indeg[h] -= 1
             if indeg[h] == 0:
                 ready.append(h)
-    assert len(order) == count, "convex closure left a cycle between groups"
+    assert len(order) == count, "merging strongly connected components left a cycle between groups"
     return Groups(problem, group_of, tuple(tuple(ms) for ms in members), work, size, tuple(gedges), tuple(order),
                   tuple(senders))

@@ -50,6 +50,17 @@ def test_convex_closure_pulls_in_the_node_between_a_class():
     assert groups.count == 1 and groups.members[0] == (0, 1, 2)
 
 
+def test_interleaved_classes_merge_into_one_group():
+    # classes {a, d} and {b, c} with a -> b and c -> d: stage(a) <= stage(b) = stage(c) <= stage(d) = stage(a),
+    # so all four share a stage although no single node lies between two nodes of one class
+    p = PartitionProblem.from_arrays([1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1], [(0, 1), (2, 3)], 2,
+                                     classes=[(0, 3), (1, 2)])
+    groups = must_share_groups(p)
+    assert groups.count == 1 and groups.edges == ()
+    _, bound, status = solve_exact_mip(p, time_limit=10)
+    assert status == SolveStatus.OPTIMAL and bound.value == pytest.approx(4.0, abs=1e-5)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_problems(max_nodes=6, max_k=3))
 def test_exact_mip_equals_brute_force(problem):

@@ -79,6 +79,11 @@ class CountedEvaluator:
         return self.budget - len(self._seen)
 
     def evaluate(self, genes) -> np.ndarray:
+        g = self.charge(genes)
+        return self.source.evaluate(g)
+
+    def charge(self, genes) -> np.ndarray:
+        """Count ``genes`` against the budget (raising if it would be exceeded) without evaluating them."""
         g = self.space.validate(genes)
         keys = {self.space.key(row) for row in g}
         with self._lock:
@@ -89,4 +94,4 @@ class CountedEvaluator:
                     f"({len(self._seen)} already evaluated)"
                 )
             self._seen |= new
-        return self.source.evaluate(g)
+        return g

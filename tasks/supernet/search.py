@@ -93,19 +93,22 @@ def run_search(
     latency_limit_ms: float | None = None,
     executor=None,
     chunk_size: int = 16,
+    charge: Callable[[np.ndarray], object] | None = None,
 ) -> SearchResult:
     """Multi-objective (accuracy up, latency down) search with at most ``budget`` evaluations.
 
     ``evaluate(genes (k, g)) -> (k, 2)`` returns [accuracy %, latency ms]; it must be picklable when ``executor`` is
     a Dask client. With ``latency_limit_ms`` the search concentrates on architectures within the limit.
+    ``charge(batch)`` is called on the driver before each batch is evaluated (e.g. ``CountedEvaluator.charge``,
+    which raises once the budget would be exceeded), so budgets hold even when workers do the evaluating.
     """
     if budget < 1:
         raise ValueError("budget must be at least 1")
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: BLAS threads cost more than they save
-        return _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size)
+        return _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size, charge)
 
 
-def _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size) -> SearchResult:
+def _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size, charge) -> SearchResult:
     start = time.perf_counter()
     machine = EvolutionarySearch(space, seed=seed, config=config, limits=(None, latency_limit_ms))
     genes: list[np.ndarray] = []
@@ -116,6 +119,8 @@ def _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executo
         if len(batch) == 0:
             break
         asks += 1
+        if charge is not None:
+            charge(batch)
         vals = _evaluate_batch(evaluate, batch, executor, chunk_size)
         machine.tell(batch, _objectives(vals))
         genes.append(batch)

@@ -33,8 +33,8 @@ class CategoricalSpace:
 
     name: str
     cardinalities: tuple[int, ...]
-    #: gene pairs whose joint value gets its own one-hot feature in the surrogate models (None: all pairs)
-    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+    #: gene groups whose joint value gets its own one-hot feature in the surrogate models (None: all pairs)
+    interaction_groups: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def n_genes(self) -> int:
@@ -96,7 +96,7 @@ class CategoricalSpace:
 
     # -- surrogate features -------------------------------------------------------------------------------------
     def features(self, genes: np.ndarray, interactions: bool = True) -> np.ndarray:
-        """One-hot per gene, plus one-hot per interacting gene pair (joint value), as float32 (n, d)."""
+        """One-hot per gene, plus one-hot per interacting gene group (joint value), as float32 (n, d)."""
         g = np.asarray(genes, dtype=np.int64)
         n = len(g)
         blocks = []
@@ -105,13 +105,17 @@ class CategoricalSpace:
             oh[np.arange(n), g[:, i]] = 1.0
             blocks.append(oh)
         if interactions:
-            pairs = self.interaction_pairs
-            if pairs is None:
-                pairs = tuple(itertools.combinations(range(self.n_genes), 2))
-            for i, j in pairs:
-                ci, cj = self.cardinalities[i], self.cardinalities[j]
-                oh = np.zeros((n, ci * cj), dtype=np.float32)
-                oh[np.arange(n), g[:, i] * cj + g[:, j]] = 1.0
+            groups = self.interaction_groups
+            if groups is None:
+                groups = tuple(itertools.combinations(range(self.n_genes), 2))
+            for group in groups:
+                joint = np.zeros(n, dtype=np.int64)
+                size = 1
+                for i in group:
+                    joint = joint * self.cardinalities[i] + g[:, i]
+                    size *= self.cardinalities[i]
+                oh = np.zeros((n, size), dtype=np.float32)
+                oh[np.arange(n), joint] = 1.0
                 blocks.append(oh)
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.float32)
 
@@ -139,7 +143,9 @@ class NB201Space(CategoricalSpace):
 
     name: str = "nb201"
     cardinalities: tuple[int, ...] = (5,) * 6
-    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+    # every pair of edges, plus the one three-edge input-to-output path 0->1->2->3 (edges 0, 2, 5): the cell's
+    # accuracy depends on which operations a path chains, so the surrogate sees each path's joint choice
+    interaction_groups: tuple[tuple[int, ...], ...] | None = tuple(itertools.combinations(range(6), 2)) + ((0, 2, 5),)
 
     def to_string(self, genes) -> str:
         g = np.asarray(genes).ravel()
@@ -183,7 +189,7 @@ class ElasticSpace(CategoricalSpace):
 
     name: str = "elastic"
     cardinalities: tuple[int, ...] = ()
-    interaction_pairs: tuple[tuple[int, int], ...] | None = None
+    interaction_groups: tuple[tuple[int, ...], ...] | None = None
     resolutions: tuple[int, ...] = (8, 12, 16)
     depths: tuple[int, ...] = (1, 2, 3)
     expand_ratios: tuple[int, ...] = (2, 4, 6)

@@ -1,0 +1,132 @@
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tasks.supernet.evolution import EvolutionarySearch
+from tasks.supernet.objectives import BudgetExceededError, CountedEvaluator, TableObjective
+from tasks.supernet.pareto import hypervolume_2d
+from tasks.supernet.search import SearchStatus, random_search, run_search
+from tasks.supernet.space import ElasticSpace, InvalidArchitectureError, NB201Space
+
+
+def synthetic_nb201(seed=0):
+    """A NAS-Bench-201-shaped table with an additive latency and a pairwise-interacting accuracy (no real data)."""
+    space = NB201Space()
+    cells = space.enumerate()
+    rng = np.random.default_rng(seed)
+    op_lat = rng.uniform(0.1, 2.0, size=(6, 5))
+    lat = 3.0 + op_lat[np.arange(6), cells].sum(1) + rng.normal(0, 0.05, len(cells))
+    main = rng.normal(0, 2.0, size=(6, 5))
+    pair = rng.normal(0, 0.7, size=(6, 6, 5, 5))
+    acc = 70 + main[np.arange(6), cells].sum(1)
+    for i in range(6):
+        for j in range(i + 1, 6):
+            acc += pair[i, j, cells[:, i], cells[:, j]]
+    acc += rng.normal(0, 0.3, len(cells))
+    archs = [space.to_string(c) for c in cells]
+    return space, TableObjective(space, archs, acc, lat)
+
+
+def hv_ratio(table, res):
+    a, l = table.accuracy, table.latency_ms
+    norm = lambda acc, lat: np.stack([(lat - l.min()) / np.ptp(l), (a.max() - acc) / np.ptp(a)], 1)
+    exact = hypervolume_2d(norm(a, l), [1, 1])
+    f = res.front_index
+    return hypervolume_2d(norm(res.accuracy[f], res.latency_ms[f]), [1, 1]) / exact
+
+
+def test_nb201_strings_round_trip_and_reject_garbage():
+    space = NB201Space()
+    text = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    assert space.to_string(space.from_string(text)) == text
+    assert space.from_string(text).tolist() == [3, 1, 2, 0, 4, 3]
+    assert len(space.enumerate()) == 15625
+    with pytest.raises(InvalidArchitectureError):
+        space.from_string("|conv~0|+|")
+
+
+def test_search_beats_random_and_respects_budget():
+    space, table = synthetic_nb201()
+    ours, rnd = [], []
+    for seed in range(3):
+        ev = CountedEvaluator(table, 200)
+        res = run_search(space, ev.evaluate, 200, seed=seed)
+        assert res.evaluations == ev.evaluations == 200
+        assert len({space.key(g) for g in res.genes}) == 200
+        assert res.status is SearchStatus.BUDGET_SPENT
+        ours.append(hv_ratio(table, res))
+        rnd.append(hv_ratio(table, random_search(space, CountedEvaluator(table, 200).evaluate, 200, seed=seed)))
+    assert np.mean(ours) > np.mean(rnd) + 0.01
+    assert np.mean(ours) > 0.97 and min(ours) > 0.94
+
+
+def test_search_is_deterministic_and_executor_independent():
+    space, table = synthetic_nb201(1)
+    a = run_search(space, table.evaluate, 80, seed=7)
+    b = run_search(space, table.evaluate, 80, seed=7)
+    with ThreadPoolExecutor(2) as pool:
+        c = run_search(space, table.evaluate, 80, seed=7, executor=pool, chunk_size=3)
+    assert np.array_equal(a.genes, b.genes) and np.array_equal(a.genes, c.genes)
+    d = run_search(space, table.evaluate, 80, seed=8)
+    assert not np.array_equal(a.genes, d.genes)
+
+
+def test_latency_limit_finds_the_best_feasible_cell():
+    space, table = synthetic_nb201(2)
+    limit = float(np.quantile(table.latency_ms, 0.3))
+    res = run_search(space, table.evaluate, 300, seed=0, latency_limit_ms=limit)
+    best = res.best_under(limit)
+    true_best = table.accuracy[table.latency_ms <= limit].max()
+    assert best is not None and res.latency_ms[best] <= limit
+    assert true_best - res.accuracy[best] < 0.5
+
+
+def test_counted_evaluator_counts_distinct_and_refuses_overdraft():
+    space, table = synthetic_nb201()
+    ev = CountedEvaluator(table, 3)
+    cells = space.enumerate()[:4]
+    ev.evaluate(cells[:2])
+    ev.evaluate(cells[:2])  # repeats are free
+    assert ev.evaluations == 2
+    with pytest.raises(BudgetExceededError):
+        ev.evaluate(cells[2:4])
+    assert ev.evaluations == 2
+    ev.evaluate(cells[2:3])
+    assert ev.remaining == 0
+
+
+def test_ask_tell_never_repeats_and_exhausts_a_small_space():
+    from tasks.supernet.space import CategoricalSpace
+
+    space = CategoricalSpace("tiny", (3, 3, 2))
+    machine = EvolutionarySearch(space, seed=0)
+    seen = set()
+    while not machine.exhausted:
+        batch = machine.ask()
+        assert len(batch) > 0
+        for row in batch:
+            assert space.key(row) not in seen
+            seen.add(space.key(row))
+        machine.tell(batch, np.stack([-batch.sum(1).astype(float), batch[:, 0] * 1.0 + 1], 1))
+    assert len(seen) == space.size == 18
+    assert len(machine.ask()) == 0
+
+
+def test_elastic_space_search_uses_offspring_pool():
+    space = ElasticSpace()
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0, 1, space.n_genes)
+
+    def evaluate(genes):
+        g = space.canonical(genes).astype(float)
+        lat = 1 + g @ w
+        acc = 60 + 10 * np.tanh(g @ w / 4) - 0.1 * (g[:, 0] - 1) ** 2
+        return np.stack([acc, lat], 1)
+
+    res = run_search(space, evaluate, 120, seed=0)
+    assert res.evaluations == 120 and len({space.key(g) for g in res.genes}) == 120
+    assert len(res.front_index) >= 3
+    # canonical form: inactive block slots are zeroed
+    for g in res.genes:
+        assert np.array_equal(space.canonical(g), g)

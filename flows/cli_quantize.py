@@ -94,7 +94,9 @@ def quantize(
                                     act_bits=req.act_bits, allocation={
                                         k: result[k] for k in ("status", "objective", "dual_bound", "totals",
                                                                "budgets", "accuracy")} | {
-                                        "torchao": result["torchao"], "run_id": result["run_id"]}))
+                                        "torchao": result["torchao"],
+                                        "torchao_unsupported": result["torchao_unsupported"],
+                                        "run_id": result["run_id"]}))
     if json_out:
         emit_json({k: v for k, v in result.items() if k != "plans"} | {"plans": result["plans"]})
         return

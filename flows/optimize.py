@@ -2,8 +2,9 @@
 
 Steps (each a coarse Prefect task running on Dask, each writing to the catalog under this run's id):
 1. per-module parameter and FLOP counts (table model_summaries)
-- pipeline partition over ``stages`` accelerators with a certified bound (flows/partition.py; graphs +
-  partition_* tables)
+2. mixed-precision bit plan at the uniform-4-bit size, accuracy-checked (flows/quantize.py; quant_* tables)
+3. pipeline partition over ``stages`` accelerators with a certified bound (flows/partition.py; graphs +
+   partition_* tables)
 Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
 """
 
@@ -19,7 +20,7 @@ from flows.settings import Settings
 from tasks.models.spec import ModelSpec
 from tasks.profiling.steps import summarize_model_step
 
-STEPS = ["summary", "partition"]
+STEPS = ["summary", "quantize", "partition"]
 
 
 @flow(name="optimize", log_prints=False)
@@ -36,11 +37,15 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
                                               settings.s3_endpoint).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
+        from flows.quantize import quantize_in_optimize
+
+        run.summary["quantize"] = quantize_in_optimize(cat.url, run.id, model, settings.s3_endpoint)
+        report("quantize", 2, total)
         from flows.partition import partition_in_optimize
 
         run.summary["partition"] = partition_in_optimize(cat.url, run.id, model, stages, settings.s3_endpoint,
                                                          input_shape)
-        report("partition", 2, total)
+        report("partition", 3, total)
         result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
     _publish(result)
     return result

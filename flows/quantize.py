@@ -81,3 +81,22 @@ def publish_quantize(result: dict[str, Any]) -> None:
 def validate_inputs(request: QuantizeRequest, cat=None) -> None:
     """Everything checkable before the run starts (nothing is written on bad input)."""
     validate_request(request, cat)
+
+
+# models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --dataset`
+BUNDLED_DATA_MODELS = ("forgeflow:digits_cnn", "forgeflow:digits_mlp")
+
+
+def quantize_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str | None) -> dict[str, Any]:
+    """The quantize step of `forgeflow optimize`: a plan at the size of uniform 4-bit weights (pinned nothing),
+    or ``{"skipped": reason}`` for a model without bundled data (Hessians need labelled calibration batches)."""
+    from tasks.quantize.pipeline import uniform_size_budget
+
+    if model not in BUNDLED_DATA_MODELS:
+        return {"skipped": f"no bundled calibration data for {model}; run `forgeflow quantize --model {model} "
+                           "--dataset DATA.npz`"}
+    req = QuantizeRequest(model=model, epochs=15, hutchinson_samples=64, pareto_points=5,
+                          size_budget=uniform_size_budget(model, 4))
+    out = run_quantize_steps(cat_url, run_id, req, s3_endpoint)
+    return {k: out[k] for k in ("layers", "bits", "status", "objective", "dual_bound", "totals", "budgets",
+                                "accuracy", "float_accuracy", "plot")}

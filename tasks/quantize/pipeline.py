@@ -23,7 +23,7 @@ from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
 from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
 from tasks.quantize.errors import QuantizeError
-from tasks.quantize.export import torchao_config_data
+from tasks.quantize.export import torchao_config_data, torchao_unsupported
 from tasks.quantize.ilp import Allocation, solve_allocation
 from tasks.quantize.layers import describe_layers
 from tasks.quantize.pareto import budget_grid, pareto_sweep
@@ -247,7 +247,8 @@ def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, 
             "seconds": requested.seconds,
             "totals": {k: (None if v != v else v) for k, v in requested.totals.items()}, "budgets": dict(problem.budgets),
             "accuracy": req_eval["accuracy"], "float_accuracy": eval_table[-1]["accuracy"],
-            "plot": plot_key, "plans": summary_rows, "torchao": torchao_config_data(model, requested.bits)}
+            "plot": plot_key, "plans": summary_rows, "torchao": torchao_config_data(model, requested.bits),
+            "torchao_unsupported": torchao_unsupported(model, requested.bits)}
 
 
 def accuracy_plot_png(evals: list[dict[str, Any]], title: str) -> bytes:
@@ -315,3 +316,11 @@ def validate_request(req: QuantizeRequest, cat=None) -> None:
                             latency_ms=latency, ties=req.ties, pinned=req.pins_for([i.name for i in infos]),
                          budgets=req.budgets())
     solve_allocation(problem, time_limit=req.time_limit)
+
+
+def uniform_size_budget(model: str, bits: int, dataset: str | None = None) -> float:
+    """The model size (bytes) with every quantizable layer at ``bits``: a default size budget."""
+    m = build_model(model)
+    x = load_data(dataset, 0)[0]
+    infos, base = describe_layers(m, x[:1])
+    return float(sum(i.size_bytes(bits) for i in infos) + base)

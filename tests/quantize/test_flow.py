@@ -14,6 +14,7 @@ import pytest
 from catalog import open_catalog
 
 
+@pytest.mark.slow
 def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_path):
     import torch
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -59,17 +60,19 @@ def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
                           timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
 
 
+# each case is a fresh interpreter (~15 s on the shared machine): two run always, the rest with the slow suite
+SLOW = pytest.mark.slow
 BAD = [
     (["--model", "forgeflow:digits_cnn", "--size-budget", "1000"], "smallest achievable model size is 2740 bytes"),
     (["--model", "forgeflow:digits_cnn", "--tie", "conv1,conv7"], "unknown layer(s) 'conv7'"),
-    (["--model", "torch.nn:Identity"], "no quantizable layer"),
-    (["--model", "forgeflow:digits_cnn", "--bits", "2,x"], "--bits must be"),
-    (["--model", "forgeflow:digits_cnn", "--latency-budget", "3"], "--latency-table"),
-    (["--run", "nope"], "has no trained model"),
+    pytest.param(["--model", "torch.nn:Identity"], "no quantizable layer", marks=SLOW),
+    pytest.param(["--model", "forgeflow:digits_cnn", "--bits", "2,x"], "--bits must be", marks=SLOW),
+    pytest.param(["--model", "forgeflow:digits_cnn", "--latency-budget", "3"], "--latency-table", marks=SLOW),
+    pytest.param(["--run", "nope"], "has no trained model", marks=SLOW),
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD, ids=[m[:24] for _, m in BAD])
+@pytest.mark.parametrize("args,message", BAD)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_path):
     cat = tmp_path / "cat"
     p = run_cli(*args, "--catalog", str(cat), "--json", tmp_path=tmp_path)

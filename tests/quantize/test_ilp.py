@@ -161,3 +161,22 @@ def test_hawq_format_problem_matches_hand_computed_case():
     # one layer can be 8-bit: 'a' gains 1*(2.0-0.1)=1.9, 'b' gains 0.1*2.8=0.28
     assert a.bits_in_order(p.layers) == [8, 4]
     assert hawq_objective(p, a.objective) == pytest.approx(1.0 * (0.1 - 2.0))
+
+
+def test_pareto_sweep_over_an_executor_matches_serial_and_reports_infeasible_points():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.quantize.pareto import budget_grid, pareto_sweep
+
+    p = tiny()
+    grid = budget_grid(p, "size_bytes", 5)
+    assert grid[0] == pytest.approx(70.0) and grid[-1] == pytest.approx(140.0)
+    budgets = [50.0] + grid
+    serial = pareto_sweep(p, "size_bytes", budgets)
+    with ThreadPoolExecutor(2) as pool:
+        fanned = pareto_sweep(p, "size_bytes", budgets, executor=pool)
+    assert [pt.status for pt in serial] == [pt.status for pt in fanned]
+    assert serial[0].status == SolveStatus.INFEASIBLE and serial[0].smallest == pytest.approx(70.0)
+    objs = [pt.allocation.objective for pt in serial[1:]]
+    assert objs == [pt.allocation.objective for pt in fanned[1:]]
+    assert objs == sorted(objs, reverse=True) and objs[-1] == 0.0  # more bytes never hurt

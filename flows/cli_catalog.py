@@ -134,7 +134,9 @@ def verify(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = End
         for f in report.findings:
             print(f"{f.severity:<7} {f.kind:<30} {f.path}  {f.message}")
     if report.damaged or (strict and report.count(ORPHAN)):
-        raise typer.Exit(1)
+        import sys
+
+        sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns its code instead of exiting
 
 
 def register(app: typer.Typer) -> None:

@@ -25,8 +25,7 @@ FLOWS: dict[str, str] = {
     "import_graphs": "flows.profile_models:import_graphs",
     "quantize": "flows.quantize:quantize_flow",
     "federated_training": "flows.federated:federated_training",
-    "partition": "flows.partition:partition_flow",
-    "search": "flows.search:search_flow",
+    "partition_graph": "flows.partition:partition_graph",
 }
 
 ENTRYPOINT_MODULE = __name__
@@ -48,7 +47,10 @@ def _domain_flow(attr: str):
             raise DeploymentError(f"flow {attr!r} is not available in this installation ({module_name} missing)") \
                 from None
         raise
-    return getattr(module, obj)
+    try:
+        return getattr(module, obj)
+    except AttributeError:
+        raise DeploymentError(f"flow {attr!r}: {module_name} has no {obj!r}") from None
 
 
 def runtime_flow(attr: str):

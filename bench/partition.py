@@ -116,7 +116,7 @@ def markdown(rows: list[dict], args) -> str:
         eq = {True: "yes", False: "**no**", None: "—"}[r["match"]]
         out.append(
             f"| {r['graph']} | {r['k']} | {fmt(r['bottleneck'])} | {fmt(r['known'])} | {eq} | {fmt(r['lower_bound'])} "
-            f"| {r['lb_method']} | {fmt(r['ratio'])} | {fmt(r['comb_ratio'], 3)} | {r['plan_method']} "
+            f"| {r['lb_method']} | {fmt(r['ratio'], 5)} | {fmt(r['comb_ratio'], 3)} | {r['plan_method']} "
             f"| {r['seconds']:.1f} | {fmt(r.get('base_equal_nodes'), 2)} | {fmt(r.get('base_param_balanced'), 2)} "
             f"| {fmt(r.get('base_compute_balanced'), 2)} | {fmt(r.get('base_expert'), 2)} |")
     out += ["", "| k | instances | geomean ratio | max ratio | proven (≤1.0001) | = listed optimum | geomean comb ratio "
@@ -125,12 +125,12 @@ def markdown(rows: list[dict], args) -> str:
         rs = [r for r in rows if r["k"] == k]
         known = [r for r in rs if r["match"] is not None]
         out.append(
-            f"| {k} | {len(rs)} | {geomean([r['ratio'] for r in rs]):.4f} | {max(r['ratio'] for r in rs):.4f} "
+            f"| {k} | {len(rs)} | {geomean([r['ratio'] for r in rs]):.5f} | {max(r['ratio'] for r in rs):.5f} "
             f"| {sum(r['ratio'] <= PROVEN for r in rs)}/{len(rs)} | {sum(bool(r['match']) for r in known)}/{len(known)} "
             f"| {geomean([r['comb_ratio'] for r in rs]):.3f} | {max(r['seconds'] for r in rs):.1f} |")
     allr = [r["ratio"] for r in rows]
     known = [r for r in rows if r["match"] is not None]
-    out += ["", f"Overall: {len(rows)} instances, geometric-mean ratio {geomean(allr):.4f}, max {max(allr):.4f}, "
+    out += ["", f"Overall: {len(rows)} instances, geometric-mean ratio {geomean(allr):.5f}, max {max(allr):.5f}, "
                 f"{sum(bool(r['match']) for r in known)}/{len(known)} listed optima matched, "
                 f"max wall {max(r['seconds'] for r in rows):.1f} s."]
     return "\n".join(out)

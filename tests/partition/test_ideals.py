@@ -53,3 +53,18 @@ def test_ideal_cap_and_time_limit_are_reported_not_guessed():
     res = solve_ideals_dp(wide, time_limit=0.0)
     assert res.status is SolveStatus.TIME_LIMIT and res.assignment is None
     assert solve_ideals_dp(wide).best[-1] == pytest.approx(4.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(small_problems(max_nodes=6, max_k=3))
+def test_mip_optimum_equals_ideals_dp_optimum(problem):
+    from tasks.partition.mip import solve_exact_mip
+
+    dp = solve_ideals_dp(problem).best[-1]
+    assignment, bound, status = solve_exact_mip(problem, 20.0)
+    if np.isinf(dp):
+        assert status is SolveStatus.INFEASIBLE and assignment is None
+        return
+    assert status is SolveStatus.OPTIMAL
+    assert validate_plan(problem, assignment).bottleneck == pytest.approx(dp, abs=1e-6)
+    assert bound.value <= dp + 1e-9

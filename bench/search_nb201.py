@@ -81,9 +81,11 @@ class Scorer:
         return {"hv_ratio": ratio, "gaps_pp": gaps, "seconds": res.seconds, "evaluations": res.evaluations}
 
 
-def one_search(table: Table, device: str, dataset: str, budget: int, seed: int, method: str = "evolution"):
+def one_search(table: Table, device: str, dataset: str, budget: int, seed: int, method: str = "evolution",
+               source: TableObjective | None = None):
     space = NB201Space()
-    source = TableObjective(space, table.archs, table.accuracy[dataset], table.latency[device])
+    if source is None:
+        source = TableObjective(space, table.archs, table.accuracy[dataset], table.latency[device])
     evaluator = CountedEvaluator(source, budget)
     if method == "random":
         res = random_search(space, evaluator.evaluate, budget, seed=seed)
@@ -98,10 +100,12 @@ def sweep(table: Table, devices, datasets, budgets, seeds, progress=True) -> dic
     for device in devices:
         for dataset in datasets:
             scorer = Scorer(table.accuracy[dataset], table.latency[device])
+            source = TableObjective(NB201Space(), table.archs, table.accuracy[dataset], table.latency[device])
             for budget in budgets:
                 for method in ("evolution", "random"):
                     for seed in seeds:
-                        res, n = one_search(table, device, dataset, budget, seed, method)
+                        # a fresh CountedEvaluator per search; the table index is shared to save set-up time
+                        res, n = one_search(table, device, dataset, budget, seed, method, source)
                         s = scorer.score(res)
                         rows.append({"device": device, "dataset": dataset, "budget": budget, "method": method,
                                      "seed": seed, **s})
@@ -177,6 +181,11 @@ def summarise(rows, budgets, command: str) -> str:
     return "\n".join(out)
 
 
+def _sweep_devices(job):
+    path, devices, datasets, budgets, seeds = job
+    return sweep(load_table(path), devices, datasets, budgets, seeds)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -188,6 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--method", choices=("evolution", "random"), default="evolution")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-write", action="store_true", help="sweep: do not write docs/benchmarks.md")
+    p.add_argument("--devices", default=None, help="sweep: comma-separated subset of devices (default: all)")
+    p.add_argument("--workers", type=int, default=1, help="sweep: processes (devices are split between them)")
     args = p.parse_args(argv)
     table = load_table(args.data)
     if args.device is not None:
@@ -196,7 +207,7 @@ def main(argv=None) -> int:
         dataset = args.dataset or "cifar10"
         budget = args.budget or 300
         res, n = one_search(table, args.device, dataset, budget, args.seed, args.method)
-        front = [table.archs[0] and NB201Space().to_string(res.genes[i]) for i in res.front_index]
+        front = [NB201Space().to_string(res.genes[i]) for i in res.front_index]
         if not args.json:
             s = Scorer(table.accuracy[dataset], table.latency[args.device]).score(res)
             print(f"HV ratio {s['hv_ratio']:.4f}, gaps under 25/50/75 % limits {np.round(s['gaps_pp'], 3).tolist()} pp")
@@ -208,7 +219,18 @@ def main(argv=None) -> int:
     datasets = [args.dataset] if args.dataset else [d for d in DATASETS if d in table.accuracy]
     seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))
     t0 = time.time()
-    result = sweep(table, sorted(table.latency), datasets, budgets, seeds)
+    devices = sorted(table.latency) if args.devices is None else [d.strip() for d in args.devices.split(",")]
+    unknown = [d for d in devices if d not in table.latency]
+    if unknown:
+        raise SystemExit(f"error: unknown devices {unknown}; the file has {sorted(table.latency)}")
+    if args.workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.workers) as pool:
+            parts = pool.map(_sweep_devices, [(args.data, [d], datasets, budgets, seeds) for d in devices])
+            result = {"rows": [r for part in parts for r in part["rows"]]}
+    else:
+        result = sweep(table, devices, datasets, budgets, seeds)
     command = "python bench/search_nb201.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     md = summarise(result["rows"], budgets, command) + f"\n\nSweep wall time: {time.time() - t0:.0f} s."
     print(md)

@@ -22,6 +22,7 @@ limit, which focuses the search on the feasible region without discarding infeas
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +73,8 @@ class EvolutionarySearch:
         self._all_features: np.ndarray | None = None
         if space.size <= config.enumerate_limit:
             # small space: screen every member; ``_used`` marks the ones asked or evaluated
-            self._all = space.enumerate(limit=config.enumerate_limit)
-            self._all_features = space.features(self._all, interactions=config.interactions)
-            self._all_keys = {tuple(int(v) for v in row): i for i, row in enumerate(self._all)}
+            self._all, self._all_features, self._all_keys = _enumerated(space, config.enumerate_limit,
+                                                                        config.interactions)
             self._used = np.zeros(len(self._all), dtype=bool)
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -255,6 +255,16 @@ class EvolutionarySearch:
         if n_explore and rest.size:
             chosen.extend(self.rng.choice(rest, size=min(n_explore, rest.size), replace=False).tolist())
         return np.asarray(chosen, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _enumerated(space: CategoricalSpace, limit: int, interactions: bool):
+    """Every member of a small space, its surrogate features and a key -> row index (shared, read-only)."""
+    members = space.enumerate(limit=limit)
+    features = space.features(members, interactions=interactions)
+    members.setflags(write=False)
+    features.setflags(write=False)
+    return members, features, {tuple(int(v) for v in row): i for i, row in enumerate(members)}
 
 
 def _shortfall(f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, spread: np.ndarray) -> np.ndarray:

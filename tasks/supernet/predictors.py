@@ -38,18 +38,34 @@ class PredictorReport:
 
 
 @torch.inference_mode()
-def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 15, warmup: int = 3) -> float:
-    """Median wall-clock CPU latency of one forward pass (ms) on a random input of ``input_shape``."""
+def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 15, warmup: int = 3,
+                       clock: str = "thread") -> float:
+    """CPU latency of one forward pass (ms) on a random input of ``input_shape``: the minimum over ``repeats``.
+
+    ``clock="thread"`` (default) measures the CPU time of the calling thread with torch limited to one intra-op
+    thread, so time the OS gives to other processes on a shared machine does not count; on an idle core it equals
+    wall-clock latency. ``clock="wall"`` measures wall-clock time with torch's current thread setting. The minimum
+    is the estimator least disturbed by interference (every disturbance only adds time).
+    """
     model.eval()
     x = torch.randn(*input_shape)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    threads = torch.get_num_threads()
+    if clock == "thread":
+        torch.set_num_threads(1)
+        now = time.thread_time
+    else:
+        now = time.perf_counter
+    try:
+        for _ in range(warmup):
+            model(x)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = now()
+            model(x)
+            best = min(best, now() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return 1e3 * best
 
 
 def arch_features(space: ElasticSpace, genes: np.ndarray) -> np.ndarray:
@@ -87,7 +103,7 @@ class LatencyPredictor:
     """Per-block lookup table (ms) + a fitted linear correction of the sum."""
 
     def __init__(self, space: ElasticSpace, table: dict[tuple, float], base: dict[int, float], batch_size: int,
-                 sides: dict[int, list[int]]) -> None:
+                 sides: dict[int, list[tuple[int, int]]]) -> None:
         # table key: (stage, slot kind 0 = first / 1 = later, expand, kernel, input side); base: resolution -> ms
         self.space, self.table, self.base, self.batch_size, self.sides = space, table, base, batch_size, sides
         self.correction = (1.0, 0.0)
@@ -95,7 +111,7 @@ class LatencyPredictor:
     def lookup_ms(self, arch: ElasticArch) -> float:
         total = self.base[arch.resolution]
         for s, b, e, k in arch.active_blocks():
-            total += self.table[(s, min(b, 1), e, k, self.sides[arch.resolution][s])]
+            total += self.table[(s, min(b, 1), e, k, self.sides[arch.resolution][s][min(b, 1)])]
         return total
 
     def raw(self, genes: np.ndarray) -> np.ndarray:
@@ -111,12 +127,14 @@ class LatencyPredictor:
         return a * self.raw(genes) + b
 
 
-def _stage_sides(net: ElasticSupernet, resolution: int) -> list[int]:
-    side = resolution  # stem keeps the side (stride 1, padding 1)
+def _stage_sides(net: ElasticSupernet, resolution: int) -> list[tuple[int, int]]:
+    """Input side of (the first block, the later blocks) of each stage at ``resolution``."""
+    side = resolution  # the stem keeps the side (stride 1, padding 1)
     sides = []
     for stride in net.config.stage_strides:
-        sides.append(side)
-        side = (side + 2 * 1 - 3) // stride + 1 if stride > 1 else side  # 3x3-equivalent arithmetic (k//2 padding)
+        out = (side - 1) // stride + 1  # odd kernel k, padding k // 2
+        sides.append((side, out))
+        side = out
     return sides
 
 
@@ -130,13 +148,14 @@ def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int
         for s, stage in enumerate(net.stages):
             for slot in range(min(2, space.max_depth)):
                 blk = stage[slot]
+                side = sides[r][s][slot]
                 for e in space.expand_ratios:
                     for k in space.kernel_sizes:
-                        key = (s, slot, e, k, sides[r][s])
+                        key = (s, slot, e, k, side)
                         if key in table:
                             continue
                         m = InvertedResidual(blk.in_ch, blk.in_ch * e, blk.out_ch, blk.stride, k)
-                        table[key] = measure_latency_ms(m, (batch_size, blk.in_ch, sides[r][s], sides[r][s]), repeats)
+                        table[key] = measure_latency_ms(m, (batch_size, blk.in_ch, side, side), repeats)
     base = {}
     for r in space.resolutions:
         stem = _StemBlock(nn.Conv2d(net.config.in_channels, net.config.stem_channels, 3, 1, 1, bias=False),

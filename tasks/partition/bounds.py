@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -91,8 +91,8 @@ def cheapest_stage_bound(problem: PartitionProblem, time_limit: float, *, groups
 
 
 def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: float, *, floor: float = 0.0,
-                           deadline: float | None = None, presolve: bool = True
-                           ) -> tuple[Bound, np.ndarray | None, float]:
+                           deadline: float | None = None, presolve: bool = True,
+                           stop: Callable[[], bool] | None = None) -> tuple[Bound, np.ndarray | None, float]:
     """Solve the k-stage model with B <= cap (and B >= floor, a bound proven elsewhere) for at most
     ``time_limit`` seconds and never past ``deadline`` (``time.time()`` epoch seconds; for solves queued on an
     executor whose start time is unknown).
@@ -101,7 +101,8 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
     min(HiGHS's dual bound, cap)), and the best plan the solver found under the cap (node -> stage) with its
     bottleneck, or (None, inf). Module-level and picklable so it can be shipped to a Dask worker.
     ``presolve=False`` switches HiGHS's presolve off: slower on most of the suite, but 3-4x faster on some
-    infeasibility proofs (resnet50 operator graph, k=6), so parallel workers race both variants."""
+    infeasibility proofs (resnet50 operator graph, k=6), so parallel workers race both variants. ``stop`` (polled
+    during branch and bound; in-process callers only) ends the solve early with what it has proven."""
     t0 = time.perf_counter()
     if deadline is not None:
         time_limit = min(time_limit, deadline - time.time())
@@ -110,7 +111,7 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
                 math.inf)
     groups = must_share_groups(problem)
     sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
-    res = solve_model(sm.model, time_limit, extra_options=None if presolve else {"presolve": "off"})
+    res = solve_model(sm.model, time_limit, stop=stop, extra_options=None if presolve else {"presolve": "off"})
     detail: dict[str, Any] = dict(res.detail, cap=float(cap), presolve=presolve)
     assignment = None
     if res.status == SolveStatus.INFEASIBLE:
@@ -135,12 +136,14 @@ def _guess_result(future, floor: float) -> tuple[Bound, np.ndarray | None, float
 
 
 def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
-    """Up to ``count`` bottleneck guesses strictly between the proven ``lower`` and the best plan ``upper``.
+    """Up to ``count`` bottleneck guesses strictly between the proven ``lower`` and the best plan ``upper``, the
+    most promising first.
 
-    The first is the closing guess just below ``upper`` (its infeasibility proves the plan optimal) when the gap is
-    already small, else a guess 2 % above ``lower``: the model then either proves the bound up by 2 % or finds a
-    plan within 2 % of it (HiGHS minimises B under the cap, so a feasible guess usually ends optimal). Further
-    guesses for parallel workers are spread geometrically in between.
+    The closing guess sits just below ``upper``: its infeasibility proves the plan optimal. It goes first when the
+    gap is within 10 % (a plan from a good search is usually optimal, and the cheap bounds leave a few percent).
+    With a wider gap the plan is likely poor, so a guess 2 % above ``lower`` goes first: the model then either
+    proves the bound up by 2 % or finds a plan within 2 % of it (HiGHS minimises B under the cap, so a feasible
+    guess usually ends optimal). Further guesses for parallel workers are spread geometrically in between.
     """
     if not math.isfinite(upper):  # no plan known: the plain min-B model first, then guesses above the bound
         caps = [math.inf] + ([lower * 1.02, lower * 1.1] if lower > 0 else [])
@@ -150,10 +153,11 @@ def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
         return []
     if upper <= lower * 1.02:
         return [closing]
-    first = lower * 1.02
+    near = lower * 1.02
     between = [lower * (upper / lower) ** (i / (count - 1)) for i in range(1, count - 1)] if count > 2 else []
-    rest = sorted({c for c in [closing] + between if first < c < upper})
-    return ([first] + rest)[:count]
+    between = sorted({c for c in between if near < c < closing})
+    first, second = (closing, near) if upper <= lower * 1.10 else (near, closing)
+    return ([first, second] + between)[:count]
 
 
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
@@ -209,10 +213,15 @@ def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_
             if len(jobs) == 1:  # a single guess: race HiGHS with and without presolve on two workers
                 jobs.append((caps[0], False))
             deadline = time.time() + left() - 0.5
+            # the first guess runs in this thread, so a busy executor (e.g. searches queued before us) cannot
+            # starve the bound; the others go to the executor and the first conclusive answer wins
             pending = [executor.submit(bottleneck_guess_bound, problem, cap, left(), floor=lower, deadline=deadline,
-                                       presolve=pre) for cap, pre in jobs]
-            # first conclusive answer wins; the others stop by the deadline on their own
-            while pending and not done():
+                                       presolve=pre) for cap, pre in jobs[1:]]
+            cap, pre = jobs[0]
+
+            def collect() -> bool:
+                """Record the finished executor guesses; True once they settle the question."""
+                nonlocal pending
                 still = []
                 for fut in pending:
                     if fut.done():
@@ -220,8 +229,12 @@ def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_
                     else:
                         still.append(fut)
                 pending = still
-                if pending and not done():
-                    time.sleep(0.02)
+                return done()
+
+            record(bottleneck_guess_bound(problem, cap, left(), floor=lower, deadline=deadline, presolve=pre,
+                                          stop=collect))
+            while pending and not collect():
+                time.sleep(0.02)
         else:
             # half of what is left per guess, so a failed guess still leaves time for the next, tighter one
             record(bottleneck_guess_bound(problem, caps[0], max(0.5 * left(), min(left(), 5.0)) - 0.1, floor=lower))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import highspy
 import numpy as np
@@ -126,11 +126,21 @@ class MipOutcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def solve_model(model: LinearModel, time_limit: float, **kw) -> MipOutcome:
-    """Solve a minimisation model; map HiGHS's model status to SolveStatus and read its proven dual bound."""
+def solve_model(model: LinearModel, time_limit: float, *, stop: Callable[[], bool] | None = None,
+                **kw) -> MipOutcome:
+    """Solve a minimisation model; map HiGHS's model status to SolveStatus and read its proven dual bound.
+
+    ``stop`` is polled from HiGHS's MIP interrupt callback (a few times per second of branch and bound); when it
+    returns True the solve ends early with status FEASIBLE and whatever it had proven so far."""
     t0 = time.perf_counter()
     try:
         h = model.to_highs(time_limit, **kw)
+        if stop is not None:
+            def interrupt(event) -> None:
+                if stop():
+                    event.interrupt()
+
+            h.cbMipInterrupt.subscribe(interrupt)
         h.run()
     except Exception as exc:  # pragma: no cover - HiGHS internal failure is reported, not raised
         return MipOutcome(SolveStatus.ERROR, math.inf, -math.inf, None, time.perf_counter() - t0,

@@ -118,3 +118,16 @@ def test_unknown_upper_bound_runs_the_plain_model():
     b = best_lower_bound(diamond(2), upper_bound=None, time_limit=10)
     assert b.status == SolveStatus.OPTIMAL and b.detail["improved_bottleneck"] == pytest.approx(4.75)
     assert 4.75 * (1 - 1e-4) <= b.value <= 4.75
+
+
+def test_guesses_close_a_small_gap_first_and_probe_near_the_bound_on_a_wide_one():
+    from tasks.partition.bounds import CLOSING_GAP, _guess_caps
+
+    closing = 10.5 * (1 - CLOSING_GAP)
+    assert _guess_caps(10.0, 10.5, 1) == [closing]  # gap 5 %: try to prove the plan optimal
+    assert _guess_caps(10.0, 100.0, 1) == [pytest.approx(10.2)]  # gap 10x: look for a plan near the bound
+    caps = _guess_caps(10.0, 100.0, 4)
+    assert caps[:2] == [pytest.approx(10.2), 100.0 * (1 - CLOSING_GAP)] and len(caps) == 4
+    assert all(10.0 < c < 100.0 for c in caps)
+    assert _guess_caps(10.0, 10.0, 2) == []  # already closed
+    assert _guess_caps(10.0, math.inf, 1) == [math.inf]  # no plan: the plain model

@@ -1,0 +1,138 @@
+"""Malformed input across the whole CLI (graphs, model specs, budgets, URLs, SQL, deployments): each case gets one
+clear line on stderr naming the problem, exit code 2, no traceback, and nothing written (no catalog file, no
+output file, no file a SQL statement tried to create).
+
+The CLI runs in this process (`flows.cli.main`) so the 30+ cases cost one import of torch and Prefect; a few run
+in a fresh interpreter as well, exactly as a user types them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.ops._procs import forgeflow
+
+MSR_CYCLE = {"nodes": [{"id": 1, "fpgaLatency": 1}, {"id": 2, "fpgaLatency": 1}],
+             "edges": [{"sourceId": 1, "destId": 2, "cost": 0}, {"sourceId": 2, "destId": 1, "cost": 0}]}
+MSR_DANGLING = {"nodes": [{"id": 1, "fpgaLatency": 1}], "edges": [{"sourceId": 1, "destId": 9, "cost": 0}]}
+MSR_NEGATIVE = {"nodes": [{"id": 1, "fpgaLatency": -1}], "edges": []}
+
+D = "forgeflow:digits_cnn"
+
+# (case id, argv with {tmp} for the test's folder, what the message must name)
+CASES = [
+    # graphs
+    ("graph-not-json", ["graph", "import", "{tmp}/notjson.json"], "notjson.json"),
+    ("graph-cycle", ["graph", "import", "{tmp}/cycle.json"], "cycle"),
+    ("graph-dangling-edge", ["graph", "import", "{tmp}/dangling.json"], "9"),
+    ("graph-negative-latency", ["graph", "import", "{tmp}/negative.json"], "-1"),
+    ("graph-missing-file", ["graph", "import", "{tmp}/absent.json"], "absent.json"),
+    ("partition-bad-graph", ["partition", "--graph", "{tmp}/cycle.json", "--stages", "2"], "cycle"),
+    ("partition-zero-stages", ["partition", "--graph", "{tmp}/ok.json", "--stages", "0"], "stages"),
+    ("partition-negative-memory-cap", ["partition", "--graph", "{tmp}/ok.json", "--stages", "2", "--memory-cap",
+                                       "-5"], "memory"),
+    ("graph-export-unknown-id", ["graph", "export", "0123456789abcdef", "{tmp}/out.json"], "0123456789abcdef"),
+    # model specs
+    ("model-unknown-torchvision", ["optimize", "--model", "torchvision:not_a_model"], "not_a_model"),
+    ("model-no-colon", ["profile", "--model", "no_colon_here"], "no_colon_here"),
+    ("model-unimportable", ["quantize", "--model", "nosuchpkg.mod:factory", "--size-budget", "4096"], "nosuchpkg"),
+    ("model-wrong-input", ["optimize", "--model", D, "--input-shape", "1,3,8,8"], "cannot run on an input"),
+    ("model-same-twice", ["profile", "--model", D, "--model", D], "twice"),
+    # budgets and numeric options
+    ("quantize-negative-size-budget", ["quantize", "--model", D, "--size-budget", "-1"], "budget"),
+    ("quantize-latency-budget-no-table", ["quantize", "--model", D, "--latency-budget", "5"], "latency"),
+    ("quantize-bad-bits", ["quantize", "--model", D, "--bits", "2,x"], "x"),
+    ("quantize-bad-pin", ["quantize", "--model", D, "--size-budget", "4096", "--pin", "conv1"], "--pin"),
+    ("optimize-zero-stages", ["optimize", "--model", D, "--stages", "0"], "--stages"),
+    ("profile-zero-repeats", ["profile", "--model", D, "--repeats", "0"], "repeats"),
+    ("profile-unknown-link", ["profile", "--model", D, "--link", "warp9"], "warp9"),
+    ("federate-fraction-above-one", ["federate", "--model", D, "--fraction", "1.5"], "fraction"),
+    ("federate-bad-compression", ["federate", "--model", D, "--compress", "topk:2"], "topk:2"),
+    ("federate-zero-rounds", ["federate", "--model", D, "--rounds", "0"], "rounds"),
+    # URLs and addresses
+    ("catalog-unsupported-scheme", ["catalog", "ls", "--catalog", "ftp://host/x"], "ftp"),
+    ("catalog-s3-no-bucket", ["catalog", "ls", "--catalog", "s3:///prefix"], "no bucket"),
+    ("catalog-credentials-in-url", ["catalog", "ls", "--catalog", "s3://AKIAXX:hunter2secret@bucket/x"],
+     "credentials must not be put in the catalog URL"),
+    ("dask-address-no-scheme", ["optimize", "--model", D, "--dask-address", "localhost:1"], "tcp://HOST:PORT"),
+    ("dask-address-unreachable", ["optimize", "--model", D, "--dask-address", "tcp://127.0.0.1:{port}"],
+     "cannot reach the Dask scheduler"),
+    # SQL: read-only, one statement, nothing outside the catalog
+    ("sql-copy", ["catalog", "query", "COPY (SELECT 1) TO '{tmp}/leak.csv'"], "read-only"),
+    ("sql-attach", ["catalog", "query", "ATTACH '{tmp}/leak.db' AS x"], "read-only"),
+    ("sql-install", ["catalog", "query", "INSTALL httpfs"], "read-only"),
+    ("sql-load", ["catalog", "query", "LOAD httpfs"], "read-only"),
+    ("sql-read-file", ["catalog", "query", "SELECT * FROM read_csv_auto('/etc/passwd')"], "outside the catalog"),
+    ("sql-two-statements", ["catalog", "query", "SELECT 1; SELECT 2"], "exactly one SELECT"),
+    ("sql-create", ["catalog", "query", "CREATE TABLE t AS SELECT 1"], "read-only"),
+    ("sql-set", ["catalog", "query", "SET threads = 1"], "read-only"),
+    ("sql-malformed", ["catalog", "query", "SELEC 1"], "malformed SQL"),
+    # deployments
+    ("serve-unknown-deployment", ["serve", "--only", "nope/nothing", "--dry-run"], "unknown deployment"),
+    ("serve-bad-deployment-file", ["serve", "--file", "{tmp}/notjson.json", "--dry-run"], "not valid YAML"),
+]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    (tmp_path / "notjson.json").write_text("{this is not json")
+    (tmp_path / "cycle.json").write_text(json.dumps(MSR_CYCLE))
+    (tmp_path / "dangling.json").write_text(json.dumps(MSR_DANGLING))
+    (tmp_path / "negative.json").write_text(json.dumps(MSR_NEGATIVE))
+    (tmp_path / "ok.json").write_text(json.dumps({"nodes": [{"id": 1, "fpgaLatency": 1}, {"id": 2, "fpgaLatency": 2}],
+                                                  "edges": [{"sourceId": 1, "destId": 2, "cost": 0.1}]}))
+    return tmp_path
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _argv(args: list[str], tmp: Path, cat: Path) -> list[str]:
+    port = free_port()
+    argv = [a.replace("{tmp}", str(tmp)).replace("{port}", str(port)) for a in args]
+    if "--catalog" not in argv and argv[0] not in ("serve", "deploy"):
+        argv += ["--catalog", str(cat)]
+    return argv
+
+
+def test_at_least_twenty_cases_across_the_cli():
+    assert len(CASES) >= 20
+    commands = {c[1][0] for c in CASES}
+    assert {"graph", "partition", "optimize", "profile", "quantize", "federate", "catalog", "serve"} <= commands
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("case,args,message", CASES, ids=[c[0] for c in CASES])
+def test_malformed_input_one_clear_error_nothing_written(case, args, message, inputs, capsys, monkeypatch):
+    from flows.cli import main
+
+    monkeypatch.setenv("FORGEFLOW_DASK_WORKERS", "1")
+    cat = inputs / "cat"
+    before = _files(inputs)
+    with pytest.raises(SystemExit) as exc:
+        main(_argv(args, inputs, cat))
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2, (case, out, err)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert message in err, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "hunter2secret" not in err + out  # a secret in a refused URL is not echoed back
+    created = _files(inputs) - before
+    assert not [f for f in created if f.endswith(".parquet") or "leak" in f or f.endswith("out.json")], created
+
+
+@pytest.mark.parametrize("args,message", [
+    (["quantize", "--model", D, "--size-budget", "-1"], "budget"),
+    (["catalog", "query", "ATTACH 'x.db' AS x"], "read-only"),
+])
+def test_in_a_fresh_interpreter(tmp_path, args, message):
+    cat = tmp_path / "cat"
+    p = forgeflow(*args, "--catalog", str(cat))
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not list(cat.rglob("*.parquet")) if cat.exists() else True

@@ -1,14 +1,15 @@
 """Per-module parameter and FLOP counts of a model (the first step of ``forgeflow optimize``).
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs). Each row holds a
-module's own FLOPs (its total minus its children's) and own parameters, so the rows add up to the model's totals.
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs) under the same rules as
+the profiler's per-node counts (``tasks.profiling.costs``: CPU flash attention counted, MultiheadAttention's fast path
+off), so a summary and a profile of one model agree. Each row holds a module's own FLOPs (its total minus its
+children's) and own parameters, so the rows add up to the model's totals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.errors import ForgeflowError
 
 
 @dataclass(frozen=True)
@@ -36,19 +37,20 @@ class ModelSummary:
 def summarize_model(spec: str, input_shape: tuple[int, ...] | None = None) -> ModelSummary:
     """Build the model from ``spec`` and count its parameters and FLOPs per module on one forward pass."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from tasks.models.spec import default_input_shape, resolve_model
+    from tasks.profiling.costs import counting_conditions, flop_counter
+    from tasks.profiling.errors import InputShapeError
 
     model = resolve_model(spec).eval()
     shape = tuple(input_shape) if input_shape else default_input_shape(spec)
     x = torch.randn(*shape)
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = flop_counter()
     try:
-        with torch.no_grad(), counter:
+        with counting_conditions(), counter:
             model(x)
     except Exception as exc:
-        raise ForgeflowError(f"model {spec} cannot run on an input of shape {list(shape)}: "
+        raise InputShapeError(f"model {spec} cannot run on an input of shape {list(shape)}: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     counts = counter.get_flop_counts()
     root = type(model).__name__

@@ -59,3 +59,18 @@ def shape_branch():
 
 def shared_linear():
     return SharedLinear()
+
+
+class AttentionBlock(nn.Module):
+    """One self-attention layer (the shape of a ViT encoder's attention)."""
+
+    def __init__(self, dim: int = 32, heads: int = 4):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def attention_block():
+    return AttentionBlock()

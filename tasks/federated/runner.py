@@ -25,7 +25,7 @@ from tasks.federated.config import FederatedConfig, FederatedConfigError
 from tasks.federated.data import FederatedDataset
 from tasks.federated.model_state import evaluate, initial_weights
 from tasks.federated.privacy import (
-    CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, RecordLevelAccountant, calibrate_noise,
+    CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
 )
 from tasks.federated.server import initial_state, restore, snapshot, step
 from tasks.federated.state import (
@@ -100,15 +100,12 @@ def resolve_noise(config: FederatedConfig, client_sizes) -> float | None:
     if p.noise is not None:
         return float(p.noise)
     sizes = tuple(int(n) for n in client_sizes)
-    if p.mode == "record":
-        def eps(z):
-            return RecordLevelAccountant(sizes, config.batch_size, config.local_epochs, z, p.delta
-                                         ).worst_case_epsilon(config.rounds)
-    else:
-        def eps(z):
-            return ClientLevelAccountant(config.fraction, z, p.delta).epsilon(config.rounds)
     try:
-        return calibrate_noise(eps, p.target_epsilon)
+        if p.mode == "record":
+            return calibrate_record_noise(sizes, config.batch_size, config.local_epochs, config.rounds, p.delta,
+                                          p.target_epsilon)
+        return calibrate_noise(lambda z: ClientLevelAccountant(config.fraction, z, p.delta).epsilon(config.rounds),
+                               p.target_epsilon)
     except ValueError as exc:
         raise FederatedConfigError(f"--dp-epsilon {p.target_epsilon}: {exc}") from None
 

@@ -36,3 +36,12 @@ def test_calibrated_noise_is_the_smallest_meeting_the_target():
     assert acc(z) <= 2.0 < acc(z * 0.99)
     with pytest.raises(ValueError):
         calibrate_noise(acc, 1e-6, high=5.0)
+
+
+def test_record_noise_calibration_covers_every_client():
+    from tasks.federated.privacy import calibrate_record_noise
+
+    sizes = (12, 40, 200, 75)
+    z = calibrate_record_noise(sizes, batch_size=16, local_epochs=1, rounds=10, delta=1e-5, target_epsilon=4.0)
+    acc = RecordLevelAccountant(sizes, 16, 1, z, 1e-5)
+    assert acc.worst_case_epsilon(10) <= 4.0 < RecordLevelAccountant(sizes, 16, 1, z * 0.99, 1e-5).worst_case_epsilon(10)

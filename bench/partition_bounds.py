@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,7 @@ def main() -> int:
     args = ap.parse_args()
 
     executor = ThreadPoolExecutor(args.workers) if args.workers > 1 else None
+    load_before = os.getloadavg()[0]
     rows = []
     for key, optima in KNOWN_OPTIMA.items():
         if args.only and args.only not in key:
@@ -97,7 +99,8 @@ def main() -> int:
 
     lines = ["Proven lower bounds (`best_lower_bound`, HiGHS, one thread per solve) with the exact optimum of issue 4 "
              "as the upper bound (InceptionV3: the sliced topological order, improved by the guessing MIPs). ratio = optimum / proven bound; comb = the "
-             "combinatorial bound alone. Timings taken on the shared 2-core machine with other jobs running.", "",
+             "combinatorial bound alone. Timings taken on the shared 2-core machine with other jobs running "
+             f"(1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).", "",
              "| graph | k | optimum | comb | proven bound | method | status | seconds | ratio | comb ratio |",
              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:

@@ -78,6 +78,31 @@ def test_best_lower_bound_with_an_executor_matches_serial():
     assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
 
 
+@st.composite
+def transfer_heavy_problems(draw) -> PartitionProblem:
+    """Operator-graph-like instances: transfers up to 8x the heaviest compute, classes of up to 3 nodes, k up to
+    5 (more stages than the graph can use), so the cheapest-stage bound and the guessing MIP both matter."""
+    n = draw(st.integers(2, 6))
+    perm = draw(st.permutations(range(n)))
+    edges = [(perm[i], perm[j]) for i in range(n) for j in range(i + 1, n) if draw(st.integers(0, 2)) == 0]
+    w = [draw(st.integers(0, 8)) / 4 for _ in range(n)]
+    c = [draw(st.integers(0, 64)) / 4 for _ in range(n)]
+    members = draw(st.permutations(range(n)))
+    size = draw(st.integers(1, min(3, n)))
+    classes = [tuple(members[:size])] + [(i,) for i in members[size:]]
+    k = draw(st.integers(1, 5 if n <= 5 else 4))
+    return PartitionProblem.from_arrays(w, [1.0] * n, c, edges, k, classes=classes, name="heavy")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transfer_heavy_problems())
+def test_bounds_are_valid_and_tight_when_transfers_dominate(problem):
+    best, _ = brute_force_optimum(problem)
+    assert cheapest_stage_bound(problem, time_limit=10).value <= best + TOL
+    b = best_lower_bound(problem, upper_bound=best, time_limit=10)
+    assert b.value <= best + TOL and b.status == SolveStatus.OPTIMAL
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_problems(max_nodes=6, max_k=4), st.sampled_from([1.0, 1.0, 1.3, math.inf]))
 def test_every_bound_is_at_most_the_optimum(problem, slack):

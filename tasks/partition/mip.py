@@ -155,16 +155,15 @@ def solve_model(model: LinearModel, time_limit: float, *, stop: Callable[[], boo
     detail = {"highs_status": h.modelStatusToString(ms), "nodes": int(info.mip_node_count) if is_mip else 0}
     M = highspy.HighsModelStatus
     if ms == M.kOptimal:
-        dual = obj if not is_mip else max(float(info.mip_dual_bound), -math.inf)
         # HiGHS stops at mip_rel_gap; the proven bound is the dual bound, not the incumbent
-        return MipOutcome(SolveStatus.OPTIMAL, obj, dual if is_mip else obj, values, seconds, detail)
+        dual = min(float(info.mip_dual_bound), obj) if is_mip else obj
+        return MipOutcome(SolveStatus.OPTIMAL, obj, dual, values, seconds, detail)
     if ms == M.kInfeasible:
         return MipOutcome(SolveStatus.INFEASIBLE, math.inf, math.inf, None, seconds, detail)
     if ms in (M.kTimeLimit, M.kInterrupt, M.kIterationLimit, M.kSolutionLimit, M.kObjectiveBound,
               M.kObjectiveTarget, M.kHighsInterrupt):
+        # only a finite dual bound is taken as proven; infeasibility is believed only from the Infeasible status
         dual = float(info.mip_dual_bound) if is_mip else -math.inf
-        if not math.isfinite(dual) and dual > 0:  # +inf dual bound with no incumbent: proven infeasible
-            return MipOutcome(SolveStatus.INFEASIBLE, math.inf, math.inf, None, seconds, detail)
         status = SolveStatus.TIME_LIMIT if ms == M.kTimeLimit else SolveStatus.FEASIBLE
         return MipOutcome(status, obj, dual if math.isfinite(dual) else -math.inf, values, seconds, detail)
     detail["error"] = h.modelStatusToString(ms)

@@ -116,22 +116,20 @@ class NodeCost:
 
 
 class _CostInterpreter(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule):
+    """Runs the graph under one FlopCounterMode and charges each node the counter's increase while it ran."""
+
+    def __init__(self, gm: fx.GraphModule, counter: FlopCounterMode):
         super().__init__(gm, garbage_collect_values=True)
+        self.counter = counter
         self.flops: dict[str, int] = {}
         self.out_bytes: dict[str, int] = {}
         self.is_tensor: dict[str, bool] = {}
         self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
     def run_node(self, n: fx.Node) -> Any:
-        if n.op in ("call_module", "call_function", "call_method"):
-            fc = flop_counter()
-            with fc:
-                out = super().run_node(n)
-            self.flops[n.name] = int(fc.get_total_flops())
-        else:
-            out = super().run_node(n)
-            self.flops[n.name] = 0
+        before = self.counter.get_total_flops()
+        out = super().run_node(n)
+        self.flops[n.name] = int(self.counter.get_total_flops() - before)
         ts = list(_tensors(out))
         self.out_bytes[n.name] = tensor_bytes(out)
         self.is_tensor[n.name] = bool(ts)
@@ -141,8 +139,9 @@ class _CostInterpreter(fx.Interpreter):
 
 def node_costs(gm: fx.GraphModule, inputs: Sequence[torch.Tensor]) -> dict[str, NodeCost]:
     """Run ``gm`` once on ``inputs`` and cost every node (in graph order)."""
-    interp = _CostInterpreter(gm)
-    with counting_conditions():
+    counter = flop_counter()
+    interp = _CostInterpreter(gm, counter)
+    with counting_conditions(), counter:
         interp.run(*inputs)
     owned = _owned_tensors(gm)
     out: dict[str, NodeCost] = {}

@@ -38,8 +38,8 @@ CLOSING_GAP = 1e-5
 
 
 def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None = None) -> Bound:
-    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if the groups cannot fit in k
-    stages by total size the instance is infeasible and the bound is +inf."""
+    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if one group exceeds the cap or the
+    total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf, ``detail["reason"]`` says why."""
     t0 = time.perf_counter()
     groups = groups or must_share_groups(problem)
     total_over_k = float(problem.w.sum()) / problem.k
@@ -47,9 +47,19 @@ def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None =
     value = max(total_over_k, heaviest)
     detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest}
     status = SolveStatus.OPTIMAL
-    if problem.mem_cap is not None and float(problem.m.sum()) > problem.k * problem.mem_cap * (1 + 1e-12):
-        value, status = math.inf, SolveStatus.INFEASIBLE
-        detail["reason"] = "total size exceeds k * memory cap"
+    if problem.mem_cap is not None:
+        cap = problem.mem_cap * (1 + 1e-12)
+        biggest = int(np.argmax(groups.size)) if groups.count else 0
+        if groups.count and groups.size[biggest] > cap:
+            # classes on a cycle of the class graph must share a stage; together they may not fit
+            value, status = math.inf, SolveStatus.INFEASIBLE
+            ids = [problem.node_ids[v] for v in groups.members[biggest]]
+            detail["reason"] = (f"{len(ids)} nodes that must share a stage (co-location classes closed under "
+                                f"precedence) have size {groups.size[biggest]:g} > memory cap {problem.mem_cap:g}; "
+                                f"first ids {ids[:5]}")
+        elif float(problem.m.sum()) > problem.k * cap:
+            value, status = math.inf, SolveStatus.INFEASIBLE
+            detail["reason"] = f"total size {float(problem.m.sum()):g} exceeds k * memory cap"
     return Bound(value, "combinatorial", status, time.perf_counter() - t0, detail)
 
 

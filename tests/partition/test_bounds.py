@@ -35,6 +35,15 @@ def test_combinatorial_bound_flags_memory_infeasibility():
     assert b.status == SolveStatus.INFEASIBLE and b.value == math.inf
 
 
+def test_combinatorial_bound_flags_a_forced_group_above_the_cap():
+    # classes {a, d} and {b, c} interleave (a -> b, c -> d), so all four share a stage: size 4 > cap 3,
+    # although each class alone (size 2) fits
+    p = PartitionProblem.from_arrays([1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [(0, 1), (2, 3)], 4,
+                                     classes=[(0, 3), (1, 2)], mem_cap=3.0)
+    b = combinatorial_lower_bound(p)
+    assert b.status == SolveStatus.INFEASIBLE and b.value == math.inf and "must share a stage" in b.detail["reason"]
+
+
 def test_cheapest_stage_bound_counts_unavoidable_transfers():
     # a heavy node h (w=10) between a source s and a sink t, transfers of 4 ms each way, k large.
     # Stage with h alone: 10 + 4 (s's output in) + 4 (h's output out) = 18; with s: 10 + 1 + 4 = 15;

@@ -103,3 +103,20 @@ def test_request_validation_before_any_run():
     with pytest.raises(BudgetInfeasibleError, match="3808 bytes"):
         validate_request(QuantizeRequest(model=digits, size_budget=3000, pin_ends=8))
     validate_request(QuantizeRequest(model=digits, size_budget=4000, bops_budget=5e6))
+
+
+def test_user_dataset_path_and_a_mismatched_one(tmp_path):
+    import numpy as np
+
+    from tasks.quantize.pipeline import load_data
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "flat.npz"
+    np.savez(good, x=rng.random((40, 64)).astype(np.float32), y=rng.integers(0, 10, 40))
+    xtr, ytr, xte, yte = load_data(str(good), seed=1)
+    assert len(xtr) == 30 and len(xte) == 10 and xtr.shape[1:] == (64,)
+    validate_request(QuantizeRequest(model="forgeflow:digits_mlp", dataset=str(good), size_budget=5000))
+    bad = tmp_path / "wide.npz"
+    np.savez(bad, x=rng.random((40, 3, 5, 5)).astype(np.float32), y=rng.integers(0, 10, 40))
+    with pytest.raises(QuantizeError, match=r"cannot run on the data \(input shape \(3, 5, 5\)\)"):
+        validate_request(QuantizeRequest(model="forgeflow:digits_cnn", dataset=str(bad)))

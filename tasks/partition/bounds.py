@@ -161,6 +161,8 @@ def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
     closing = upper * (1.0 - CLOSING_GAP)
     if closing <= lower:
         return []
+    if lower <= 0.0:  # nothing proven yet (e.g. zero work): close, or halve the gap
+        return [closing, upper / 1.1, upper / 2][:count]
     if upper <= lower * 1.02:
         return [closing]
     near = lower * 1.02
@@ -179,7 +181,8 @@ def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_
     with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
     ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
     ``upper_bound`` it is in ``detail["improved_plan"]`` (stage index per node) with ``detail["improved_bottleneck"]``.
-    ``status`` is OPTIMAL when the bound meets ``upper_bound`` within OPTIMALITY_TOLERANCE (relative).
+    ``status`` is OPTIMAL when the bound meets the best plan (``upper_bound`` or the improved one) within
+    OPTIMALITY_TOLERANCE (relative); INFEASIBLE (value +inf) when no plan exists.
     """
     t0 = time.perf_counter()
     problem.validate()

@@ -165,3 +165,4 @@ def test_guesses_close_a_small_gap_first_and_probe_near_the_bound_on_a_wide_one(
     assert all(10.0 < c < 100.0 for c in caps)
     assert _guess_caps(10.0, 10.0, 2) == []  # already closed
     assert _guess_caps(10.0, math.inf, 1) == [math.inf]  # no plan: the plain model
+    assert _guess_caps(0.0, 8.0, 4) == [8.0 * (1 - CLOSING_GAP), pytest.approx(8.0 / 1.1), 4.0]  # nothing proven

@@ -37,8 +37,8 @@ def profile(
                              "pcie5_x16, nvlink, nvlink3, infiniband_hdr, 100gbe, 25gbe, 10gbe, 1gbe, msr_fpga, "
                              "or custom:GBPS:MICROSECONDS"),
     capture: str = typer.Option("auto", "--capture", help="auto (fx, then export) | fx | export"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per Dask worker "
-                                          "[default FORGEFLOW_DASK_THREADS]"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per model (each model runs alone "
+                                          "on its Dask worker) [default FORGEFLOW_DASK_THREADS]"),
     export_msr: Optional[Path] = typer.Option(None, "--export-msr", help="Also write the graph as msr-fiddle JSON "
                                               "(one model only)"),
     catalog: Optional[str] = CatalogOpt,
@@ -53,8 +53,8 @@ def profile(
 
     quiet_prefect_for_json(json_out)
     settings = _settings(catalog, s3_endpoint, dask_address)
-    if threads is not None:
-        settings = settings.with_overrides(dask_threads=threads)
+    if threads is not None and threads < 1:
+        raise ForgeflowError(f"--threads must be >= 1, got {threads}")
     if export_msr is not None and len(model) != 1:
         raise ForgeflowError("--export-msr takes one --model")
     shape = parse_shape(input_shape) if input_shape else None
@@ -67,7 +67,7 @@ def profile(
         result = flow(models=list(model), catalog=cat.url, s3_endpoint=settings.s3_endpoint,
                       input_shape=list(shape) if shape else None, dtype=dtype, batch=batch, granularity=granularity,
                       layer_depth=layer_depth, repeats=repeats, warmup=warmup, link=link, capture=capture,
-                      threads_per_worker=settings.dask_threads, validated=True)
+                      threads_per_worker=threads or settings.dask_threads, validated=True)
     if export_msr is not None:
         from tasks.profiling.graph_store import read_graph
         from tasks.profiling.msr_io import dump_msr_json

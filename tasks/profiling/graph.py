@@ -114,6 +114,9 @@ class CostGraph:
             if nd.id in ids:
                 raise InvalidGraphError(f"{where}: duplicate node id {nd.id!r}")
             ids.add(nd.id)
+            if nd.color_class is not None and not isinstance(nd.color_class, str):
+                raise InvalidGraphError(f"{where}: node {nd.id!r} has color_class={nd.color_class!r}; "
+                                        "expected a string or None")
             for f in _NODE_INT_FIELDS:
                 v = getattr(nd, f)
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:

@@ -54,10 +54,11 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     and a bad input fails the same way twice. Returns the graph's summary."""
     from tasks.profiling.graph_store import write_graph
     from tasks.profiling.profile import profile_with_config
-    from tasks.profiling.workers import pin_worker, worker_slot
+    from tasks.profiling.workers import exclusive_measurement, pin_worker, worker_slot
 
-    pinned = pin_worker(config.threads or threads_per_worker, worker_slot())
-    graph = profile_with_config(spec, config, progress=_progress_to_client(run_id, spec))
+    with exclusive_measurement():
+        pinned = pin_worker(config.threads or threads_per_worker, worker_slot())
+        graph = profile_with_config(spec, config, progress=_progress_to_client(run_id, spec))
     graph = graph.replace_meta(worker=pinned)
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     written = write_graph(cat, graph, run_id)

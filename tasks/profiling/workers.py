@@ -8,8 +8,10 @@ models timed at once do not share cores. What was done is returned and recorded 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import torch
 
@@ -32,6 +34,15 @@ def worker_slot() -> int | None:
 
 
 _INITIAL: list[int] | None = None
+_MEASURING = threading.Lock()
+
+
+@contextlib.contextmanager
+def exclusive_measurement() -> Iterator[None]:
+    """Hold this process's measurement lock: a Dask worker with several threads still profiles one model at a time,
+    so two timings never share the worker's cores."""
+    with _MEASURING:
+        yield
 
 
 def _initial_cpus() -> list[int]:

@@ -36,17 +36,18 @@ def run(data: Path, repeats: int) -> list[dict]:
         base = hawq_problem(entry, model)
         for case, shipped in entry["shipped_configs"].items():
             problem = hawq_case(base, case)
-            times, alloc = [], None
+            times, cpu, alloc = [], [], None
             for _ in range(max(repeats, 1)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 alloc = solve_allocation(problem)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             ship = problem.plan_totals(shipped)
             resource = next(iter(problem.budgets))
             rows.append({
                 "model": model, "case": case, "bits": alloc.bits_in_order(base.layers),
                 "objective": hawq_objective(problem, alloc.objective), "seconds": min(times),
-                "seconds_max": max(times), "status": alloc.status.value,
+                "seconds_max": max(times), "cpu_seconds": min(cpu), "cpu_seconds_max": max(cpu), "status": alloc.status.value,
                 "dual_bound": hawq_objective(problem, alloc.dual_bound),
                 "shipped_objective": hawq_objective(problem, ship["objective"]),
                 "shipped_admissible": problem.plan_is_admissible(shipped),
@@ -59,28 +60,36 @@ def markdown(rows: list[dict], repeats: int) -> str:
     ok_feasible = all(r["status"] == "optimal" for r in rows)
     ok_obj = all(r["objective"] <= r["shipped_objective"] + 1e-12 for r in rows)
     slowest = max(r["seconds_max"] for r in rows)
+    slowest_min = max(r["seconds"] for r in rows)
+    slowest_cpu = max(r["cpu_seconds_max"] for r in rows)
     better = [f"{r['model']} {r['case']}" for r in rows if r["objective"] < r["shipped_objective"] - 1e-9]
     lines = [
         "HAWQ-V3's published ILP inputs (`hawq_v3_ilp.json`), 18 shipped configurations, solved with "
         "`tasks.quantize.ilp.solve_allocation` (HiGHS, relative gap 0). Objective = HAWQ-V3's "
         "`sum trace*(delta8-delta4)*[b==8]` (lower is better). Time = wall time of one full solve "
-        f"(model build + HiGHS), min / max of {repeats} repeats, 2-core machine shared with other jobs.",
+        f"(model build + HiGHS, one thread), min / max of {repeats} repeats, and the CPU time of the slowest "
+        f"repeat; 2-core machine shared with other jobs (load average {os.getloadavg()[0]:.1f} when measured), "
+        "so wall times include waiting for a core.",
         "",
-        "| model | case | status | objective (ours) | objective (shipped) | dual bound | 8-bit layers | ms (min / max) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| model | case | status | objective (ours) | objective (shipped) | dual bound | 8-bit layers | wall ms (min / max) "
+        "| CPU ms (max) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         mark = " **(better)**" if r["objective"] < r["shipped_objective"] - 1e-9 else ""
         lines.append(f"| {r['model']} | {r['case']} | {r['status']} | {r['objective']:.6f}{mark} | "
                      f"{r['shipped_objective']:.6f} | {r['dual_bound']:.6f} | {sum(b == 8 for b in r['bits'])}/"
-                     f"{len(r['bits'])} | {r['seconds'] * 1e3:.1f} / {r['seconds_max'] * 1e3:.1f} |")
+                     f"{len(r['bits'])} | {r['seconds'] * 1e3:.1f} / {r['seconds_max'] * 1e3:.1f} | "
+                     f"{r['cpu_seconds_max'] * 1e3:.1f} |")
     lines += [
         "",
         f"- every case feasible and proven optimal: **{'yes' if ok_feasible else 'NO'}**",
         f"- objective <= shipped in every case: **{'yes' if ok_obj else 'NO'}**; strictly better: "
         f"{', '.join(better) if better else 'none'}",
-        f"- slowest solve: **{slowest * 1e3:.1f} ms** (target < {TARGET_SECONDS * 1e3:.0f} ms: "
-        f"{'met' if slowest < TARGET_SECONDS else 'MISSED'})",
+        f"- slowest solve (target < {TARGET_SECONDS * 1e3:.0f} ms): wall **{slowest * 1e3:.1f} ms** over all repeats "
+        f"({'met' if slowest < TARGET_SECONDS else 'MISSED'}), **{slowest_min * 1e3:.1f} ms** taking each case's "
+        f"fastest repeat ({'met' if slowest_min < TARGET_SECONDS else 'MISSED'}); CPU time **{slowest_cpu * 1e3:.1f} "
+        f"ms** ({'met' if slowest_cpu < TARGET_SECONDS else 'MISSED'})",
     ]
     return "\n".join(lines)
 

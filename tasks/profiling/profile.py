@@ -21,7 +21,7 @@ import torch
 from torch import fx, nn
 
 from tasks.profiling.capture import capture_graph, run_eager
-from tasks.profiling.costs import NodeCost, node_costs, reference_flops
+from tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
 from tasks.profiling.errors import ProfileConfigError
 from tasks.profiling.graph import CostGraph, Edge, Node, layer_view
 from tasks.profiling.links import LinkProfile, get_link
@@ -134,7 +134,11 @@ def profile_with_config(spec: str, cfg: ProfileConfig, *, link: LinkProfile | No
         for p in model.parameters():
             p.requires_grad_(False)
         x = _example_input(shape, cfg.dtype)
-        reference = run_eager(model, (x,), what=f"model {spec}")
+        # The eager check of the input doubles as the whole-model FLOP count the per-node counts must add up to.
+        counter = flop_counter()
+        with counting_conditions(), counter:
+            reference = run_eager(model, (x,), what=f"model {spec}")
+        ref_flops = int(counter.get_total_flops())
         tick("build", 1, 1)
 
         tick("capture", 0, 1)
@@ -143,7 +147,6 @@ def profile_with_config(spec: str, cfg: ProfileConfig, *, link: LinkProfile | No
 
         tick("costs", 0, 1)
         costs = node_costs(captured.gm, (x,))
-        ref_flops = reference_flops(model, (x,))
         tick("costs", 1, 1)
 
         timing = time_graph(captured.gm, model, (x,), repeats=cfg.repeats, warmup=cfg.warmup, threads=None,

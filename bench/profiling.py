@@ -23,6 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# OpenMP threads that spin while waiting turn a busy shared machine into 5-10x slower forwards at 2 threads (measured
+# here: resnet18 ~2.5 s instead of ~0.2 s per forward under load 12); sleeping waiters avoid that. Must be set before
+# libgomp loads (the torch import). Override by setting OMP_WAIT_POLICY yourself.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch  # noqa: E402
 
 from tasks.profiling.costs import stock_flops  # noqa: E402
@@ -94,8 +99,9 @@ def markdown(r50: dict, rows: list[dict], msr: dict | None, threads: int, repeat
     lines = [
         "## Profiling",
         "",
-        f"Measured with torch {torch.__version__} on {threads} torch thread(s); load average at start: {load} "
-        "(the machine is shared with other jobs, so latencies and their spread include that interference).",
+        f"Measured with torch {torch.__version__} on {threads} torch thread(s), OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY')}; load average at start: {load} (the machine is shared with other jobs, "
+        "so latencies and their spread include that interference).",
         "",
         f"**resnet50, operator granularity, {repeats} repeats + 2 warm-ups: {r50['seconds']:.1f} s** "
         f"(target <= {TARGET_SECONDS:.0f} s: {ok}); {r50['nodes']} nodes, {r50['edges']} edges, "

@@ -51,6 +51,11 @@ def profile(
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from tasks.profiling.profile import parse_shape
 
+    import os
+
+    # Dask workers start after this and inherit it: idle OpenMP threads sleep instead of spinning, so concurrent
+    # measurements on shared cores do not slow each other down several-fold (see bench/profiling.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet_prefect_for_json(json_out)
     settings = _settings(catalog, s3_endpoint, dask_address)
     if threads is not None and threads < 1:

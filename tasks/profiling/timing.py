@@ -151,6 +151,8 @@ def measurement_context() -> dict[str, Any]:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "torch_version": torch.__version__,
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        # libgomp's default (unset) spins idle threads; PASSIVE sleeps them, which matters when cores are shared
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
     }

@@ -1,0 +1,69 @@
+"""`forgeflow search`: the most accurate subnet under a latency limit from a once-trained elastic supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+                              quiet_prefect_for_json)
+
+
+def search(
+    latency_limit_ms: Optional[float] = typer.Option(None, "--latency-limit-ms", help="Latency limit (ms, CPU, batch "
+                                                     "of --latency-batch); the best subnet under it is reported"),
+    budget: int = typer.Option(200, "--budget", help="Distinct subnets the search evaluates"),
+    seed: int = typer.Option(0, "--seed"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help=".npz (x, y) or .parquet (y + pixel columns); "
+                                           "default: scikit-learn digits"),
+    epochs: int = typer.Option(15, "--epochs", help="Supernet training epochs (sandwich rule)"),
+    source: str = typer.Option("supernet", "--source", help="'supernet': accuracy measured on extracted subnets; "
+                               "'predictors': the fitted accuracy predictor"),
+    supernet_run: Optional[str] = typer.Option(None, "--supernet-run", help="Reuse the supernet trained by this run"),
+    scratch_compare: int = typer.Option(0, "--scratch-compare", help="Front subnets to also train from scratch"),
+    latency_batch: int = typer.Option(32, "--latency-batch", help="Batch size of latency measurements"),
+    catalog: Optional[str] = CatalogOpt,
+    s3_endpoint: Optional[str] = EndpointOpt,
+    dask_address: Optional[str] = DaskOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train an elastic supernet once, fit predictors, and search the accuracy/latency Pareto front."""
+    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from flows.search import search_flow, validate_inputs
+    from flows.settings import load_settings
+    from tasks.supernet.pipeline import SearchRequest
+
+    quiet_prefect_for_json(json_out)
+    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    req = SearchRequest(dataset=str(dataset) if dataset else None, epochs=epochs, seed=seed, budget=budget,
+                        latency_limit_ms=latency_limit_ms, source=source, supernet_run=supernet_run,
+                        scratch_compare=scratch_compare, latency_batch=latency_batch)
+    req.validate()
+    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
+    validate_inputs(req, cat)
+    check_dask_address(settings.dask_address)
+    flow = search_flow.with_options(task_runner=task_runner_for(settings))
+    with progress_bar(not json_out):
+        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+    if json_out:
+        emit_json(result)
+        return
+    err_console.print(f"[green]search completed[/green] run [bold]{result['run_id']}[/bold]")
+    p = result["predictors"]
+    print(f"predictors (held-out): accuracy Spearman {p['accuracy_spearman']:.3f}, latency Spearman "
+          f"{p['latency_spearman']:.3f} (RMSE {p['latency_rmse']:.3f} ms)")
+    print(f"{result['evaluations']} subnets evaluated ({result['status']}); Pareto front:")
+    print(f"{'latency (ms)':>12} {'accuracy (%)':>12}  arch")
+    for f in result["front"]:
+        print(f"{f['latency_ms']:>12.3f} {f['accuracy_pct']:>12.2f}  {f['arch']}")
+    if latency_limit_ms is not None:
+        b = result["best"]
+        print(f"best under {latency_limit_ms:g} ms: " + (f"{b['arch']} ({b['accuracy_pct']:.2f} %, "
+                                                          f"{b['latency_ms']:.3f} ms)" if b else "none fits"))
+    print(f"results: catalog {result['catalog']} (run_id {result['run_id']}); plot {result['plot']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="search")(search)

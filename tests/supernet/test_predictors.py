@@ -1,0 +1,56 @@
+import numpy as np
+import torch
+
+from tasks.supernet.predictors import (AccuracyPredictor, PredictorObjective, build_latency_table,
+                                       measure_subnet_latency)
+from tasks.supernet.search import run_search
+from tasks.supernet.space import ElasticSpace
+from tasks.supernet.supernet import ElasticSupernet, SupernetConfig
+
+torch.set_num_threads(1)
+
+SMALL = SupernetConfig(stem_channels=8, stage_channels=(8, 16), stage_strides=(1, 2),
+                       space=ElasticSpace(resolutions=(8, 16), depths=(1, 2, 3), expand_ratios=(1, 4),
+                                          kernel_sizes=(3, 5), n_stages=2))
+
+
+def test_latency_lookup_table_ranks_held_out_subnets():
+    from scipy.stats import spearmanr
+
+    torch.manual_seed(0)
+    net = ElasticSupernet(SMALL)
+    space = SMALL.space
+    lat = build_latency_table(net, batch_size=16, repeats=7)
+    # every (stage, slot kind, expand, kernel, side) the space can produce is in the table
+    assert len(lat.table) == sum(len({lat.sides[r][s][slot] for r in space.resolutions})
+                                 for s in range(2) for slot in range(2)) * 4
+    rng = np.random.default_rng(0)
+    genes = np.unique(space.sample(rng, 24), axis=0)
+    measured = np.array([measure_subnet_latency(net, space.decode(g), 8, 16, 7) for g in genes])
+    lat.fit_correction(genes[:12], measured[:12])
+    rho = spearmanr(measured[12:], lat.predict(genes[12:])).statistic
+    assert rho > 0.8, rho
+
+
+def test_accuracy_predictor_and_predictor_objective_search():
+    space = SMALL.space
+    rng = np.random.default_rng(0)
+    genes = np.unique(space.sample(rng, 60), axis=0)
+    # a known accuracy law: deeper, wider, higher resolution is better
+    arch = [space.decode(g) for g in genes]
+    truth = np.array([50 + 5 * sum(a.depth) + 2 * a.resolution / 8 + sum(e for s, b, e, k in a.active_blocks())
+                      for a in arch])
+    pred = AccuracyPredictor(space).fit(genes[:40], truth[:40])
+    err = pred.predict(genes[40:]) - truth[40:]
+    assert np.sqrt(np.mean(err**2)) < 1.0
+
+    class FakeLatency:  # additive latency, monotone in size
+        def predict(self, g):
+            return np.array([0.1 * sum(e * k for s, b, e, k in space.decode(x).active_blocks()) + 0.01 * space.decode(x).resolution
+                             for x in np.atleast_2d(g)])
+
+    obj = PredictorObjective(space, pred, FakeLatency())
+    res = run_search(space, obj.evaluate, 60, seed=0, latency_limit_ms=3.0)
+    best = res.best_under(3.0)
+    assert best is not None and res.latency_ms[best] <= 3.0
+    assert len(res.front_index) >= 2

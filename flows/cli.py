@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "flows.cli_partition",
     "flows.cli_federate",
     "flows.cli_ops",
+    "flows.cli_search",
 ]
 
 

@@ -185,8 +185,8 @@ def render(cache: dict) -> str:
                f"Per-example clip {c['config']['clip']}, Poisson batches of expected size {c['config']['batch_size']}, "
                f"1 local epoch, all clients every round; noise multiplier calibrated so that the worst client's epsilon "
                f"after 30 rounds is <= 8 at delta 1e-5 (RDP accountant, dp-accounting): z = "
-               f"{', '.join(f'{r['noise']:.3f}' for r in c['runs'])}.", "",
-               f"- final accuracy {mean_std(accs)} %, epsilon {', '.join(f'{e:.2f}' for e in eps)}: "
+               + ", ".join(f"{r['noise']:.3f}" for r in c["runs"]) + ".", "",
+               f"- final accuracy {mean_std(accs)} %, epsilon " + ", ".join(f"{e:.2f}" for e in eps) + ": "
                f"**{'met' if min(accs) >= 0.90 and max(eps) <= 8 else 'missed'}** (target >= 90 % at epsilon <= 8).",
                "", "![record-level DP](federated/record_dp.png)"]
     if "cl" in cache:

@@ -63,3 +63,19 @@ def publish_federated(result: dict[str, Any]) -> None:
           f"- final weights: `{result['weights_key']}`\n")
     publish("federated", f"forgeflow federate {result['model']}", md, table=result["table"],
             plots=[("accuracy vs rounds and vs uplink bytes (PNG)", result["plot"])])
+
+
+def federated_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str | None) -> dict[str, Any]:
+    """The federated step of `forgeflow optimize`: a short FedAvg run of ``model`` over 10 digits clients
+    (``OPTIMIZE_DEFAULTS``), or ``{"skipped": reason}`` when the model does not take digits-shaped input."""
+    from tasks.errors import ForgeflowError
+    from tasks.federated.pipeline import prepare
+
+    cfg = FederatedConfig(model=model, **OPTIMIZE_DEFAULTS)
+    try:
+        prepare(cfg, None)
+    except ForgeflowError as exc:
+        return {"skipped": f"{exc}; run `forgeflow federate --model {model} --data DATA.npz` with its own data"}
+    out = run_federated_step(cat_url, run_id, cfg, None, s3_endpoint)
+    return {k: out[k] for k in ("rounds", "accuracy", "uplink_bytes", "downlink_bytes", "epsilon", "run_key",
+                                "weights_key", "plot")}

@@ -5,6 +5,8 @@ Steps (each a coarse Prefect task running on Dask, each writing to the catalog u
 2. mixed-precision bit plan at the uniform-4-bit size, accuracy-checked (flows/quantize.py; quant_* tables)
 3. pipeline partition over ``stages`` accelerators with a certified bound (flows/partition.py; graphs +
    partition_* tables)
+4. a short federated training (FedAvg, 10 digits clients, 5 rounds) for models taking digits input
+   (flows/federated.py; federated_* tables)
 Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
 """
 
@@ -20,7 +22,7 @@ from flows.settings import Settings
 from tasks.models.spec import ModelSpec
 from tasks.profiling.steps import summarize_model_step
 
-STEPS = ["summary", "quantize", "partition"]
+STEPS = ["summary", "quantize", "partition", "federated"]
 
 
 @flow(name="optimize", log_prints=False)
@@ -46,6 +48,10 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
         run.summary["partition"] = partition_in_optimize(cat.url, run.id, model, stages, settings.s3_endpoint,
                                                          input_shape)
         report("partition", 3, total)
+        from flows.federated import federated_in_optimize
+
+        run.summary["federated"] = federated_in_optimize(cat.url, run.id, model, settings.s3_endpoint)
+        report("federated", 4, total)
         result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
     _publish(result)
     return result

@@ -16,13 +16,19 @@ from tasks.partition.store import partition_catalog_graph
 
 
 def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on, or None off Dask (serial)."""
-    try:
-        from prefect_dask import get_dask_client
+    """A client of the Dask cluster this task runs on, or None off Dask (serial).
 
-        return stack.enter_context(get_dask_client())
-    except Exception:
+    ``distributed.worker_client`` secedes this task from its worker thread while the fanned-out work runs (and
+    rejoins at the end), so the fan-out cannot deadlock even on a one-thread cluster; prefect_dask's
+    ``get_dask_client`` keeps the thread and would wait forever for its own worker there.
+    """
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
         return None
+    return stack.enter_context(worker_client())
 
 
 @task(name="partition-graph", retries=0, cache_policy=NO_CACHE, persist_result=False)

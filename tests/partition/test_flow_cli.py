@@ -84,6 +84,25 @@ def test_partition_step_fans_out_on_a_dask_cluster(tmp_path):
     assert cat.read("partition_plans", filter=pc.field("result_id") == out["result_id"]).num_rows == 6
 
 
+def test_step_fans_out_without_deadlock_on_a_one_thread_cluster(tmp_path):
+    # the step runs on the cluster's only thread; its fan-out must hand that thread back while it waits
+    from distributed import Client, LocalCluster
+
+    from tasks.partition.steps import partition_step
+    from tasks.profiling.graph_store import write_graph as store_graph
+    from tasks.profiling.msr_io import load_msr_json
+
+    url = str(tmp_path / "cat")
+    graph = load_msr_json(write_graph(tmp_path))
+    store_graph(open_catalog(url), graph, run_id="r0")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        out = client.submit(partition_step.fn, url, "r1", graph.graph_id, 2, 10.0).result(timeout=240)
+    assert out["k"] == 2 and out["ratio"] == pytest.approx(1.0)
+    methods = {m["method"] for m in out["methods"]}
+    assert "ideals_dp" in methods
+
+
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
     return subprocess.run([sys.executable, "-m", "flows.cli", "partition", *args], capture_output=True, text=True,
@@ -150,3 +169,19 @@ def test_partition_step_of_optimize_profiles_the_model_first(prefect_harness, tm
     assert out["k"] == 2 and out["ratio"] >= 1.0 and out["bottleneck"] > 0
     assert cat.read("graphs", filter=pc.field("run_id") == run_id).num_rows == 1
     assert cat.read("partition_results", filter=pc.field("run_id") == run_id).num_rows == 1
+
+
+@pytest.mark.slow
+def test_cli_writes_plan_json_and_prints_one_json_line(tmp_path):
+    cat = tmp_path / "cat"
+    plan_path = tmp_path / "PLAN.json"
+    p = run_cli("--graph", str(write_graph(tmp_path)), "--stages", "2", "--time-limit", "10", "--output",
+                str(plan_path), "--catalog", str(cat), "--json", tmp_path=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    plan = json.loads(plan_path.read_text())
+    assert plan["k"] == 2 and len(plan["stages"]) == 2
+    assert sorted(i for s in plan["stages"] for i in s) == ["1", "2", "3", "4", "5", "6"]
+    assert plan["bottleneck"] == out["bottleneck"] and plan["ratio"] == pytest.approx(1.0)
+    assert plan["lower_bound"] <= plan["bottleneck"] + 1e-9
+    assert open_catalog(str(cat)).run(out["run_id"])["status"] == "completed"

@@ -7,6 +7,8 @@ Steps (each a coarse Prefect task running on Dask, each writing to the catalog u
    partition_* tables)
 4. a short federated training (FedAvg, 10 digits clients, 5 rounds) for models taking digits input
    (flows/federated.py; federated_* tables)
+5. a small elastic supernet on digits, trained once, and its accuracy/latency Pareto front (flows/search.py;
+   supernet_* and search_* tables)
 Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
 """
 
@@ -22,7 +24,7 @@ from flows.settings import Settings
 from tasks.models.spec import ModelSpec
 from tasks.profiling.steps import summarize_model_step
 
-STEPS = ["summary", "quantize", "partition", "federated"]
+STEPS = ["summary", "quantize", "partition", "federated", "search"]
 
 
 @flow(name="optimize", log_prints=False)
@@ -52,6 +54,10 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
 
         run.summary["federated"] = federated_in_optimize(cat.url, run.id, model, settings.s3_endpoint)
         report("federated", 4, total)
+        from flows.search import search_in_optimize
+
+        run.summary["search"] = search_in_optimize(cat.url, run.id, settings.s3_endpoint)
+        report("search", 5, total)
         result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
     _publish(result)
     return result

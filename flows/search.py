@@ -95,7 +95,7 @@ def publish_search(result: dict[str, Any]) -> None:
 
 
 def search_in_optimize(cat_url: str, run_id: str, s3_endpoint: str | None) -> dict[str, Any]:
-    """The search step of `forgeflow optimize`: a small digits supernet, trained briefly, searched with 48 subnets."""
-    req = SearchRequest(epochs=4, budget=48, n_accuracy=24, n_latency=16, stage_channels=(8, 12, 16))
+    """The search step of `forgeflow optimize`: a small digits supernet, trained briefly, searched with 32 subnets."""
+    req = SearchRequest(epochs=3, budget=32, n_accuracy=16, n_latency=12, stage_channels=(8, 12, 16), latency_batch=16)
     out = run_search_steps(cat_url, run_id, req, s3_endpoint)
     return {k: out[k] for k in ("search_id", "status", "evaluations", "front", "plot", "predictors")}

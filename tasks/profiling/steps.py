@@ -52,6 +52,11 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     """Profile ``spec`` with ``config`` (a ``ProfileConfig``) on this worker, with torch threads pinned to the
     worker's share of CPUs, and write the graph to the catalog. Not retried or cached: a retry would measure again
     and a bad input fails the same way twice. Returns the graph's summary."""
+    import os
+
+    # Before torch loads libgomp in a fresh worker: idle OpenMP threads sleep instead of spinning, so a worker's
+    # timing is not slowed several-fold by other busy processes on shared cores (see bench/profiling.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tasks.profiling.graph_store import write_graph
     from tasks.profiling.profile import profile_with_config
     from tasks.profiling.workers import exclusive_measurement, pin_worker, worker_slot

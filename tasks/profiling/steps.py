@@ -53,9 +53,12 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     worker's share of CPUs, and write the graph to the catalog. Not retried or cached: a retry would measure again
     and a bad input fails the same way twice. Returns the graph's summary."""
     import os
+    import sys
 
     # Before torch loads libgomp in a fresh worker: idle OpenMP threads sleep instead of spinning, so a worker's
-    # timing is not slowed several-fold by other busy processes on shared cores (see bench/profiling.py).
+    # timing is not slowed several-fold by other busy processes on shared cores (see bench/profiling.py). libgomp
+    # reads it once, at load: record whether the value in the environment is the one in force.
+    policy_in_force = "torch" not in sys.modules or "OMP_WAIT_POLICY" in os.environ
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tasks.profiling.graph_store import write_graph
     from tasks.profiling.profile import profile_with_config
@@ -64,7 +67,7 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     with exclusive_measurement():
         pinned = pin_worker(config.threads or threads_per_worker, worker_slot())
         graph = profile_with_config(spec, config, progress=_progress_to_client(run_id, spec))
-    graph = graph.replace_meta(worker=pinned)
+    graph = graph.replace_meta(worker={**pinned, "omp_wait_policy_in_force": policy_in_force})
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     written = write_graph(cat, graph, run_id)
     return graph_summary(graph, files=written["files"])

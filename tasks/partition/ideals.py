@@ -155,6 +155,9 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     TJ = np.where(valid[:, :, None] & ~np.take_along_axis(Xpad, TJ.reshape(N, -1), axis=1).reshape(TJ.shape),
                   TJ, G)  # ... that lie outside J (the only ones that can be in a later stage)
 
+    if k <= 2:
+        return _one_or_two_stages(problem, k, groups, X, W, M, CE, t0)
+
     order_w = np.argsort(W, kind="stable")
     W_sorted = W[order_w]
     cap = problem.mem_cap
@@ -208,18 +211,46 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     best = Fdp[1:, N - 1].copy()
     assignment = None
     if np.isfinite(best[-1]):
-        gs = np.empty(G, dtype=np.int64)
         cur = N - 1
         chain = [cur]
         for t in range(k, 0, -1):
             cur = int(arg[t, cur])
             chain.append(cur)
-        chain = chain[::-1]  # ideals I_0 <= ... <= I_k
-        stage = 0
-        for a, b2 in zip(chain[:-1], chain[1:]):
-            if a == b2:
-                continue
-            gs[X[b2] & ~X[a]] = stage
-            stage += 1
-        assignment = gs[groups.group_of]
+        assignment = _assignment_from_chain(X, chain[::-1], groups)
+    return IdealsResult(SolveStatus.OPTIMAL, best, assignment, N, time.perf_counter() - t0)
+
+
+def _assignment_from_chain(X: np.ndarray, chain: list[int], groups: Groups) -> np.ndarray:
+    """Node -> stage from a chain of ideal rows I_0 <= I_1 <= ... (repeated ideals are empty stages, skipped)."""
+    gs = np.empty(X.shape[1], dtype=np.int64)
+    stage = 0
+    for a, b in zip(chain[:-1], chain[1:]):
+        if a == b:
+            continue
+        gs[X[b] & ~X[a]] = stage
+        stage += 1
+    return gs[groups.group_of]
+
+
+def _one_or_two_stages(problem: PartitionProblem, k: int, groups: Groups, X: np.ndarray, W: np.ndarray,
+                       M: np.ndarray, CE: np.ndarray, t0: float) -> IdealsResult:
+    """k <= 2 needs no pairs: stage 1 = {} .. I pays W(I) + the outputs leaving I, stage 2 = I .. V pays the rest of
+    the work + the same outputs arriving (every exposed sender of I feeds a group outside I, hence in V)."""
+    N = X.shape[0]
+    cap = problem.mem_cap
+    exposed = CE.sum(axis=1)
+    first = W + exposed
+    second = (W[-1] - W) + exposed
+    if cap is not None:
+        first = np.where(M > cap * (1 + 1e-9), np.inf, first)
+        second = np.where(M[-1] - M > cap * (1 + 1e-9), np.inf, second)
+    one = float(first[-1])
+    best = np.array([one] if k == 1 else [one, min(one, float(np.maximum(first, second).min()))])
+    assignment = None
+    if np.isfinite(best[-1]):
+        if k == 1 or best[-1] == one:
+            chain = [0, N - 1]
+        else:
+            chain = [0, int(np.maximum(first, second).argmin()), N - 1]
+        assignment = _assignment_from_chain(X, chain, groups)
     return IdealsResult(SolveStatus.OPTIMAL, best, assignment, N, time.perf_counter() - t0)

@@ -33,3 +33,20 @@ class DigitsCNNGroupNorm(nn.Module):
 
 def digits_cnn_gn(channels: int = 16, num_classes: int = 10) -> nn.Module:
     return DigitsCNNGroupNorm(channels=channels, num_classes=num_classes)
+
+
+class DigitsMLP(nn.Module):
+    """64 -> hidden -> classes with ReLU. Few weights (hidden=16: 1,210): the Gaussian noise DP adds grows with the
+    square root of the weight count, so DP training favours small models."""
+
+    def __init__(self, hidden: int = 16, num_classes: int = 10, in_features: int = 64):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def digits_mlp_small(hidden: int = 16, num_classes: int = 10) -> nn.Module:
+    return DigitsMLP(hidden=hidden, num_classes=num_classes)

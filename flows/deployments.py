@@ -26,6 +26,7 @@ FLOWS: dict[str, str] = {
     "quantize": "flows.quantize:quantize_flow",
     "federated_training": "flows.federated:federated_training",
     "partition_graph": "flows.partition:partition_graph",
+    "search": "flows.search:search_flow",
 }
 
 ENTRYPOINT_MODULE = __name__

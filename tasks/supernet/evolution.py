@@ -11,11 +11,15 @@ Objectives are all MINIMISED (the driver passes ``-accuracy``). Each ``ask``:
    offspring (binary tournaments on non-dominated rank and crowding distance, uniform crossover, mutation) of the
    evaluated archive; the pool is bounded, so there is no rejection loop that could run forever;
 2. fits one ridge surrogate per objective on everything evaluated so far (``surrogate.py``);
-3. picks the batch greedily by the hypervolume each candidate would add to the evaluated front, using optimistic
-   predictions (mean minus ``optimism`` x leave-one-out RMSE); each pick is added to the front at its predicted mean
-   (the "believer" update) so one batch spreads along the front. Candidates that add nothing under the predictions
-   are ranked by how far they are from the front (additive epsilon), so the batch is always full.
+3. picks half of the batch greedily by the hypervolume each candidate would add to the evaluated front, using
+   optimistic predictions (mean minus ``optimism`` x leave-one-out RMSE); each pick is added to the front at its
+   predicted mean (the "believer" update) so one batch spreads along the front;
+4. picks the rest by likelihood of entering the front: the standardised shortfall of the predicted accuracy behind
+   the best evaluated accuracy at the candidate's (optimistic) latency. Hypervolume greed favours large areas; this
+   finds the small improvements that decide the best architecture under a given latency limit, and it always fills
+   the batch.
 
+Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~40 times.
 An optional per-objective upper ``limits`` (e.g. latency <= L ms) moves the hypervolume reference point inside the
 limit, which focuses the search on the feasible region without discarding infeasible evaluations.
 """
@@ -248,6 +252,9 @@ class EvolutionarySearch:
             # best evaluated accuracy at or below the candidate's optimistic latency. Hypervolume greed rewards big
             # areas; this finds the small (0.1 pp) improvements that decide the best subnet under a given limit.
             z = _shortfall(f, mean[rest], optimistic[rest], self._spread)
+            for j, lim in enumerate(self.limits):
+                if lim is not None and j > 0:  # under a limit, candidates predicted to break it come last
+                    z = np.where(optimistic[rest, j] > lim, np.inf, z)
             for i in rest[np.argsort(z, kind="stable")[:n_improve]]:
                 chosen.append(int(i))
                 available[i] = False

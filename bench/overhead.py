@@ -1,15 +1,15 @@
 """Orchestration overhead: where the wall time of `forgeflow optimize` on a small model goes (Prefect, Dask,
 compute), and how fast one Prefect task fans fine-grained work out to Dask.
 
-Shares of one optimize run (in this process, Prefect's API already up, a fresh catalog so no step is cached):
-- Dask: starting and stopping the LocalCluster the flow runs on (timed inside the task runner);
-- compute: the union of the steps' running intervals as Prefect records them (task run start_time -> end_time):
-  the steps' work, their fan-out to Dask and their catalog writes;
-- Prefect: the rest of the flow call (flow/task run creation and state changes, dispatch of steps to the workers,
-  result persistence, artifacts, the run-record rows). This is an upper bound of Prefect's own cost, since it also
-  holds the Dask dispatch latency of each step.
-Also reported: the wall time of the whole `forgeflow optimize` command (interpreter start, imports, Prefect's
-ephemeral API, validation, the flow).
+Shares of one optimize run (in this process, Prefect's API already up, a fresh catalog so no step is cached), from
+Prefect's own records of each step (task run created -> running -> finished):
+- compute: the union of the steps' running intervals (their work, fan-out to Dask, catalog I/O);
+- step dispatch: created -> running (Dask scheduling, the worker's first import of the step's modules, task-engine
+  start);
+- flow process: the rest of the flow call outside any step (flow-body work, run records, artifacts, flow states);
+- Dask: starting and stopping the LocalCluster (timed inside the task runner).
+Prefect's own share is measured without work: an empty flow, plus the per-step cost of no-op tasks submitted to warm
+Dask workers, times the number of steps of the optimize run.
 
 Fan-out: one Prefect task on a Dask LocalCluster maps N trivial subtasks through ``prefect_dask.get_dask_client()``
 and gathers them; throughput = N / wall time of map + gather.
@@ -79,7 +79,8 @@ def _union(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def _task_intervals(flow_run_id) -> tuple[list[tuple[float, float]], list[str]]:
+def _task_intervals(flow_run_id) -> tuple[list[tuple[float, float, float]], list[str]]:
+    """(created, started, ended) of every task run of the flow run, as Prefect recorded them."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -88,7 +89,7 @@ def _task_intervals(flow_run_id) -> tuple[list[tuple[float, float]], list[str]]:
     out, names = [], []
     for r in runs:
         if r.start_time and r.end_time:
-            out.append((r.start_time.timestamp(), r.end_time.timestamp()))
+            out.append((r.created.timestamp(), r.start_time.timestamp(), r.end_time.timestamp()))
             names.append(r.name)
     return out, names
 
@@ -106,11 +107,47 @@ def measure_optimize(model: str, stages: int, workers: int) -> dict:
         if not state.is_completed():
             raise RuntimeError(f"optimize failed: {state.message}")
         intervals, names = _task_intervals(state.state_details.flow_run_id)
-    compute = _union(intervals)
+    compute = _union([(b, c) for _, b, c in intervals])
+    in_steps = _union([(a, c) for a, _, c in intervals])
     dask = TIMINGS["cluster_start"] + TIMINGS["cluster_stop"]
-    prefect = wall - compute - dask
-    return {"wall_s": wall, "compute_s": compute, "dask_s": dask, "prefect_s": prefect, "steps": len(names),
+    return {"wall_s": wall, "compute_s": compute, "dispatch_s": in_steps - compute, "dask_s": dask,
+            "flow_s": wall - in_steps - dask, "steps": len(names),
             "cluster_start_s": TIMINGS["cluster_start"], "cluster_stop_s": TIMINGS["cluster_stop"]}
+
+
+def measure_orchestration(workers: int, tasks: int = 20, reps: int = 3) -> dict:
+    """Prefect's own cost, free of any work: an empty flow (flow run + states) and, on a warm Dask cluster, the
+    wall time per no-op task submitted and awaited one after another (task run, states, dispatch, result)."""
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    @flow(name="bench-empty", task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def empty() -> int:
+        return 0
+
+    @task(cache_policy=NO_CACHE)
+    def noop(i: int) -> int:
+        return i
+
+    @flow(name="bench-noop-steps", task_runner=_runner(workers))
+    def steps(n: int, reps: int) -> list[float]:
+        noop.submit(-1).result()  # start the cluster and warm the workers
+        per = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            for i in range(n):
+                noop.submit(i).result()
+            per.append((time.perf_counter() - t) / n)
+        return per
+
+    flow_costs = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        empty()
+        flow_costs.append(time.perf_counter() - t)
+    per_task = steps(tasks, reps)
+    return {"flow_s": statistics.median(flow_costs), "per_task_s": statistics.median(per_task)}
 
 
 def measure_cli(model: str, stages: int, workers: int) -> float:
@@ -184,8 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(args.reps):
         r = measure_optimize(args.model, args.stages, args.workers)
         runs.append(r)
-        print(f"optimize run {i + 1}: wall {r['wall_s']:.2f} s = compute {r['compute_s']:.2f} + Dask "
-              f"{r['dask_s']:.2f} + Prefect {r['prefect_s']:.2f} ({r['steps']} steps)", flush=True)
+        print(f"optimize run {i + 1}: wall {r['wall_s']:.2f} s = steps running {r['compute_s']:.2f} + step dispatch "
+              f"{r['dispatch_s']:.2f} + flow process {r['flow_s']:.2f} + cluster {r['dask_s']:.2f} "
+              f"({r['steps']} steps)", flush=True)
+    orch = measure_orchestration(args.workers)
+    print(f"Prefect alone: empty flow {orch['flow_s']:.3f} s, {orch['per_task_s'] * 1000:.0f} ms per no-op step on "
+          f"warm Dask workers", flush=True)
     fan = measure_fanout(args.fanout, args.fanout_reps, args.workers)
     for f in fan:
         print(f"fan-out: {f['n']} subtasks in {f['seconds']:.3f} s = {f['per_s']:.0f} subtasks/s", flush=True)
@@ -194,25 +235,39 @@ def main(argv: list[str] | None = None) -> None:
         print(f"forgeflow optimize (whole command): {cli:.1f} s", flush=True)
     load_after = os.getloadavg()[0]
 
-    med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "compute_s", "dask_s", "prefect_s")}
-    prefect_pct = 100 * med["prefect_s"] / med["wall_s"]
+    keys = ("wall_s", "compute_s", "dispatch_s", "flow_s", "dask_s", "steps")
+    med = {k: statistics.median(r[k] for r in runs) for k in keys}
+    prefect_s = orch["flow_s"] + med["steps"] * orch["per_task_s"]
+    prefect_pct = 100 * prefect_s / med["wall_s"]
     fan_med = statistics.median(f["per_s"] for f in fan)
+
+    def row(label: str, sec: float) -> str:
+        return f"| {label} | {sec:.2f} | {100 * sec / med['wall_s']:.1f} |"
+
     md = [
         f"`forgeflow optimize --model {args.model} --stages {args.stages}` in-process on a Dask LocalCluster of "
-        f"{args.workers} single-threaded worker processes, fresh catalog each run (no cached step); median of "
-        f"{args.reps} runs:",
+        f"{args.workers} single-threaded worker processes, fresh catalog each run (no cached step), Prefect's API "
+        f"already up; median of {args.reps} run(s), {med['steps']:.0f} steps. Where the wall time goes, from "
+        "Prefect's own records of each step (created -> running -> finished):",
         "",
-        "| share | seconds | % of the flow |",
+        "| share of the flow | seconds | % |",
         "|---|---:|---:|",
-        f"| compute (steps running: work, fan-out, catalog writes) | {med['compute_s']:.2f} | "
-        f"{100 * med['compute_s'] / med['wall_s']:.1f} |",
-        f"| Dask (LocalCluster start + stop) | {med['dask_s']:.2f} | {100 * med['dask_s'] / med['wall_s']:.1f} |",
-        f"| Prefect (runs, states, dispatch, results, artifacts; upper bound) | {med['prefect_s']:.2f} | "
-        f"{prefect_pct:.1f} |",
+        row("compute: steps running (their work, fan-out to Dask, catalog I/O)", med["compute_s"]),
+        row("step dispatch: created -> running (Dask scheduling, first imports of torch etc. in each worker, "
+            "task engine start)", med["dispatch_s"]),
+        row("flow process between steps (flow-body work, run records, artifacts, flow states)", med["flow_s"]),
+        row("Dask: LocalCluster start + stop", med["dask_s"]),
         f"| **flow total** | **{med['wall_s']:.2f}** | 100 |",
         "",
-        "Per run: " + "; ".join(f"{r['wall_s']:.1f} s ({r['compute_s']:.1f} compute, {r['dask_s']:.1f} Dask, "
-                                f"{r['prefect_s']:.1f} Prefect, {r['steps']} steps)" for r in runs) + ".",
+        f"Prefect's own cost, measured without work: an empty flow takes {orch['flow_s']:.3f} s and a no-op step "
+        f"submitted to warm Dask workers and awaited {orch['per_task_s'] * 1000:.0f} ms (task run, state changes, "
+        f"dispatch, result). For this flow: {orch['flow_s']:.2f} + {med['steps']:.0f} x "
+        f"{orch['per_task_s']:.3f} = **{prefect_s:.2f} s = {prefect_pct:.1f} % of the flow**. The rest of the "
+        "dispatch share is the workers' first import of the step's modules (torch, torchvision) and Dask scheduling.",
+        "",
+        "Per run: " + "; ".join(f"{r['wall_s']:.1f} s ({r['compute_s']:.1f} running, {r['dispatch_s']:.1f} "
+                                f"dispatch, {r['flow_s']:.1f} flow process, {r['dask_s']:.1f} cluster)"
+                                for r in runs) + ".",
     ]
     if cli is not None:
         md.append(f"The whole command in a fresh interpreter (imports, Prefect's ephemeral API, validation, the flow) "

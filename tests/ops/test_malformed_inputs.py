@@ -130,9 +130,12 @@ def test_malformed_input_one_clear_error_nothing_written(case, args, message, in
 @pytest.mark.parametrize("args,message", [
     (["quantize", "--model", D, "--size-budget", "-1"], "budget"),
     (["catalog", "query", "ATTACH 'x.db' AS x"], "read-only"),
+    (["deploy"], "needs a Prefect server: set PREFECT_API_URL"),
 ])
 def test_in_a_fresh_interpreter(tmp_path, args, message):
     cat = tmp_path / "cat"
-    p = forgeflow(*args, "--catalog", str(cat))
+    extra = [] if args[0] == "deploy" else ["--catalog", str(cat)]
+    p = forgeflow(*args, *extra, env={"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "home")})
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
-    assert not list(cat.rglob("*.parquet")) if cat.exists() else True
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (cat.exists() and list(cat.rglob("*.parquet")))

@@ -232,7 +232,7 @@ def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, 
         summary_rows.append({"plan": pid, "kind": kind, "accuracy": acc, "size_bytes": totals["size_bytes"],
                              "bops": totals["bops"], "objective": totals["objective"],
                              "bits": ",".join(str(bits[x]) for x in problem.layers)})
-    float_totals = free.plan_totals(uniform_plan(free.with_budgets(), FLOAT_BITS)) if FLOAT_BITS in req.bits else None
+    float_totals = free.plan_totals({x: FLOAT_BITS for x in free.layers}) if FLOAT_BITS in req.bits else None
     eval_table.append({"plan_id": "float", "model": rec.model, "kind": "float",
                        "size_bytes": float_totals["size_bytes"] if float_totals else None,
                        "bops": float_totals["bops"] if float_totals else None, "act_bits": None,

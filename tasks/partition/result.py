@@ -105,7 +105,7 @@ class PartitionResult:
             "stages": [list(s) for s in self.plan.stages],
             "bottleneck": self.plan.bottleneck,
             "lower_bound": self.lower_bound.value,
-            "ratio": self.ratio,
+            "ratio": self.ratio if math.isfinite(self.ratio) else None,  # None: no positive bound was proven
             "status": self.status.value,
             "method": self.plan.method,
             "lower_bound_method": self.lower_bound.method,

@@ -18,13 +18,18 @@ from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_eval
 
 
 def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on, or None off Dask (e.g. a thread-pool runner: serial)."""
-    try:
-        from prefect_dask import get_dask_client
+    """A client of the cluster this task runs on, or None off Dask (e.g. a thread-pool runner: solve serially).
 
-        return stack.enter_context(get_dask_client())
-    except Exception:
+    ``distributed.worker_client`` secedes this task's thread from the worker's pool while it waits, so the
+    sub-tasks it submits can run even on a one-worker, one-thread cluster (prefect_dask.get_dask_client opens a
+    plain Client, which would deadlock there)."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
         return None
+    return stack.enter_context(worker_client())
 
 
 @task(name="quantize-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -79,3 +79,21 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, tmp_pat
     assert message in p.stderr and p.stdout == ""
     assert len([ln for ln in p.stderr.strip().splitlines() if ln.strip()]) == 1
     assert open_catalog(str(cat)).runs().num_rows == 0
+
+
+@pytest.mark.slow
+def test_quantize_flow_on_a_one_thread_dask_cluster(prefect_harness, tmp_path):
+    # the plan step submits its Pareto sweep to the cluster it runs on: with one worker thread this only
+    # finishes if the step's thread secedes while it waits (regression: a plain Client deadlocked here)
+    from prefect_dask import DaskTaskRunner
+
+    from flows.quantize import quantize_flow
+    from tasks.quantize.pipeline import QuantizeRequest
+
+    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                            cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": True,
+                                            "dashboard_address": None})
+    req = QuantizeRequest(model="forgeflow:digits_cnn", epochs=2, size_budget=4000, hutchinson_samples=4,
+                          pareto_points=3, bits=(2, 4, 8, 32))
+    out = quantize_flow.with_options(task_runner=runner)(request=req.to_params(), catalog=str(tmp_path / "cat"))
+    assert out["status"] == "optimal" and len([p for p in out["plans"] if p["kind"] == "pareto"]) == 3

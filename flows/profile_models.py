@@ -78,13 +78,14 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
     with recorded_run(cat, "profile_models", params) as run:
         for m in models:
             report(m, 0, 100)
-        with _dask_progress(run.id):
-            futures = [profile_model_step.submit(cat.url, run.id, m, config, settings.s3_endpoint, threads)
-                       for m in models]
+        futures = [profile_model_step.submit(cat.url, run.id, m, config, settings.s3_endpoint, threads)
+                   for m in models]
+        # prefect-dask starts its cluster on the first submit: subscribe to the workers' progress after it
+        with _dask_progress(run.id) as relay:
             graphs = []
             for m, fut in zip(models, futures):
                 graphs.append(fut.result())
-                report(m, 100, 100)
+                relay.done(m)
         run.summary.update({"graphs": [{k: g[k] for k in ("graph_id", "model", "flops", "params", "nodes", "edges",
                                                           "whole_model_ms", "node_sum_ratio")} for g in graphs]})
         result = {"run_id": run.id, "catalog": cat.url, "graphs": graphs}
@@ -115,37 +116,69 @@ def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str
     return result
 
 
+class _ProgressRelay:
+    """Forward the workers' per-stage progress events of one run to ``flows.progress`` (a no-op without Dask).
+
+    Events arrive through a topic subscription while the models run; ``drain()`` also replays what the scheduler
+    holds, which (a worker's events and its task completion travel on one ordered stream) includes every event of a
+    finished task. Each model's bar only moves forward.
+    """
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.last: dict[str, int] = {}
+        self.seen: set[tuple] = set()
+        self._cm = None
+        self.client = None
+        try:
+            from prefect_dask import get_dask_client
+
+            self._cm = get_dask_client()
+            self.client = self._cm.__enter__()
+            self.client.subscribe_topic(PROGRESS_TOPIC, self.handle)
+        except Exception:  # not on a Dask task runner: model-level progress only
+            self.client = None
+
+    def handle(self, event: Any) -> None:
+        try:
+            stamp, msg = event
+            key = (stamp, msg.get("model"), msg.get("stage"), msg.get("done"))
+            if msg.get("run_id") != self.run_id or key in self.seen:
+                return
+            self.seen.add(key)
+            lo, hi = _STAGE_SPAN.get(msg["stage"], (0, 100))
+            frac = msg["done"] / msg["total"] if msg["total"] else 1.0
+            value = int(lo + (hi - lo) * frac)
+            if value > self.last.get(msg["model"], -1):
+                self.last[msg["model"]] = value
+                report(msg["model"], value, 100)
+        except Exception:  # a malformed event must not break the flow
+            pass
+
+    def drain(self) -> None:
+        if self.client is None:
+            return
+        with contextlib.suppress(Exception):
+            for event in self.client.get_events(PROGRESS_TOPIC):
+                self.handle(event)
+
+    def done(self, model: str) -> None:
+        self.drain()
+        self.last[model] = 100
+        report(model, 100, 100)
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(PROGRESS_TOPIC)
+            with contextlib.suppress(Exception):
+                self._cm.__exit__(None, None, None)
+
+
 @contextlib.contextmanager
-def _dask_progress(run_id: str) -> Iterator[None]:
-    """Forward the workers' per-stage progress events of this run to ``flows.progress`` (no-op without Dask)."""
-    client_cm = None
-    client = None
+def _dask_progress(run_id: str) -> Iterator[_ProgressRelay]:
+    relay = _ProgressRelay(run_id)
     try:
-        from prefect_dask import get_dask_client
-
-        client_cm = get_dask_client()
-        client = client_cm.__enter__()
-
-        def on_event(event: Any) -> None:
-            try:
-                _, msg = event
-                if msg.get("run_id") != run_id:
-                    return
-                lo, hi = _STAGE_SPAN.get(msg["stage"], (0, 100))
-                frac = msg["done"] / msg["total"] if msg["total"] else 1.0
-                report(msg["model"], int(lo + (hi - lo) * frac), 100)
-            except Exception:  # a malformed event must not break the flow
-                pass
-
-        client.subscribe_topic(PROGRESS_TOPIC, on_event)
-    except Exception:  # not on a Dask task runner: model-level progress only
-        client = None
-    try:
-        yield
+        yield relay
     finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.unsubscribe_topic(PROGRESS_TOPIC)
-        if client_cm is not None and client is not None:
-            with contextlib.suppress(Exception):
-                client_cm.__exit__(None, None, None)
+        relay.close()

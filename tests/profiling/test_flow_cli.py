@@ -32,10 +32,22 @@ def two_workers():
 def test_profile_models_flow_one_model_per_worker(prefect_harness, two_workers, tmp_path):
     from flows.profile_models import profile_models
 
+    from flows import progress
+
     url = str(tmp_path / "cat")
     models = [TINY, "tests.profiling._models:shared_linear"]
-    result = profile_models.with_options(task_runner=two_workers)(
-        models=models, catalog=url, input_shape=[1, 3, 16, 16], repeats=2, warmup=1)
+    seen: list[tuple[str, int, int]] = []
+    progress.set_reporter(lambda step, done, total: seen.append((step, done, total)))
+    try:
+        result = profile_models.with_options(task_runner=two_workers)(
+            models=models, catalog=url, input_shape=[1, 3, 16, 16], repeats=2, warmup=1)
+    finally:
+        progress.set_reporter(None)
+    # per-stage progress travels from the Dask workers to the flow: each model's bar moves through the stages
+    for m in models:
+        values = [d for step, d, _ in seen if step == m]
+        assert values[-1] == 100 and any(0 < v < 100 for v in values), values
+        assert values == sorted(values)
     cat = open_catalog(url)
     assert cat.run(result["run_id"])["status"] == "completed"
     got = {g["model"]: g for g in result["graphs"]}

@@ -181,6 +181,31 @@ def summarise(rows, budgets, command: str) -> str:
     return "\n".join(out)
 
 
+def timing(table: Table, args) -> int:
+    """Wall-clock and CPU seconds of single searches: on a shared machine wall time includes other jobs' slices."""
+    budget = args.budget or 1000
+    dataset = args.dataset or "cifar10"
+    rows = []
+    for device in sorted(table.latency):
+        source = TableObjective(NB201Space(), table.archs, table.accuracy[dataset], table.latency[device])
+        c0, w0 = time.process_time(), time.perf_counter()
+        res, _ = one_search(table, device, dataset, budget, args.seed, "evolution", source)
+        rows.append((device, time.perf_counter() - w0, time.process_time() - c0, res.seconds))
+        print(f"{device:>16s} wall {rows[-1][1]:.2f} s, CPU {rows[-1][2]:.2f} s", file=sys.stderr, flush=True)
+    wall = np.array([r[1] for r in rows])
+    cpu = np.array([r[2] for r in rows])
+    md = (f"One search per device ({dataset}, budget {budget}, seed {args.seed}), run one after another in one "
+          f"process while other jobs shared the 2 cores (load average {os.getloadavg()[0]:.1f} at the end): wall "
+          f"mean {wall.mean():.2f} s / max {wall.max():.2f} s; process CPU time mean {cpu.mean():.2f} s / max "
+          f"{cpu.max():.2f} s (CPU time is what the search itself costs; target < 10 s per search).")
+    print(md)
+    if not args.no_write:
+        from bench._report import write_section
+
+        write_section("search_nb201_timing", md)
+    return 0
+
+
 def _sweep_devices(job):
     path, devices, datasets, budgets, seeds = job
     return sweep(load_table(path), devices, datasets, budgets, seeds)
@@ -199,6 +224,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-write", action="store_true", help="sweep: do not write docs/benchmarks.md")
     p.add_argument("--devices", default=None, help="sweep: comma-separated subset of devices (default: all)")
     p.add_argument("--workers", type=int, default=1, help="sweep: processes (devices are split between them)")
+    p.add_argument("--timing", action="store_true", help="time one search per device (wall and process CPU time) at "
+                   "--budget (default 1000) and write the search_nb201_timing section")
     args = p.parse_args(argv)
     table = load_table(args.data)
     if args.device is not None:
@@ -215,6 +242,8 @@ def main(argv=None) -> int:
                 print(f"  {res.latency_ms[i]:9.3f} ms  {res.accuracy[i]:7.3f} %  {NB201Space().to_string(res.genes[i])}")
         print(json.dumps({"front": front, "evaluations": n, "seconds": round(res.seconds, 4)}))
         return 0
+    if args.timing:
+        return timing(table, args)
     budgets = [args.budget] if args.budget else [100, 300, 1000]
     datasets = [args.dataset] if args.dataset else [d for d in DATASETS if d in table.accuracy]
     seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))

@@ -68,6 +68,17 @@ def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: 
     return 1e3 * best
 
 
+def measure_many_ms(jobs: list[tuple[nn.Module, tuple[int, ...]]], rounds: int = 3, repeats: int = 5) -> np.ndarray:
+    """Latency (ms) of several models, measured round-robin: ``rounds`` passes over all models, ``repeats`` calls
+    each per pass, the minimum kept. Interleaving spreads a burst of load from other processes over every model
+    instead of letting it inflate the few measured while it lasted."""
+    best = np.full(len(jobs), np.inf)
+    for _ in range(rounds):
+        for i, (model, shape) in enumerate(jobs):
+            best[i] = min(best[i], measure_latency_ms(model, shape, repeats=repeats, warmup=1))
+    return best
+
+
 def arch_features(space: ElasticSpace, genes: np.ndarray) -> np.ndarray:
     g = space.canonical(space.validate(genes))
     onehot = space.features(g, interactions=False)
@@ -106,7 +117,7 @@ class LatencyPredictor:
                  sides: dict[int, list[tuple[int, int]]]) -> None:
         # table key: (stage, slot kind 0 = first / 1 = later, expand, kernel, input side); base: resolution -> ms
         self.space, self.table, self.base, self.batch_size, self.sides = space, table, base, batch_size, sides
-        self.correction = (1.0, 0.0)
+        self.correction = (1.0, 0.0, 0.0)  # (scale of the lookup sum, intercept ms, ms per active block)
 
     def lookup_ms(self, arch: ElasticArch) -> float:
         total = self.base[arch.resolution]
@@ -117,14 +128,22 @@ class LatencyPredictor:
     def raw(self, genes: np.ndarray) -> np.ndarray:
         return np.array([self.lookup_ms(self.space.decode(g)) for g in np.atleast_2d(genes)])
 
+    def _design(self, genes: np.ndarray) -> np.ndarray:
+        g = np.atleast_2d(genes)
+        blocks = [len(self.space.decode(row).active_blocks()) for row in g]
+        return np.stack([self.raw(g), np.asarray(blocks, dtype=float)], axis=1)
+
     def fit_correction(self, genes: np.ndarray, measured_ms: np.ndarray) -> "LatencyPredictor":
-        reg = LinearRegression().fit(self.raw(genes)[:, None], np.asarray(measured_ms, dtype=float))
-        self.correction = (float(reg.coef_[0]), float(reg.intercept_))
+        """Least squares: measured ~ a * lookup sum + c * active blocks + b (c absorbs per-block call overhead
+        that isolated measurements count differently)."""
+        reg = LinearRegression().fit(self._design(genes), np.asarray(measured_ms, dtype=float))
+        self.correction = (float(reg.coef_[0]), float(reg.intercept_), float(reg.coef_[1]))
         return self
 
     def predict(self, genes: np.ndarray) -> np.ndarray:
-        a, b = self.correction
-        return a * self.raw(genes) + b
+        a, b, c = self.correction
+        x = self._design(genes)
+        return a * x[:, 0] + c * x[:, 1] + b
 
 
 def _stage_sides(net: ElasticSupernet, resolution: int) -> list[tuple[int, int]]:
@@ -138,12 +157,13 @@ def _stage_sides(net: ElasticSupernet, resolution: int) -> list[tuple[int, int]]
     return sides
 
 
-def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int = 15) -> LatencyPredictor:
+def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int = 5, rounds: int = 3) -> LatencyPredictor:
     """Measure every distinct block shape in isolation at every input side it sees, plus stem + head per resolution."""
     space = net.config.space
     torch.manual_seed(0)
-    table: dict[tuple, float] = {}
     sides = {r: _stage_sides(net, r) for r in space.resolutions}
+    keys: list[tuple] = []
+    jobs: list[tuple[nn.Module, tuple[int, ...]]] = []
     for r in space.resolutions:
         for s, stage in enumerate(net.stages):
             for slot in range(min(2, space.max_depth)):
@@ -152,18 +172,21 @@ def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int
                 for e in space.expand_ratios:
                     for k in space.kernel_sizes:
                         key = (s, slot, e, k, side)
-                        if key in table:
+                        if key in keys:
                             continue
-                        m = InvertedResidual(blk.in_ch, blk.in_ch * e, blk.out_ch, blk.stride, k)
-                        table[key] = measure_latency_ms(m, (batch_size, blk.in_ch, side, side), repeats)
-    base = {}
+                        keys.append(key)
+                        jobs.append((InvertedResidual(blk.in_ch, blk.in_ch * e, blk.out_ch, blk.stride, k),
+                                     (batch_size, blk.in_ch, side, side)))
     for r in space.resolutions:
         stem = _StemBlock(nn.Conv2d(net.config.in_channels, net.config.stem_channels, 3, 1, 1, bias=False),
                           nn.BatchNorm2d(net.config.stem_channels))
         # stem + pooling + head: a subnet with no blocks whose head reads stem channels
         head = nn.Linear(net.config.stem_channels, net.config.num_classes)
-        model = Subnet(r, stem, [], head)
-        base[r] = measure_latency_ms(model, (batch_size, net.config.in_channels, r, r), repeats)
+        keys.append(("base", r))
+        jobs.append((Subnet(r, stem, [], head), (batch_size, net.config.in_channels, r, r)))
+    ms = measure_many_ms(jobs, rounds=rounds, repeats=repeats)
+    table = {k: float(v) for k, v in zip(keys, ms) if k[0] != "base"}
+    base = {k[1]: float(v) for k, v in zip(keys, ms) if k[0] == "base"}
     return LatencyPredictor(space, table, base, batch_size, sides)
 
 
@@ -180,7 +203,7 @@ def _report(name: str, y_true, y_pred, n_train: int, unit: str, **detail) -> Pre
 
 
 def fit_predictors(net: ElasticSupernet, data: Dataset, *, n_accuracy: int = 80, n_latency: int = 40,
-                   holdout_fraction: float = 0.3, batch_size: int = 32, repeats: int = 15, seed: int = 0):
+                   holdout_fraction: float = 0.3, batch_size: int = 32, repeats: int = 5, seed: int = 0):
     """Sample subnets, measure them, fit both predictors on a split and report on the held-out rest.
 
     Returns (accuracy predictor, latency predictor, [accuracy report, latency report], samples) where samples holds
@@ -192,7 +215,8 @@ def fit_predictors(net: ElasticSupernet, data: Dataset, *, n_accuracy: int = 80,
                                         np.stack([space.encode(space.largest()), space.encode(space.smallest())])]), axis=0)
     acc = np.array([subnet_accuracy(net, space.decode(g), data) for g in genes_a])
     genes_l = np.unique(space.sample(rng, n_latency), axis=0)
-    lat = np.array([measure_subnet_latency(net, space.decode(g), data.side, batch_size, repeats) for g in genes_l])
+    lat = measure_many_ms([(extract_subnet(net, space.decode(g)), (batch_size, net.config.in_channels, data.side,
+                                                                  data.side)) for g in genes_l], repeats=repeats)
     reports = []
     split_a = rng.permutation(len(genes_a))
     n_hold_a = max(3, int(round(holdout_fraction * len(genes_a))))

@@ -53,6 +53,9 @@ def test_node_ids_are_stable_across_runs_only_times_differ():
 
 def test_layer_granularity_groups_by_module_prefix():
     op = profile_model("torchvision:resnet18", (1, 3, 32, 32), repeats=1, warmup=0)
+    again = profile_model("torchvision:resnet18", (1, 3, 32, 32), repeats=1, warmup=0)
+    assert op.node_ids == again.node_ids and op.structure_id == again.structure_id
+    assert op.node_ids[:4] == ("x", "conv1", "bn1", "relu") and "layer4_1_relu_1" in op.node_ids
     layer = profile_model("torchvision:resnet18", (1, 3, 32, 32), repeats=1, warmup=0, granularity="layer",
                           layer_depth=1)
     assert [n.id for n in layer.nodes] == ["x", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",

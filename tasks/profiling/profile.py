@@ -13,7 +13,6 @@ that depended on one through them keeps a zero-byte edge from the tensor node it
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 

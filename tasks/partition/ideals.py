@@ -100,11 +100,13 @@ def _to_matrix(ideals: list[int], G: int) -> np.ndarray:
 
 def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bound: float = np.inf,
                     max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None,
-                    seconds_per_pair: float | None = 3e-7) -> IdealsResult:
+                    seconds_per_pair: float | None = 3e-7, schedule: str = "auto") -> IdealsResult:
     """Exact optimum over at most k stages by the DP over ideals (see module docstring).
 
     With ``seconds_per_pair`` set, the DP first counts the (ideal, earlier ideal) pairs inside the work window and
     returns NOT_RUN at once when that many pairs would not fit in the time left, instead of timing out later.
+    ``schedule`` ("auto", "all" or "layered", the latter only with a finite upper bound) picks how the recursion is
+    evaluated; both are exact.
     """
     t0 = time.perf_counter()
     deadline = t0 + time_limit
@@ -164,10 +166,42 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     ub = float(upper_bound)
     tol = 1e-9 * max(1.0, float(W[-1]))
 
-    if seconds_per_pair is not None and np.isfinite(ub):
+    def pair_costs(b: int, cand: np.ndarray) -> np.ndarray:
+        """cost(I_b minus I') for candidate subsets I' (inf over the memory cap or above the upper bound)."""
+        cost = W[b] - W[cand]
+        # outgoing: exposed senders of I that are not in I'
+        cost = cost + ((~Xpad[cand[:, None], EG[b][None, :]]) * CE[b][None, :]).sum(axis=1)
+        # incoming: exposed senders of I' with an outside-I' target inside I
+        cost = cost + (Xpad[b][TJ[cand]].any(axis=2) * CE[cand]).sum(axis=1)
+        if cap is not None:
+            cost = np.where(M[b] - M[cand] > cap * (1 + 1e-9), np.inf, cost)
+        return np.where(cost > ub + tol, np.inf, cost)
+
+    def subsets(b: int, cand: np.ndarray) -> np.ndarray:
+        return cand[~np.any(packed[cand] & ~packed[b], axis=1)] if cand.size else cand
+
+    # Two exact schedules of the same recursion; the cheaper (in candidate pairs) runs:
+    # * "all": every ideal once, all layers at a time, candidates = earlier ideals within the work window;
+    # * "layered": with a finite upper bound UB, an ideal can end stage t only if W(I) <= t UB and
+    #   W(V) - W(I) <= (k - t) UB (a stage costs at least its work), which on tight instances leaves thin slices.
+    pairs_all = pairs_layered = float(N) * N
+    layers: list[np.ndarray] = []
+    if np.isfinite(ub):
         lo_all = np.searchsorted(W_sorted, W - ub - tol, side="left")
         hi_all = np.searchsorted(W_sorted, W + tol, side="right")
-        pairs = float((hi_all - lo_all).sum())
+        pairs_all = float((hi_all - lo_all).sum())
+        layers = [np.array([0])]
+        pairs_layered = 0.0
+        for t in range(1, k + 1):
+            inside = (W <= t * ub + tol) & (W[-1] - W <= (k - t) * ub + tol)
+            layer = np.array([N - 1]) if t == k else np.flatnonzero(inside)
+            prev_w = np.sort(W[layers[-1]])
+            pairs_layered += float((np.searchsorted(prev_w, W[layer] + tol, side="right")
+                                    - np.searchsorted(prev_w, W[layer] - ub - tol, side="left")).sum())
+            layers.append(layer)
+    layered = bool(layers) and (schedule == "layered" or (schedule == "auto" and pairs_layered < pairs_all))
+    pairs = pairs_layered if layered else pairs_all
+    if seconds_per_pair is not None and np.isfinite(ub):
         need = pairs * seconds_per_pair
         if need > deadline - time.perf_counter():
             return IdealsResult(SolveStatus.NOT_RUN, np.full(k, np.nan), None, N, time.perf_counter() - t0,
@@ -176,26 +210,37 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     Fdp = np.full((k + 1, N), np.inf)
     Fdp[0, 0] = 0.0
     arg = np.zeros((k + 1, N), dtype=np.int64)
-    for b in range(1, N):
+    done = 0
+    if layered:
+        for t in range(1, k + 1):
+            prev = layers[t - 1][np.isfinite(Fdp[t - 1, layers[t - 1]])]
+            prev = prev[np.argsort(W[prev], kind="stable")]
+            prev_w = W[prev]
+            for b in layers[t].tolist():
+                done += 1
+                if done % 256 == 0 and time.perf_counter() > deadline:
+                    return IdealsResult(SolveStatus.TIME_LIMIT, np.full(k, np.nan), None, N,
+                                        time.perf_counter() - t0, f"layered DP timed out at stage {t} of {k}")
+                lo = np.searchsorted(prev_w, W[b] - ub - tol, side="left")
+                hi = np.searchsorted(prev_w, W[b] + tol, side="right")
+                cand = prev[lo:hi]
+                cand = subsets(b, cand[pc[cand] <= pc[b]])  # I' = I itself: an empty stage (cost 0)
+                if not cand.size:
+                    continue
+                vals = np.maximum(Fdp[t - 1, cand], pair_costs(b, cand))
+                j = int(vals.argmin())
+                Fdp[t, b], arg[t, b] = vals[j], cand[j]
+        # layer t only holds V when W(V) <= t UB: fill "at most t stages" for V from the layers below
+        Fdp[1:, N - 1] = np.minimum.accumulate(Fdp[1:, N - 1])
+    for b in ([] if layered else range(1, N)):
         if b % 256 == 0 and time.perf_counter() > deadline:
             return IdealsResult(SolveStatus.TIME_LIMIT, np.full(k, np.nan), None, N, time.perf_counter() - t0,
                                 f"DP timed out after {b} of {N} ideals")
         lo = np.searchsorted(W_sorted, W[b] - ub - tol, side="left") if np.isfinite(ub) else 0
         hi = np.searchsorted(W_sorted, W[b] + tol, side="right")
         cand = order_w[lo:hi]
-        cand = cand[pc[cand] < pc[b]]
-        if cand.size:
-            cand = cand[~np.any(packed[cand] & ~packed[b], axis=1)]
-        Xb = Xpad[b]
-        cost = W[b] - W[cand]
-        # outgoing: exposed senders of I that are not in I'
-        cost = cost + ((~Xpad[cand[:, None], EG[b][None, :]]) * CE[b][None, :]).sum(axis=1)
-        # incoming: exposed senders of I' with an outside-I' target inside I
-        hit = Xb[TJ[cand]].any(axis=2)
-        cost = cost + (hit * CE[cand]).sum(axis=1)
-        if cap is not None:
-            cost = np.where(M[b] - M[cand] > cap * (1 + 1e-9), np.inf, cost)
-        cost = np.where(cost > ub + tol, np.inf, cost)
+        cand = subsets(b, cand[pc[cand] < pc[b]])
+        cost = pair_costs(b, cand)
         if cand.size:
             vals = np.maximum(Fdp[:k, cand], cost[None, :])  # (k, r): layer t - 1 -> t
             j = vals.argmin(axis=1)

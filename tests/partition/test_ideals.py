@@ -68,3 +68,18 @@ def test_mip_optimum_equals_ideals_dp_optimum(problem):
     assert status is SolveStatus.OPTIMAL
     assert validate_plan(problem, assignment).bottleneck == pytest.approx(dp, abs=1e-6)
     assert bound.value <= dp + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(small_problems(max_nodes=6, max_k=4))
+def test_layered_and_all_pairs_schedules_agree(problem):
+    sl = OrderSlicer(problem)
+    upper = sl.slice(sl.default_order, problem.k).bottleneck
+    if not np.isfinite(upper):
+        return
+    a = solve_ideals_dp(problem, upper_bound=upper, schedule="all")
+    b = solve_ideals_dp(problem, upper_bound=upper, schedule="layered")
+    np.testing.assert_allclose(a.best, b.best)
+    assert validate_plan(problem, b.assignment).bottleneck == pytest.approx(b.best[-1])
+    exact, _ = brute_force_optimum(problem) if problem.n <= 5 else (a.best[-1], None)
+    assert b.best[-1] == pytest.approx(exact)

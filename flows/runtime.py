@@ -44,8 +44,12 @@ def forgeflow_version() -> str:
 
 def task_runner_for(settings: Settings):
     """prefect-dask's DaskTaskRunner: the scheduler at ``settings.dask_address``, else a new LocalCluster."""
+    import os
+
     from prefect_dask import DaskTaskRunner
 
+    # idle OpenMP threads spinning on shared cores slow torch ~10x on a busy 2-core machine; workers inherit this
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     return DaskTaskRunner(

@@ -16,6 +16,26 @@ from tasks.federated.config import FederatedConfig
 from tasks.federated.pipeline import federate_and_store
 
 
+@contextlib.contextmanager
+def _seceded():
+    """Give this task's worker thread back to the Dask worker while the round loop waits on client futures.
+
+    ``get_dask_client`` opens a plain client to the scheduler; the step itself keeps occupying a worker thread, so on
+    a cluster with one single-threaded worker the client tasks would never start. Seceding frees the slot."""
+    try:
+        from distributed import get_worker, rejoin, secede
+
+        get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        yield
+        return
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()
+
+
 @task(name="federated-training", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def federated_training_step(catalog_url: str, run_id: str, config: dict, data: str | None = None,
                             endpoint_url: str | None = None) -> dict:
@@ -23,6 +43,7 @@ def federated_training_step(catalog_url: str, run_id: str, config: dict, data: s
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     cfg = FederatedConfig.from_dict(config)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_seceded())
         client = None
         try:
             from prefect_dask import get_dask_client

@@ -12,23 +12,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
+from tasks.dask_fanout import enter_worker_client
 from tasks.partition.store import partition_catalog_graph
 
 
 def _enter_dask_client(stack: contextlib.ExitStack):
-    """A client of the Dask cluster this task runs on, or None off Dask (serial).
-
-    ``distributed.worker_client`` secedes this task from its worker thread while the fanned-out work runs (and
-    rejoins at the end), so the fan-out cannot deadlock even on a one-thread cluster; prefect_dask's
-    ``get_dask_client`` keeps the thread and would wait forever for its own worker there.
-    """
-    try:
-        from distributed import get_worker, worker_client
-
-        get_worker()
-    except (ImportError, ValueError):
-        return None
-    return stack.enter_context(worker_client())
+    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
+    return enter_worker_client(stack)
 
 
 @task(name="partition-graph", retries=0, cache_policy=NO_CACHE, persist_result=False)

@@ -13,23 +13,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
+from tasks.dask_fanout import enter_worker_client
 from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
                                      train_and_store)
 
 
 def _enter_dask_client(stack: contextlib.ExitStack):
-    """A client of the cluster this task runs on, or None off Dask (e.g. a thread-pool runner: solve serially).
-
-    ``distributed.worker_client`` secedes this task's thread from the worker's pool while it waits, so the
-    sub-tasks it submits can run even on a one-worker, one-thread cluster (prefect_dask.get_dask_client opens a
-    plain Client, which would deadlock there)."""
-    try:
-        from distributed import get_worker, worker_client
-
-        get_worker()
-    except (ImportError, ValueError):
-        return None
-    return stack.enter_context(worker_client())
+    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
+    return enter_worker_client(stack)
 
 
 @task(name="quantize-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -12,18 +12,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
+from tasks.dask_fanout import enter_worker_client
 from tasks.supernet.pipeline import (SearchRequest, compare_and_store, fit_and_store_predictors, search_and_store,
                                      train_and_store)
 
 
 def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on, or None off Dask (serial evaluation)."""
-    try:
-        from prefect_dask import get_dask_client
-
-        return stack.enter_context(get_dask_client())
-    except Exception:
-        return None
+    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
+    return enter_worker_client(stack)
 
 
 @task(name="supernet-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -57,12 +57,38 @@ def optimize(
     if json_out:
         emit_json(result)
     else:
-        ms = result["model_summary"]
         err_console.print(f"[green]optimize completed[/green] run [bold]{result['run_id']}[/bold]")
-        print(f"model {result['model']}: {ms['params']:,} parameters, {ms['flops'] / 1e9:.3f} GFLOPs "
-              f"(multiply-add = 2), {ms['modules']} modules")
+        for line in step_lines(result):
+            print(line)
         print(f"results: catalog {result['catalog']} (run_id {result['run_id']})")
         print(f"  forgeflow catalog show {result['run_id']} --catalog {result['catalog']}")
+
+
+def step_lines(result: dict) -> list[str]:
+    """One human line per optimize step (the full figures are in the catalog and --json)."""
+    ms = result["model_summary"]
+    lines = [f"model     {result['model']}: {ms['params']:,} parameters, {ms['flops'] / 1e9:.3f} GFLOPs "
+             f"(multiply-add = 2), {ms['modules']} modules"]
+    for step in ("quantize", "partition", "federated", "search"):
+        info = result.get(step)
+        if not isinstance(info, dict):
+            continue
+        if "skipped" in info:
+            lines.append(f"{step:<9} skipped: {info['skipped']}")
+        elif step == "partition":
+            lines.append(f"partition k={info.get('k')}: bottleneck {info.get('bottleneck', float('nan')):.4g} ms, "
+                         f"proven lower bound {info.get('lower_bound', float('nan')):.4g} "
+                         f"({info.get('lower_bound_method')}), ratio {info.get('ratio', float('nan')):.4f}, "
+                         f"status {info.get('status')}")
+        elif step == "search" and info.get("front"):
+            best = max(info["front"], key=lambda c: c.get("accuracy_pct", 0))
+            lines.append(f"search    {info.get('evaluations')} subnets evaluated, Pareto front of {len(info['front'])}; "
+                         f"most accurate {best.get('accuracy_pct', 0):.1f} % at {best.get('latency_ms', 0):.2f} ms")
+        else:
+            keys = [k for k in ("accuracy", "size_bytes", "bits", "uplink_bytes", "rounds", "evaluations", "best")
+                    if k in info and not isinstance(info[k], (list, dict))]
+            lines.append(f"{step:<9} " + ", ".join(f"{k}={info[k]}" for k in keys) if keys else f"{step:<9} done")
+    return lines
 
 
 def parse_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -85,6 +111,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: a ForgeflowError becomes one line on stderr and exit code 2."""
     # the ephemeral API server can take long to start on a busy 2-core machine (Prefect's default is 20 s)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from the local API
     try:
         app(args=argv, standalone_mode=False)
     except ForgeflowError as exc:

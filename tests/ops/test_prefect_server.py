@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
@@ -141,3 +142,27 @@ def _forgeflow_cmd() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "flows.cli"]
+
+
+def test_prefect_cli_reads_the_same_file(server, tmp_path):
+    """`prefect deploy --all --prefect-file deploy/prefect.yaml` registers the same deployments (module entrypoints,
+    crons and pool from the anchors) without forgeflow in between."""
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import ensure_work_pool
+
+    env, api = server
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        ensure_work_pool("forgeflow")  # the pool named in the file's anchor
+    p = subprocess.run([bin_path("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, **env}, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    with _client(api) as client:
+        dep = client.read_deployment_by_name("quantize/weekly")
+        assert dep.entrypoint == "flows.deployments.quantize"
+        assert [s.schedule.cron for s in dep.schedules] == ["0 4 * * 0"]
+        assert dep.parameters["request"]["size_budget"] == 4096
+        assert dep.work_pool_name == "forgeflow"  # re-registered by the Prefect CLI from the anchor

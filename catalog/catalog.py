@@ -87,10 +87,12 @@ class Catalog:
         return all_tables()
 
     def append(self, table: str, rows: pa.Table | Sequence[Mapping[str, Any]], *, run_id: str,
-               description: str = "") -> str | None:
+               description: str = "", idempotency_key: str | None = None) -> str | None:
         """Write ``rows`` as one new immutable file of ``table``; record its lineage; return its key.
 
         Nothing is written for zero rows. The write is atomic: concurrent readers see the whole file or none.
+        With ``idempotency_key`` (e.g. run id + step + item) the file name is derived from it, so a retried step
+        (a worker killed after some of its writes) replaces its earlier files instead of adding duplicate rows.
         """
         spec = get_table(table)
         if not run_id:
@@ -107,13 +109,18 @@ class Catalog:
             part_dirs.append(f"{p}={vals[0]}")
         file_table = data.select(spec.file_schema.names).replace_schema_metadata(spec.full_schema.metadata)
         payload = parquet_bytes(file_table)
-        key = safe_key("tables", spec.name, *part_dirs, new_file_name())
+        if idempotency_key:
+            digest = hashlib.sha256(f"{run_id}\0{idempotency_key}".encode()).hexdigest()[:32]
+            key = safe_key("tables", spec.name, *part_dirs, f"part-k{digest}.parquet")
+        else:
+            key = safe_key("tables", spec.name, *part_dirs, new_file_name())
         self.store.put(key, payload)
         if spec.name != "artifacts":
+            lineage_key = f"lineage:{spec.name}:{idempotency_key}" if idempotency_key else None
             self.append("artifacts", [{
                 "kind": "table", "table_name": spec.name, "path": key, "num_rows": data.num_rows,
                 "num_bytes": len(payload), "written_at": now, "description": description,
-            }], run_id=run_id)
+            }], run_id=run_id, idempotency_key=lineage_key)
         return key
 
     def _compaction_logs(self, spec: TableSpec) -> list[tuple[str, dict]]:

@@ -76,8 +76,11 @@ def write_graph(cat: Catalog, graph: CostGraph, run_id: str) -> dict[str, Any]:
     written before the ``graphs`` row, so a reader that finds the row finds the whole graph."""
     rows = graph_rows(graph)
     files = {}
+    # keyed by the graph's structure (not its measured times): a step retried after a worker died mid-write
+    # replaces these files rather than adding a second copy of the graph
+    item = getattr(graph, "structure_id", None) or graph.graph_id
     for table in ("graph_nodes", "graph_edges", "graphs"):
-        files[table] = cat.append(table, rows[table], run_id=run_id,
+        files[table] = cat.append(table, rows[table], run_id=run_id, idempotency_key=f"graph:{item}:{table}",
                                   description=f"{table} of graph {graph.graph_id} ({graph.name})")
     return {"graph_id": graph.graph_id, "files": files}
 

@@ -9,7 +9,6 @@ Steps (each a coarse Prefect task running on Dask, each writing to the catalog u
    (flows/federated.py; federated_* tables)
 5. a small elastic supernet on digits, trained once, and its accuracy/latency Pareto front (flows/search.py;
    supernet_* and search_* tables)
-Later steps (profiling, partitioning, quantization, search, federated) join here as they land.
 """
 
 from __future__ import annotations
@@ -67,10 +66,18 @@ def _publish(result: dict[str, Any]) -> None:
     from flows.artifacts import publish
 
     ms = result["model_summary"]
+    rows = [{"step": "summary", "outcome": f"{ms['params']:,} params, {ms['flops']:,} FLOPs"}]
+    plots = []
+    for step in STEPS[1:]:
+        info = result.get(step) or {}
+        rows.append({"step": step, "outcome": info.get("skipped") or info.get("status") or "done"})
+        for k, v in info.items():
+            if isinstance(v, str) and v.startswith("objects/") and v.endswith(".png"):
+                plots.append((f"{step} {k}", v))
     publish("optimize", f"forgeflow optimize {result['model']}",
             f"Run `{result['run_id']}` in catalog `{result['catalog']}`.\n\n"
             f"- parameters: {ms['params']:,}\n- FLOPs (multiply-add = 2): {ms['flops']:,}\n- modules: {ms['modules']}",
-            table=[{"step": "summary", "params": ms["params"], "flops": ms["flops"]}])
+            table=rows, plots=plots)
 
 
 def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None = None) -> None:

@@ -107,7 +107,7 @@ def smallest_achievable(problem: AllocationProblem, resource: str) -> float:
 def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.ndarray | None,
                    budgets: Mapping[str, float], time_limit: float):
     """Build and solve the HiGHS model. ``objective`` replaces the cost (a flat vector over all columns) when set.
-    Returns (highs, model_status, column values or None, offset, var_group, var_col)."""
+    Returns (highs, model_status, column values or None, offset, var_group, var_col, objective scale)."""
     import highspy
 
     var_group = np.concatenate([np.full(len(ks), g) for g, ks in enumerate(grouped.cols)])
@@ -139,8 +139,12 @@ def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.
     lp = highspy.HighsLp()
     lp.num_col_ = nvar
     lp.num_row_ = ngroup + len(budget_names)
-    lp.col_cost_ = np.asarray(c, dtype=float)
-    lp.offset_ = offset
+    # costs (trace x perturbation) can be ~1e-6: scale them to O(1) so HiGHS's absolute tolerances do not hide
+    # real differences between plans (the reported objective is recomputed from the plan, unscaled)
+    c = np.asarray(c, dtype=float)
+    scale = float(np.abs(c).max()) if c.size and np.abs(c).max() > 0 else 1.0
+    lp.col_cost_ = c / scale
+    lp.offset_ = offset / scale
     lp.col_lower_ = np.zeros(nvar)
     lp.col_upper_ = np.ones(nvar)
     lp.row_lower_ = np.concatenate([np.ones(ngroup), np.full(len(budget_names), -highspy.kHighsInf)])
@@ -155,13 +159,16 @@ def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.
     h.setOptionValue("threads", 1)
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 1e-12)
+    # HiGHS compares objective improvements against the MIP feasibility tolerance (default 1e-6): plans whose
+    # costs differ by less were treated as equal (found by the brute-force property test)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-10)
     h.setOptionValue("time_limit", float(time_limit))
     h.passModel(lp)
     h.run()
     ms = h.getModelStatus()
     has_sol = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
     x = np.asarray(h.getSolution().col_value) if has_sol else None
-    return h, ms, x, offset, var_group, var_col
+    return h, ms, x, offset, var_group, var_col, scale
 
 
 def _status_of(ms, has_solution: bool) -> SolveStatus:
@@ -197,7 +204,7 @@ def _raise_infeasible(problem: AllocationProblem, grouped: _Grouped, time_limit:
         if r not in budgets:
             continue
         others = {q: v for q, v in budgets.items() if q != r}
-        _, ms, x, _, _, _ = _solve_grouped(problem, grouped, np.concatenate(grouped.res[r]), others, time_limit)
+        _, ms, x, _, _, _, _ = _solve_grouped(problem, grouped, np.concatenate(grouped.res[r]), others, time_limit)
         word, unit = RESOURCE_WORDS[r]
         if x is None:
             parts.append(f"{word} cannot be evaluated under the other budgets")
@@ -218,7 +225,7 @@ def solve_allocation(problem: AllocationProblem, time_limit: float = 60.0) -> Al
     t0 = time.perf_counter()
     problem.validate()
     grouped = _group(problem)
-    h, ms, x, offset, var_group, var_col = _solve_grouped(problem, grouped, None, problem.budgets, time_limit)
+    h, ms, x, offset, var_group, var_col, scale = _solve_grouped(problem, grouped, None, problem.budgets, time_limit)
     status = _status_of(ms, x is not None)
     if x is None:
         if status == SolveStatus.INFEASIBLE or "nfeasible" in h.modelStatusToString(ms):
@@ -236,7 +243,7 @@ def solve_allocation(problem: AllocationProblem, time_limit: float = 60.0) -> Al
         raise QuantizeError(f"HiGHS's plan exceeds a budget beyond tolerance: {totals}")
     info = h.getInfo()
     objective = totals["objective"]
-    dual = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else -math.inf
+    dual = float(info.mip_dual_bound) * scale if math.isfinite(info.mip_dual_bound) else -math.inf
     dual = min(dual, objective)
     gap = 0.0 if objective == dual else (objective - dual) / max(abs(objective), 1e-12)
     return Allocation(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from bench._report import write_section  # noqa: E402
 from catalog import open_catalog  # noqa: E402

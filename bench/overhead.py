@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
+
 REPO = Path(__file__).resolve().parents[1]
 TIMINGS = {"cluster_start": 0.0, "cluster_stop": 0.0}
 

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from tasks.partition.problem import PartitionProblem  # noqa: E402
 from tasks.partition.solve import SolveConfig, default_expert_path, partition  # noqa: E402

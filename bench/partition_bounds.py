@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound  # noqa: E402
 from tasks.partition.cost import plan_bottleneck  # noqa: E402

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 # OpenMP threads that spin while waiting turn a busy shared machine into 5-10x slower forwards at 2 threads (measured
 # here: resnet18 ~2.5 s instead of ~0.2 s per forward under load 12); sleeping waiters avoid that. Must be set before

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem  # noqa: E402
 from tasks.quantize.ilp import solve_allocation  # noqa: E402

@@ -25,8 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from tasks.supernet.objectives import CountedEvaluator, TableObjective  # noqa: E402
 from tasks.supernet.pareto import hypervolume_2d, non_dominated_mask  # noqa: E402

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 from tasks.supernet.objectives import CountedEvaluator  # noqa: E402
 from tasks.supernet.predictors import SupernetObjective, fit_predictors  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 from prefect import flow
 
 from flows.progress import report
+from flows.artifacts import publish
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
 from tasks.errors import ForgeflowError
@@ -89,6 +90,9 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
         run.summary.update({"graphs": [{k: g[k] for k in ("graph_id", "model", "flops", "params", "nodes", "edges",
                                                           "whole_model_ms", "node_sum_ratio")} for g in graphs]})
         result = {"run_id": run.id, "catalog": cat.url, "graphs": graphs}
+    publish("profile-models", f"forgeflow profile: {len(graphs)} model(s)",
+            f"Run `{run.id}` in catalog `{cat.url}`; graphs in tables `graphs`, `graph_nodes`, `graph_edges`.",
+            table=run.summary["graphs"])
     return result
 
 
@@ -113,6 +117,8 @@ def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str
             report("import", i + 1, len(paths))
         run.summary["graphs"] = [{"graph_id": g["graph_id"], "name": g["name"], "nodes": g["nodes"]} for g in graphs]
         result = {"run_id": run.id, "catalog": cat.url, "graphs": graphs}
+    publish("import-graphs", f"forgeflow graph import: {len(graphs)} graph(s)",
+            f"Run `{run.id}` in catalog `{cat.url}`.", table=run.summary["graphs"])
     return result
 
 

@@ -43,7 +43,7 @@ def federate(
     rounds: int = typer.Option(30, "--rounds", help="Communication rounds"),
     fraction: float = typer.Option(0.5, "--fraction", help="Share of clients sampled per round"),
     local_epochs: int = typer.Option(2, "--local-epochs", help="Local epochs per round"),
-    batch_size: int = typer.Option(16, "--batch-size", help="Local batch size (expected size under DP-SGD)"),
+    batch_size: int = typer.Option(16, "--batch-size", help="Local batch size (expected size under DP-SGD; with --dp record, a size >= every client's data runs full-batch DP-GD: one noisy step per local epoch)"),
     lr: float = typer.Option(0.1, "--lr", help="Client SGD learning rate"),
     server_lr: float = typer.Option(1.0, "--server-lr", help="Server learning rate on the averaged update"),
     prox_mu: float = typer.Option(0.0, "--prox-mu", help="FedProx proximal weight mu (0: FedAvg)"),

@@ -5,6 +5,11 @@ own, so (a) the model's whole state is trainable weights: no running statistics 
 error feedback would have to carry (stale BN variances summed through error feedback can turn negative and
 produce NaNs), and (b) per-example gradients are well defined, as DP-SGD's per-example clipping requires. This is
 the usual choice in federated and DP training (Hsieh et al. 2020, "The Non-IID Data Quagmire"; Opacus' model rules).
+
+``digits_linear_ln`` is softmax regression on per-example standardised inputs (650 weights): the model for
+record-level DP in the benchmark. Its normalisation uses each example's own pixels only (no data statistics, so no
+privacy cost and nothing to average), and it conditions full-batch gradient descent far better than raw pixels in
+[0, 1]; with ~7x fewer weights than the 64-hidden MLP the same noise multiplier adds ~2.7x less noise norm.
 """
 
 from __future__ import annotations
@@ -50,3 +55,19 @@ class DigitsMLP(nn.Module):
 
 def digits_mlp_small(hidden: int = 16, num_classes: int = 10) -> nn.Module:
     return DigitsMLP(hidden=hidden, num_classes=num_classes)
+
+
+class DigitsLinearLN(nn.Module):
+    """flatten -> LayerNorm without affine (each example to zero mean, unit variance) -> linear(classes)."""
+
+    def __init__(self, num_classes: int = 10, in_features: int = 64):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_features, elementwise_affine=False)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(torch.flatten(x, 1)))
+
+
+def digits_linear_ln(num_classes: int = 10) -> nn.Module:
+    return DigitsLinearLN(num_classes=num_classes)

@@ -35,8 +35,10 @@ logging.getLogger("absl").setLevel(logging.ERROR)  # fractional orders at large 
 
 RECORD_ASSUMPTION = (
     "record-level DP, add/remove one record; per-client DP-SGD with Poisson sampling of records at rate "
-    "min(1, B/n_k) for ceil(n_k/B) steps per local epoch, composed over the rounds the client took part in; "
-    "no amplification credited for client sampling; run epsilon = max over clients (disjoint data)")
+    "min(1, B/n_k) for ceil(n_k/B) steps per local epoch (B >= n_k: full-batch DP-GD, rate 1, one step per epoch, "
+    "no amplification), composed over the rounds the client took part in; no amplification credited for client "
+    "sampling; client sizes n_k treated as public (the noisy sum is divided by the expected batch size); "
+    "run epsilon = max over clients (disjoint data)")
 CLIENT_ASSUMPTION = (
     "client-level DP (DP-FedAvg), add/remove one client; clients Poisson-sampled each round at rate q = fraction, "
     "updates clipped to L2 norm C, Gaussian noise z*C on the sum, composed over rounds")

@@ -78,3 +78,19 @@ def test_record_dp_refuses_batch_norm_models():
         check_model_for_dp("forgeflow:digits_cnn", "record")
     check_model_for_dp(MLP, "record")
     assert flatten_state(build_model(MLP)).dtype == np.float32
+
+
+def test_full_batch_dp_gd_with_the_per_example_normalised_linear_model():
+    spec = "tasks.federated.models:digits_linear_ln"
+    check_model_for_dp(spec, "record")  # no batch norm: accepted
+    model = build_model(spec)
+    assert sum(p.numel() for p in model.parameters()) == 650
+    x, y = data(n=5)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():  # each example is standardised on its own: affine pixel changes do not move the logits
+        np.testing.assert_allclose(model(2.0 * xt + 0.1).numpy(), model(xt).numpy(), rtol=1e-4, atol=1e-5)
+    w = initial_weights(spec, 0)
+    res = train_client(1, 0, 3, w, None, x, y, training(model=spec, dp_mode="record", noise=1.0, batch_size=4096,
+                                                        local_epochs=2))
+    assert res.local_steps == 2  # batch >= n: one noisy full-batch step per local epoch
+    assert np.isfinite(decode(res.message)).all()

@@ -45,3 +45,16 @@ def test_record_noise_calibration_covers_every_client():
     z = calibrate_record_noise(sizes, batch_size=16, local_epochs=1, rounds=10, delta=1e-5, target_epsilon=4.0)
     acc = RecordLevelAccountant(sizes, 16, 1, z, 1e-5)
     assert acc.worst_case_epsilon(10) <= 4.0 < RecordLevelAccountant(sizes, 16, 1, z * 0.99, 1e-5).worst_case_epsilon(10)
+
+
+def test_full_batch_dp_gd_is_an_unamplified_gaussian_step_per_epoch_for_every_client():
+    # batch >= n_k: sampling rate 1 and one step per local epoch, whatever the client's size
+    acc = RecordLevelAccountant(client_sizes=(3, 70, 400), batch_size=4096, local_epochs=2, noise=4.0, delta=1e-5)
+    per_client = [acc.client_epsilon(k, 10) for k in range(3)]
+    assert per_client[0] == per_client[1] == per_client[2]
+    assert per_client[0] == pytest.approx(subsampled_gaussian_epsilon(1.0, 4.0, 20, 1e-5))
+    assert acc.worst_case_epsilon(10) == per_client[0]
+    # R Gaussian releases of sensitivity 1 and noise z compose to a Gaussian of noise z / sqrt(R) (exact):
+    # RDP of one Gaussian is alpha / (2 sigma^2), so the two accountings must agree
+    assert subsampled_gaussian_epsilon(1.0, 4.0, 20, 1e-5) == pytest.approx(
+        subsampled_gaussian_epsilon(1.0, 4.0 / math.sqrt(20), 1, 1e-5), rel=1e-9)

@@ -5,6 +5,7 @@ looked up); the table is used afterwards, by this script alone, to score the ret
 
 One search:   python bench/search_nb201.py --data PATH --device NAME --dataset cifar10 --budget 300 --seed 0 --json
               (last stdout line: {"front": [arch strings], "evaluations": n, "seconds": t})
+Noise floor:  python bench/search_nb201.py --data PATH --noise-floor [--devices a,b] [--seeds 5]
 Full sweep:   python bench/search_nb201.py --data PATH        (every device and dataset in the file, >= 5 seeds,
               budgets 100/300/1000, against random search; summary into docs/benchmarks.md)
 """
@@ -205,6 +206,85 @@ def timing(table: Table, args) -> int:
     return 0
 
 
+def functional_key(genes: np.ndarray) -> tuple:
+    """What a NAS-Bench-201 cell computes: edges that lie on no input->output path of non-``none`` edges are dropped
+    (they cost latency, not accuracy), and the two intermediate nodes are interchangeable when no edge joins them."""
+    from tasks.supernet.space import NB201_EDGES
+
+    on = [(s, d, int(o)) for (s, d), o in zip(NB201_EDGES, genes) if int(o) != 0]
+    fwd, bwd = {0}, {3}
+    for s, d, _ in sorted(on, key=lambda e: e[1]):
+        if s in fwd:
+            fwd.add(d)
+    for s, d, _ in sorted(on, key=lambda e: -e[0]):
+        if d in bwd:
+            bwd.add(s)
+    alive = fwd & bwd
+    if 3 not in alive:
+        return ("disconnected",)
+    edges = tuple(sorted(e for e in on if e[0] in alive and e[1] in alive))
+    if not any(s == 1 and d == 2 for s, d, _ in edges):
+        swap = {0: 0, 1: 2, 2: 1, 3: 3}
+        edges = min(edges, tuple(sorted((swap[s], swap[d], o) for s, d, o in edges)))
+    return edges
+
+
+def noise_floor(table: Table, args) -> int:
+    """How much of the best-under-limit target is training noise: accuracy spread among cells that compute the same
+    function, and how many cells sit within the tolerance of each limit's best; then the same target when the search
+    is told the limit (``run_search(latency_limit_ms=...)``) on a subset of devices."""
+    from tasks.supernet.objectives import CountedEvaluator
+    from tasks.supernet.search import run_search as limited_search
+
+    space = NB201Space()
+    keys = [functional_key(space.from_string(a)) for a in table.archs]
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    multi = [np.array(v) for v in groups.values() if len(v) > 1]
+    md = [f"NAS-Bench-201 cells that compute the same function (dead edges dropped, symmetric nodes merged): "
+          f"{len(table.archs):,} cells form {len(groups):,} functions; {len(multi):,} functions have more than one cell.",
+          "", "| dataset | accuracy std within a function, median (pp) | cells within 0.1 pp of the best under a "
+          "limit, median (max) | within 0.3 pp, median (max) |", "|---|---|---|---|"]
+    for ds, acc in table.accuracy.items():
+        std = np.median([acc[v].std(ddof=1) for v in multi])
+        n01, n03 = [], []
+        for lat in table.latency.values():
+            for q in QUANTILES:
+                ok = lat <= np.quantile(lat, q)
+                best = acc[ok].max()
+                n01.append(int(np.sum(ok & (acc >= best - 0.1))))
+                n03.append(int(np.sum(ok & (acc >= best - 0.3))))
+        md.append(f"| {ds} | {std:.3f} | {int(np.median(n01))} ({max(n01)}) | {int(np.median(n03))} ({max(n03)}) |")
+    devices = [d.strip() for d in (args.devices or "pixel2,1080ti_256,gold_6226").split(",")]
+    seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))
+    budget = args.budget or 1000
+    hits, secs = [], []
+    for device in devices:
+        for ds, acc in table.accuracy.items():
+            scorer = Scorer(acc, table.latency[device])
+            source = TableObjective(space, table.archs, acc, table.latency[device])
+            for seed in seeds:
+                for lim, best in zip(scorer.limits, scorer.true_best):
+                    res = limited_search(space, CountedEvaluator(source, budget).evaluate, budget, seed=seed,
+                                         latency_limit_ms=lim)
+                    row = res.best_under(lim)
+                    hits.append(row is not None and best - res.accuracy[row] <= TOLERANCE_PP + 1e-9)
+                    secs.append(res.seconds)
+        print(f"{device:>16s} limit-aware within {TOLERANCE_PP} pp: {100 * np.mean(hits):.1f} %", file=sys.stderr,
+              flush=True)
+    md += ["", f"Told the limit (one search per limit, budget {budget}, devices {', '.join(devices)}, every dataset, "
+           f"seeds {seeds}): within {TOLERANCE_PP} pp of the true best in {100 * np.mean(hits):.1f} % of "
+           f"{len(hits)} cases (mean {np.mean(secs):.2f} s per search)."]
+    text = "\n".join(md)
+    print(text)
+    if not args.no_write:
+        from bench._report import write_section
+
+        write_section("search_nb201_noise", text)
+    return 0
+
+
 def _sweep_devices(job):
     path, devices, datasets, budgets, seeds = job
     return sweep(load_table(path), devices, datasets, budgets, seeds)
@@ -225,6 +305,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="sweep: processes (devices are split between them)")
     p.add_argument("--timing", action="store_true", help="time one search per device (wall and process CPU time) at "
                    "--budget (default 1000) and write the search_nb201_timing section")
+    p.add_argument("--noise-floor", action="store_true", help="accuracy spread among functionally identical cells, "
+                   "and best-under-limit when the search is told the limit (--devices subset, --seeds); writes the "
+                   "search_nb201_noise section")
     args = p.parse_args(argv)
     table = load_table(args.data)
     if args.device is not None:
@@ -243,6 +326,8 @@ def main(argv=None) -> int:
         return 0
     if args.timing:
         return timing(table, args)
+    if args.noise_floor:
+        return noise_floor(table, args)
     budgets = [args.budget] if args.budget else [100, 300, 1000]
     datasets = [args.dataset] if args.dataset else [d for d in DATASETS if d in table.accuracy]
     seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))

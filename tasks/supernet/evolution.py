@@ -5,23 +5,29 @@ distinct, never-evaluated architectures to evaluate; ``tell(genes, objectives)``
 Whoever drives the machine decides how to evaluate (serially, a thread pool, Dask) and when to stop; the machine is
 deterministic for a seed, so two drivers that evaluate the same way get the same search.
 
-Objectives are all MINIMISED (the driver passes ``-accuracy``). Each ``ask``:
+Objectives are all MINIMISED (the driver passes ``-accuracy``); the first is the one to make best (accuracy), the
+second the one users put limits on (latency). Each ``ask`` after a random initial design:
 
 1. builds a candidate pool: every unevaluated member when the space is small enough to enumerate, otherwise NSGA-II
    offspring (binary tournaments on non-dominated rank and crowding distance, uniform crossover, mutation) of the
    evaluated archive; the pool is bounded, so there is no rejection loop that could run forever;
-2. fits one ridge surrogate per objective on everything evaluated so far (``surrogate.py``);
-3. picks half of the batch greedily by the hypervolume each candidate would add to the evaluated front, using
-   optimistic predictions (mean minus ``optimism`` x leave-one-out RMSE); each pick is added to the front at its
-   predicted mean (the "believer" update) so one batch spreads along the front;
-4. picks the rest by likelihood of entering the front: the standardised shortfall of the predicted accuracy behind
-   the best evaluated accuracy at the candidate's (optimistic) latency. Hypervolume greed favours large areas; this
-   finds the small improvements that decide the best architecture under a given latency limit, and it always fills
-   the batch.
+2. fits surrogates on everything evaluated so far (``surrogate.py``): a ridge model per objective on one-hot and
+   interaction features (additive per-block latency plus pairwise corrections), and gradient-boosted trees on the
+   space's categorical ``model_inputs`` for the objectives in ``boosted_objectives`` (accuracy, which is far from
+   additive);
+3. picks part of the batch greedily by the hypervolume each candidate would add to the evaluated front, using
+   optimistic predictions (mean minus ``optimism`` x the ridge's leave-one-out RMSE); each pick is added to the front
+   at its predicted mean (the "believer" update) so one batch spreads along the front;
+4. picks the rest (``level_fraction``) level by level: ``levels`` thresholds at quantiles of the candidates'
+   predicted second objective, and, round-robin over them, the candidate with the best predicted first objective
+   under each threshold. Hypervolume greed rewards large areas; the best architecture under a given latency limit is
+   decided by fractions of a point of accuracy among many near-equal cells, and only evaluating the predicted best
+   under every limit finds it.
 
-Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~40 times.
+Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~16 times.
 An optional per-objective upper ``limits`` (e.g. latency <= L ms) moves the hypervolume reference point inside the
-limit, which focuses the search on the feasible region without discarding infeasible evaluations.
+limit and puts the level thresholds inside it, which focuses the search on the feasible region without discarding
+infeasible evaluations.
 """
 
 from __future__ import annotations
@@ -33,25 +39,29 @@ import numpy as np
 
 from tasks.supernet.pareto import hypervolume_improvement_2d, non_dominated_mask, non_dominated_ranks, crowding_distance
 from tasks.supernet.space import CategoricalSpace
-from tasks.supernet.surrogate import RidgeSurrogate
+from tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
 
 
 @dataclass(frozen=True)
 class EvolutionConfig:
     """Search hyper-parameters. They are fixed across devices and datasets: nothing here is tuned per target."""
 
-    initial_samples: int = 24  # random design before the first surrogate fit
-    min_batch: int = 8  # architectures per ask while the archive is small
-    batch_fraction: float = 0.08  # later batches grow with the archive (refits stay cheap, asks stay few)
-    max_batch: int = 64
+    initial_samples: int | None = None  # random design before the first fit; None: 10 % of the budget, within 24..100
+    min_batch: int = 24  # architectures per ask while the archive is small
+    batch_fraction: float = 0.15  # later batches grow with the archive (refits stay cheap, asks stay few)
+    max_batch: int = 128
     enumerate_limit: int = 50_000  # spaces up to this size are screened exhaustively
     pool_size: int = 6_000  # NSGA-II offspring screened per ask in larger spaces
     mutation_rate: float = 0.2
     crossover_fraction: float = 0.5
-    optimism: float = 1.0  # multiples of the surrogate's leave-one-out RMSE
+    optimism: float = 1.0  # multiples of the ridge surrogate's leave-one-out RMSE
     exploration_fraction: float = 0.0  # share of each batch drawn uniformly from the pool
-    improvement_fraction: float = 0.5  # share of each batch picked by likelihood of entering the front
-    interactions: bool = True  # pairwise (group) features in the surrogate
+    level_fraction: float = 0.6  # share of each batch picked as the predicted best under each level (step 4)
+    levels: int = 32  # thresholds on the second objective, at quantiles of the candidates' predictions
+    boosted_objectives: tuple[int, ...] = (0,)  # objectives predicted by gradient-boosted trees (others: ridge only)
+    boosting_iterations: int = 150
+    min_boosting_samples: int = 40  # below this many evaluations the ridge predicts every objective
+    interactions: bool = True  # pairwise (group) features in the ridge surrogate
 
 
 class EvolutionarySearch:
@@ -64,9 +74,14 @@ class EvolutionarySearch:
         seed: int = 0,
         config: EvolutionConfig = EvolutionConfig(),
         limits: tuple[float | None, float | None] = (None, None),
+        budget: int | None = None,
     ) -> None:
         self.space = space
         self.config = config
+        if config.initial_samples is not None:
+            self.initial_samples = int(config.initial_samples)
+        else:
+            self.initial_samples = int(np.clip(round(0.1 * budget), 24, 100)) if budget else 24
         self.limits = limits
         self.rng = np.random.default_rng(seed)
         self._genes: list[np.ndarray] = []
@@ -77,8 +92,8 @@ class EvolutionarySearch:
         self._all_features: np.ndarray | None = None
         if space.size <= config.enumerate_limit:
             # small space: screen every member; ``_used`` marks the ones asked or evaluated
-            self._all, self._all_features, self._all_keys = _enumerated(space, config.enumerate_limit,
-                                                                        config.interactions)
+            self._all, self._all_features, self._all_keys, self._all_inputs = _enumerated(
+                space, config.enumerate_limit, config.interactions)
             self._used = np.zeros(len(self._all), dtype=bool)
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -132,8 +147,8 @@ class EvolutionarySearch:
             n = self.next_batch_size()
         if n <= 0 or self.exhausted:
             return np.zeros((0, self.space.n_genes), dtype=np.int64)
-        if self.n_evaluated < max(cfg.initial_samples, 3):
-            n = min(n, max(cfg.initial_samples - self.n_evaluated - len(self._pending), 1))
+        if self.n_evaluated < max(self.initial_samples, 3):
+            n = min(n, max(self.initial_samples - self.n_evaluated - len(self._pending), 1))
             batch = self._random_unseen(n)
         else:
             batch = self._surrogate_batch(n)
@@ -146,8 +161,8 @@ class EvolutionarySearch:
 
     def next_batch_size(self) -> int:
         cfg = self.config
-        if self.n_evaluated < cfg.initial_samples:
-            return cfg.initial_samples - self.n_evaluated
+        if self.n_evaluated < self.initial_samples:
+            return self.initial_samples - self.n_evaluated
         return int(min(cfg.max_batch, max(cfg.min_batch, round(cfg.batch_fraction * self.n_evaluated))))
 
     # -- internals ----------------------------------------------------------------------------------------------
@@ -198,18 +213,23 @@ class EvolutionarySearch:
         g, f = self.archive()
         if self._all is not None:
             idx = np.array([self._all_keys[self.space.key(row)] for row in g])
-            x_train = self._all_features[idx]
+            x_train, c_train = self._all_features[idx], self._all_inputs[idx]
             free = np.flatnonzero(~self._used)
-            pool, x_pool = self._all[free], self._all_features[free]
+            pool, x_pool, c_pool = self._all[free], self._all_features[free], self._all_inputs[free]
         else:
             x_train = self.space.features(g, interactions=cfg.interactions)
+            c_train = self.space.model_inputs(g)
             pool = self._offspring_pool()
             x_pool = self.space.features(pool, interactions=cfg.interactions)
+            c_pool = self.space.model_inputs(pool)
         if len(pool) == 0:
             return pool
         model = RidgeSurrogate().fit(x_train, f)
         mean = model.predict(x_pool)
-        self._spread = model.rmse_
+        boosted = [j for j in cfg.boosted_objectives if 0 <= j < f.shape[1]]
+        if boosted and len(g) >= cfg.min_boosting_samples:
+            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations).fit(c_train, f[:, boosted])
+            mean[:, boosted] = trees.predict(c_pool)
         optimistic = mean - cfg.optimism * model.rmse_[None, :]
         return pool[self._greedy_hypervolume(f, mean, optimistic, n)]
 
@@ -230,7 +250,7 @@ class EvolutionarySearch:
         available = np.ones(len(mean), dtype=bool)
         n = min(n, len(mean))
         n_explore = int(round(cfg.exploration_fraction * n))
-        n_greedy = n - n_explore - int(round(cfg.improvement_fraction * n))
+        n_greedy = n - n_explore - int(round(cfg.level_fraction * n))
         # Hypervolume improvement only shrinks as the front grows (it is submodular), so after the first pass only
         # the candidates that still gain anything need re-scoring: the greedy stays exact and cheap.
         gain = hypervolume_improvement_2d(front, optimistic, ref)
@@ -246,18 +266,11 @@ class EvolutionarySearch:
                 gain[live] = hypervolume_improvement_2d(front, optimistic[live], ref)
                 live = live[gain[live] > 0]
         rest = np.flatnonzero(available)
-        n_improve = min(n - n_explore - len(chosen), rest.size)  # also fills what the greedy pass left
-        if n_improve > 0:
-            # Likelihood of improving the front: how far (in accuracy RMSEs) the predicted accuracy falls short of the
-            # best evaluated accuracy at or below the candidate's optimistic latency. Hypervolume greed rewards big
-            # areas; this finds the small (0.1 pp) improvements that decide the best subnet under a given limit.
-            z = _shortfall(f, mean[rest], optimistic[rest], self._spread)
-            for j, lim in enumerate(self.limits):
-                if lim is not None and j > 0:  # under a limit, candidates predicted to break it come last
-                    z = np.where(optimistic[rest, j] > lim, np.inf, z)
-            for i in rest[np.argsort(z, kind="stable")[:n_improve]]:
-                chosen.append(int(i))
-                available[i] = False
+        n_level = min(n - n_explore - len(chosen), rest.size)  # also fills what the greedy pass left
+        if n_level > 0:
+            picks = rest[_level_picks(mean[rest], n_level, cfg.levels, self.limits[1])]
+            chosen.extend(int(i) for i in picks)
+            available[picks] = False
             rest = np.flatnonzero(available)
         if n_explore and rest.size:
             chosen.extend(self.rng.choice(rest, size=min(n_explore, rest.size), replace=False).tolist())
@@ -266,20 +279,39 @@ class EvolutionarySearch:
 
 @functools.lru_cache(maxsize=4)
 def _enumerated(space: CategoricalSpace, limit: int, interactions: bool):
-    """Every member of a small space, its surrogate features and a key -> row index (shared, read-only)."""
+    """Every member of a small space, its surrogate features, a key -> row index and its tree-model inputs (shared,
+    read-only)."""
     members = space.enumerate(limit=limit)
     features = space.features(members, interactions=interactions)
-    members.setflags(write=False)
-    features.setflags(write=False)
-    return members, features, {tuple(int(v) for v in row): i for i, row in enumerate(members)}
+    inputs = space.model_inputs(members)
+    for a in (members, features, inputs):
+        a.setflags(write=False)
+    return members, features, {tuple(int(v) for v in row): i for i, row in enumerate(members)}, inputs
 
 
-def _shortfall(f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """Standardised shortfall of each candidate's predicted first objective behind the evaluated front at the
-    candidate's optimistic second objective (negative: predicted to enter the front). Minimised objectives."""
-    order = np.argsort(f[:, 1], kind="stable")
-    xs = f[order, 1]
-    best = np.minimum.accumulate(f[order, 0])  # best first objective among points with second objective <= xs
-    pos = np.searchsorted(xs, optimistic[:, 1], side="right") - 1
-    level = np.where(pos >= 0, best[np.maximum(pos, 0)], np.inf)
-    return (mean[:, 0] - level) / max(float(spread[0]), 1e-12)
+def _level_picks(mean: np.ndarray, n: int, levels: int, limit: float | None) -> np.ndarray:
+    """``n`` rows of ``mean`` (k, 2), minimised objectives: round-robin over ``levels`` thresholds at quantiles of the
+    predicted second objective (within ``limit`` when given), the unpicked row with the best predicted first
+    objective under each threshold; rows left over (nothing under any threshold) follow by the first objective."""
+    second = mean[:, 1]
+    inside = second <= limit if limit is not None else np.ones(len(mean), dtype=bool)
+    basis = second[inside] if inside.any() else second
+    thresholds = np.quantile(basis, np.arange(1, levels + 1) / levels)
+    order = np.argsort(mean[:, 0], kind="stable")
+    ordered_second = second[order]
+    taken = np.zeros(len(order), dtype=bool)
+    picks: list[int] = []
+    while len(picks) < n:
+        before = len(picks)
+        for t in thresholds:
+            if len(picks) == n:
+                break
+            under = np.flatnonzero(~taken & (ordered_second <= t))
+            if under.size:
+                taken[under[0]] = True
+                picks.append(int(order[under[0]]))
+        if len(picks) == before:
+            break
+    if len(picks) < n:
+        picks.extend(int(i) for i in order[~taken][: n - len(picks)])
+    return np.asarray(picks, dtype=np.int64)

@@ -104,13 +104,13 @@ def run_search(
     """
     if budget < 1:
         raise ValueError("budget must be at least 1")
-    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: BLAS threads cost more than they save
+    with threadpool_limits(limits=1):  # small matrices and ~1,000-row tree fits: threads cost more than they save
         return _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size, charge)
 
 
 def _run_search(space, evaluate, budget, seed, config, latency_limit_ms, executor, chunk_size, charge) -> SearchResult:
     start = time.perf_counter()
-    machine = EvolutionarySearch(space, seed=seed, config=config, limits=(None, latency_limit_ms))
+    machine = EvolutionarySearch(space, seed=seed, config=config, limits=(None, latency_limit_ms), budget=budget)
     genes: list[np.ndarray] = []
     values: list[np.ndarray] = []
     asks = 0

@@ -95,6 +95,11 @@ class CategoricalSpace:
         return self.canonical(np.where(take_a, a, b))
 
     # -- surrogate features -------------------------------------------------------------------------------------
+    def model_inputs(self, genes: np.ndarray) -> np.ndarray:
+        """Categorical inputs (n, k) of the tree surrogate: the genes themselves. Spaces where a gene can be inert
+        (its choice changes cost but not the function computed) append each gene's effective value."""
+        return np.asarray(genes, dtype=np.int64)
+
     def features(self, genes: np.ndarray, interactions: bool = True) -> np.ndarray:
         """One-hot per gene, plus one-hot per interacting gene group (joint value), as float32 (n, d)."""
         g = np.asarray(genes, dtype=np.int64)
@@ -146,6 +151,27 @@ class NB201Space(CategoricalSpace):
     # every pair of edges, plus the one three-edge input-to-output path 0->1->2->3 (edges 0, 2, 5): the cell's
     # accuracy depends on which operations a path chains, so the surrogate sees each path's joint choice
     interaction_groups: tuple[tuple[int, ...], ...] | None = tuple(itertools.combinations(range(6), 2)) + ((0, 2, 5),)
+
+    def alive_ops(self, genes) -> np.ndarray:
+        """Each edge's operation if the edge lies on an input->output path of non-``none`` edges, else ``none``
+        (0). An edge off every such path still runs (it costs latency) but cannot change the cell's output."""
+        g = np.asarray(genes, dtype=np.int64).reshape(-1, self.n_genes)
+        on = g != 0
+        reach_in = np.zeros((len(g), 4), dtype=bool)  # node reachable from the input node 0
+        reach_in[:, 0] = True
+        for k, (src, dst) in enumerate(NB201_EDGES):  # edges are ordered by destination node
+            reach_in[:, dst] |= reach_in[:, src] & on[:, k]
+        reach_out = np.zeros((len(g), 4), dtype=bool)  # node that reaches the output node 3
+        reach_out[:, 3] = True
+        for k in sorted(range(len(NB201_EDGES)), key=lambda e: -NB201_EDGES[e][0]):
+            src, dst = NB201_EDGES[k]
+            reach_out[:, src] |= reach_out[:, dst] & on[:, k]
+        alive = np.stack([on[:, k] & reach_in[:, s] & reach_out[:, d] for k, (s, d) in enumerate(NB201_EDGES)], 1)
+        return np.where(alive, g, 0)
+
+    def model_inputs(self, genes: np.ndarray) -> np.ndarray:
+        g = np.asarray(genes, dtype=np.int64).reshape(-1, self.n_genes)
+        return np.concatenate([g, self.alive_ops(g)], axis=1)
 
     def to_string(self, genes) -> str:
         g = np.asarray(genes).ravel()

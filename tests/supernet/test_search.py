@@ -130,3 +130,33 @@ def test_elastic_space_search_uses_offspring_pool():
     # canonical form: inactive block slots are zeroed
     for g in res.genes:
         assert np.array_equal(space.canonical(g), g)
+
+
+def test_nb201_alive_ops_drop_edges_off_every_input_output_path():
+    space = NB201Space()
+    cases = {
+        # node 1 has no input: its skip to the output is inert; the cell computes conv3x3(skip(x))
+        "|none~0|+|skip_connect~0|none~1|+|none~0|skip_connect~1|nor_conv_3x3~2|": [0, 1, 0, 0, 0, 3],
+        # no path reaches the output: nothing is alive
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|none~0|none~1|none~2|": [0, 0, 0, 0, 0, 0],
+        # node 2 feeds nothing: the edges into it are inert
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|none~2|": [3, 0, 0, 1, 2, 0],
+        # every edge on a path
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|": [3, 1, 2, 0, 4, 3],
+    }
+    genes = np.stack([space.from_string(s) for s in cases])
+    assert space.alive_ops(genes).tolist() == list(cases.values())
+    assert space.model_inputs(genes).shape == (4, 12)
+    assert np.array_equal(space.model_inputs(genes)[:, :6], genes)
+
+
+def test_level_picks_round_robin_over_thresholds_of_the_second_objective():
+    from tasks.supernet.evolution import _level_picks
+
+    # minimised objectives [-accuracy, latency]: A(90 %, 1 ms), B(95 %, 5 ms), C(80 %, 0.5 ms), D(99 %, 10 ms)
+    mean = np.array([[-90.0, 1.0], [-95.0, 5.0], [-80.0, 0.5], [-99.0, 10.0]])
+    # 2 levels at the median (3 ms) and the maximum (10 ms): A is the best under 3 ms, D under 10 ms, then C, then B
+    assert _level_picks(mean, 3, 2, None).tolist() == [0, 3, 2]
+    assert _level_picks(mean, 4, 2, None).tolist() == [0, 3, 2, 1]
+    # within a 5 ms limit the levels sit at 1 ms and 5 ms: A, then B, then C; D (over the limit) comes last
+    assert _level_picks(mean, 4, 2, 5.0).tolist() == [0, 1, 2, 3]

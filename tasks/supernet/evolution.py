@@ -15,12 +15,12 @@ second the one users put limits on (latency). Each ``ask`` after a random initia
    interaction features (additive per-block latency plus pairwise corrections), and gradient-boosted trees on the
    space's categorical ``model_inputs`` for the objectives in ``boosted_objectives`` (accuracy, which is far from
    additive);
-3. picks part of the batch greedily by the hypervolume each candidate would add to the evaluated front, using
-   optimistic predictions (mean minus ``optimism`` x the ridge's leave-one-out RMSE); each pick is added to the front
-   at its predicted mean (the "believer" update) so one batch spreads along the front;
+3. picks part of the batch greedily by the hypervolume each candidate would add to the evaluated front, using the
+   ridge's optimistic predictions (mean minus ``optimism`` x its leave-one-out RMSE); each pick is added to the front
+   at its predicted mean (the "believer" update) so one batch spreads along the whole front;
 4. picks the rest (``level_fraction``) level by level: ``levels`` thresholds at quantiles of the candidates'
-   predicted second objective, and, round-robin over them, the candidate with the best predicted first objective
-   under each threshold. Hypervolume greed rewards large areas; the best architecture under a given latency limit is
+   predicted second objective, and, round-robin over them, the candidate with the best first objective under each
+   threshold as the trees predict it. Hypervolume greed rewards large areas; the best architecture under a given latency limit is
    decided by fractions of a point of accuracy among many near-equal cells, and only evaluating the predicted best
    under every limit finds it.
 
@@ -56,7 +56,7 @@ class EvolutionConfig:
     crossover_fraction: float = 0.5
     optimism: float = 1.0  # multiples of the ridge surrogate's leave-one-out RMSE
     exploration_fraction: float = 0.0  # share of each batch drawn uniformly from the pool
-    level_fraction: float = 0.6  # share of each batch picked as the predicted best under each level (step 4)
+    level_fraction: float = 0.5  # share of each batch picked as the predicted best under each level (step 4)
     levels: int = 32  # thresholds on the second objective, at quantiles of the candidates' predictions
     boosted_objectives: tuple[int, ...] = (0,)  # objectives predicted by gradient-boosted trees (others: ridge only)
     boosting_iterations: int = 150
@@ -226,12 +226,14 @@ class EvolutionarySearch:
             return pool
         model = RidgeSurrogate().fit(x_train, f)
         mean = model.predict(x_pool)
+        optimistic = mean - cfg.optimism * model.rmse_[None, :]
+        level_mean = mean
         boosted = [j for j in cfg.boosted_objectives if 0 <= j < f.shape[1]]
         if boosted and len(g) >= cfg.min_boosting_samples:
             trees = BoostedSurrogate(max_iter=cfg.boosting_iterations).fit(c_train, f[:, boosted])
-            mean[:, boosted] = trees.predict(c_pool)
-        optimistic = mean - cfg.optimism * model.rmse_[None, :]
-        return pool[self._greedy_hypervolume(f, mean, optimistic, n)]
+            level_mean = mean.copy()
+            level_mean[:, boosted] = trees.predict(c_pool)
+        return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean)]
 
     def _reference(self, f: np.ndarray, pred: np.ndarray) -> np.ndarray:
         both = np.concatenate([f, pred])
@@ -242,7 +244,8 @@ class EvolutionarySearch:
                 ref[j] = min(ref[j], float(lim))
         return ref
 
-    def _greedy_hypervolume(self, f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, n: int) -> np.ndarray:
+    def _greedy_hypervolume(self, f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, n: int,
+                            level_mean: np.ndarray | None = None) -> np.ndarray:
         cfg = self.config
         ref = self._reference(f, mean)
         front = f[non_dominated_mask(f)]
@@ -268,7 +271,8 @@ class EvolutionarySearch:
         rest = np.flatnonzero(available)
         n_level = min(n - n_explore - len(chosen), rest.size)  # also fills what the greedy pass left
         if n_level > 0:
-            picks = rest[_level_picks(mean[rest], n_level, cfg.levels, self.limits[1])]
+            lm = mean if level_mean is None else level_mean
+            picks = rest[_level_picks(lm[rest], n_level, cfg.levels, self.limits[1])]
             chosen.extend(int(i) for i in picks)
             available[picks] = False
             rest = np.flatnonzero(available)

@@ -24,7 +24,7 @@ second the one users put limits on (latency). Each ``ask`` after a random initia
    decided by fractions of a point of accuracy among many near-equal cells, and only evaluating the predicted best
    under every limit finds it.
 
-Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~16 times.
+Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~25 times.
 An optional per-objective upper ``limits`` (e.g. latency <= L ms) moves the hypervolume reference point inside the
 limit and puts the level thresholds inside it, which focuses the search on the feasible region without discarding
 infeasible evaluations.
@@ -47,9 +47,9 @@ class EvolutionConfig:
     """Search hyper-parameters. They are fixed across devices and datasets: nothing here is tuned per target."""
 
     initial_samples: int | None = None  # random design before the first fit; None: 10 % of the budget, within 24..100
-    min_batch: int = 24  # architectures per ask while the archive is small
-    batch_fraction: float = 0.15  # later batches grow with the archive (refits stay cheap, asks stay few)
-    max_batch: int = 128
+    min_batch: int = 16  # architectures per ask while the archive is small
+    batch_fraction: float = 0.1  # later batches grow with the archive (refits stay cheap, asks stay few)
+    max_batch: int = 96
     enumerate_limit: int = 50_000  # spaces up to this size are screened exhaustively
     pool_size: int = 6_000  # NSGA-II offspring screened per ask in larger spaces
     mutation_rate: float = 0.2

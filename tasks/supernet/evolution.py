@@ -46,7 +46,7 @@ from tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
 class EvolutionConfig:
     """Search hyper-parameters. They are fixed across devices and datasets: nothing here is tuned per target."""
 
-    initial_samples: int | None = None  # random design before the first fit; None: 10 % of the budget, within 24..100
+    initial_samples: int | None = None  # random design before the first fit; None: 6 % of the budget, within 24..60
     min_batch: int = 16  # architectures per ask while the archive is small
     batch_fraction: float = 0.1  # later batches grow with the archive (refits stay cheap, asks stay few)
     max_batch: int = 96
@@ -81,7 +81,7 @@ class EvolutionarySearch:
         if config.initial_samples is not None:
             self.initial_samples = int(config.initial_samples)
         else:
-            self.initial_samples = int(np.clip(round(0.1 * budget), 24, 100)) if budget else 24
+            self.initial_samples = int(np.clip(round(0.06 * budget), 24, 60)) if budget else 24
         self.limits = limits
         self.rng = np.random.default_rng(seed)
         self._genes: list[np.ndarray] = []

@@ -233,7 +233,7 @@ class EvolutionarySearch:
             trees = BoostedSurrogate(max_iter=cfg.boosting_iterations).fit(c_train, f[:, boosted])
             level_mean = mean.copy()
             level_mean[:, boosted] = trees.predict(c_pool)
-        return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean)]
+        return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean, float(model.rmse_[-1]))]
 
     def _reference(self, f: np.ndarray, pred: np.ndarray) -> np.ndarray:
         both = np.concatenate([f, pred])
@@ -245,7 +245,7 @@ class EvolutionarySearch:
         return ref
 
     def _greedy_hypervolume(self, f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, n: int,
-                            level_mean: np.ndarray | None = None) -> np.ndarray:
+                            level_mean: np.ndarray | None = None, slack: float = 0.0) -> np.ndarray:
         cfg = self.config
         ref = self._reference(f, mean)
         front = f[non_dominated_mask(f)]
@@ -272,7 +272,9 @@ class EvolutionarySearch:
         n_level = min(n - n_explore - len(chosen), rest.size)  # also fills what the greedy pass left
         if n_level > 0:
             lm = mean if level_mean is None else level_mean
-            picks = rest[_level_picks(lm[rest], n_level, cfg.levels, self.limits[1])]
+            # under a limit, a candidate predicted over it by less than the latency model's error may still fit
+            limit = None if self.limits[1] is None else self.limits[1] + slack
+            picks = rest[_level_picks(lm[rest], n_level, cfg.levels, limit)]
             chosen.extend(int(i) for i in picks)
             available[picks] = False
             rest = np.flatnonzero(available)

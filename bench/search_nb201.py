@@ -257,9 +257,6 @@ def noise_floor(table: Table, args) -> int:
     """How much of the best-under-limit target is training noise: accuracy spread among cells that compute the same
     function, and how many cells sit within the tolerance of each limit's best; then the same target when the search
     is told the limit (``run_search(latency_limit_ms=...)``) on a subset of devices."""
-    from tasks.supernet.objectives import CountedEvaluator
-    from tasks.supernet.search import run_search as limited_search
-
     space = NB201Space()
     keys = [functional_key(space.from_string(a)) for a in table.archs]
     groups: dict[tuple, list[int]] = {}
@@ -291,7 +288,7 @@ def noise_floor(table: Table, args) -> int:
             source = TableObjective(space, table.archs, acc, table.latency[device])
             for seed in seeds:
                 for lim, best in zip(scorer.limits, scorer.true_best):
-                    res = limited_search(space, CountedEvaluator(source, budget).evaluate, budget, seed=seed,
+                    res = run_search(space, CountedEvaluator(source, budget).evaluate, budget, seed=seed,
                                          latency_limit_ms=lim)
                     row = res.best_under(lim)
                     hits.append(row is not None and best - res.accuracy[row] <= TOLERANCE_PP + 1e-9)

@@ -57,6 +57,7 @@ class EvolutionConfig:
     optimism: float = 1.0  # multiples of the ridge surrogate's leave-one-out RMSE
     exploration_fraction: float = 0.0  # share of each batch drawn uniformly from the pool
     level_fraction: float = 0.5  # share of each batch picked as the predicted best under each level (step 4)
+    level_ramp: int = 0  # when > 0 the level share grows linearly up to full at this many evaluations
     levels: int = 32  # thresholds on the second objective, at quantiles of the candidates' predictions
     boosted_objectives: tuple[int, ...] = (0,)  # objectives predicted by gradient-boosted trees (others: ridge only)
     boosting_iterations: int = 150
@@ -230,7 +231,7 @@ class EvolutionarySearch:
         level_mean = mean
         boosted = [j for j in cfg.boosted_objectives if 0 <= j < f.shape[1]]
         if boosted and len(g) >= cfg.min_boosting_samples:
-            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations).fit(c_train, f[:, boosted])
+            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations, categorical=self.space.categorical_inputs).fit(c_train, f[:, boosted])
             level_mean = mean.copy()
             level_mean[:, boosted] = trees.predict(c_pool)
         return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean, float(model.rmse_[-1]))]
@@ -253,7 +254,10 @@ class EvolutionarySearch:
         available = np.ones(len(mean), dtype=bool)
         n = min(n, len(mean))
         n_explore = int(round(cfg.exploration_fraction * n))
-        n_greedy = n - n_explore - int(round(cfg.level_fraction * n))
+        level_fraction = cfg.level_fraction
+        if cfg.level_ramp > 0:
+            level_fraction *= min(1.0, len(f) / cfg.level_ramp)
+        n_greedy = n - n_explore - int(round(level_fraction * n))
         # Hypervolume improvement only shrinks as the front grows (it is submodular), so after the first pass only
         # the candidates that still gain anything need re-scoring: the greedy stays exact and cheap.
         gain = hypervolume_improvement_2d(front, optimistic, ref)

@@ -96,9 +96,15 @@ class CategoricalSpace:
 
     # -- surrogate features -------------------------------------------------------------------------------------
     def model_inputs(self, genes: np.ndarray) -> np.ndarray:
-        """Categorical inputs (n, k) of the tree surrogate: the genes themselves. Spaces where a gene can be inert
-        (its choice changes cost but not the function computed) append each gene's effective value."""
+        """Inputs (n, k) of the tree surrogate: the genes themselves. Spaces where a gene can be inert (its choice
+        changes cost but not the function computed) append each gene's effective value; spaces may append ordinal
+        summaries after the first ``categorical_inputs`` columns."""
         return np.asarray(genes, dtype=np.int64)
+
+    @property
+    def categorical_inputs(self) -> int:
+        """How many leading ``model_inputs`` columns are categorical (the rest are ordinal counts)."""
+        return self.n_genes
 
     def features(self, genes: np.ndarray, interactions: bool = True) -> np.ndarray:
         """One-hot per gene, plus one-hot per interacting gene group (joint value), as float32 (n, d)."""
@@ -139,6 +145,8 @@ class CategoricalSpace:
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: the cell's 6 edges in arch-string order as (from node, to node)
 NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+#: the cell's input->output paths as edge indices: 0->3, 0->1->3, 0->2->3, 0->1->2->3
+NB201_PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
 _NB201_TOKEN = re.compile(r"([a-z_0-9]+)~(\d)")
 
 
@@ -170,8 +178,23 @@ class NB201Space(CategoricalSpace):
         return np.where(alive, g, 0)
 
     def model_inputs(self, genes: np.ndarray) -> np.ndarray:
+        """Each edge's op and its alive op (categorical), then ordinal summaries of what the cell computes: how many
+        alive edges carry each op, how many convolutions each of the 4 input->output paths chains (-1 when the path is
+        cut), the most and fewest convolutions on a live path and the number of live paths. Trees find these
+        counts from the raw ops only with many more samples."""
         g = np.asarray(genes, dtype=np.int64).reshape(-1, self.n_genes)
-        return np.concatenate([g, self.alive_ops(g)], axis=1)
+        alive = self.alive_ops(g)
+        conv = (alive == NB201_OPS.index("nor_conv_1x1")) | (alive == NB201_OPS.index("nor_conv_3x3"))
+        counts = [(alive == op).sum(axis=1) for op in range(1, len(NB201_OPS))]
+        per_path = np.stack([np.where(np.all(alive[:, list(p)] != 0, axis=1), conv[:, list(p)].sum(axis=1), -1)
+                             for p in NB201_PATHS], axis=1)
+        live = per_path >= 0
+        summary = [per_path.max(axis=1), np.where(live, per_path, 9).min(axis=1), live.sum(axis=1)]
+        return np.concatenate([g, alive, np.stack(counts, 1), per_path + 1, np.stack(summary, 1) + 1], axis=1)
+
+    @property
+    def categorical_inputs(self) -> int:
+        return 2 * self.n_genes
 
     def to_string(self, genes) -> str:
         g = np.asarray(genes).ravel()

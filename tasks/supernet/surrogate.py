@@ -102,6 +102,7 @@ class BoostedSurrogate:
     max_iter: int = 150
     learning_rate: float = 0.1
     seed: int = 0
+    categorical: int | None = None  # leading columns that are categorical (None: all); the rest are ordinal
     models_: list = field(default_factory=list, repr=False)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "BoostedSurrogate":
@@ -113,9 +114,11 @@ class BoostedSurrogate:
             raise ValueError("a surrogate needs at least 2 observations")
         if x.size and (x.min() < 0 or x.max() >= 255):
             raise ValueError("categorical inputs must lie in 0..254")
+        n_cat = x.shape[1] if self.categorical is None else min(self.categorical, x.shape[1])
+        cat = np.arange(x.shape[1]) < n_cat
         self.models_ = [
             HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
-                                          categorical_features=list(range(x.shape[1])), early_stopping=False,
+                                          categorical_features=cat if cat.any() else None, early_stopping=False,
                                           random_state=self.seed).fit(x, y[:, j])
             for j in range(y.shape[1])
         ]

@@ -230,15 +230,15 @@ def oracle_ranks(table: Table, space: NB201Space) -> list[str]:
     from sklearn.model_selection import KFold
 
     genes = np.stack([space.from_string(a) for a in table.archs])
-    alive = space.alive_ops(genes)
-    x = np.concatenate([genes, alive], axis=1)  # = space.model_inputs(genes), the search's own tree inputs
-    out = ["", "Predictor trained on 80 % of the table (gradient boosting on each edge's op and its op if alive; "
-           "5-fold cross-fitted): feasible cells ranked above the best cell within tolerance, over every device and "
+    x = space.model_inputs(genes)  # the search's own tree inputs
+    categorical = np.arange(x.shape[1]) < space.categorical_inputs
+    out = ["", "Predictor trained on 80 % of the table (gradient boosting on the search's own inputs: each edge's op, "
+           "its op if alive, path and op counts; 5-fold cross-fitted): feasible cells ranked above the best cell within tolerance, over every device and "
            "limit.", "", "| dataset | median | 90th percentile | 95th percentile | max |", "|---|---|---|---|---|"]
     for ds, acc in table.accuracy.items():
         pred = np.zeros(len(acc))
         for tr, te in KFold(5, shuffle=True, random_state=0).split(x):
-            model = HistGradientBoostingRegressor(max_iter=300, categorical_features=list(range(x.shape[1])),
+            model = HistGradientBoostingRegressor(max_iter=300, categorical_features=categorical,
                                                   random_state=0).fit(x[tr], acc[tr])
             pred[te] = model.predict(x[te])
         ranks = []

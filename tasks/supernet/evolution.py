@@ -57,7 +57,7 @@ class EvolutionConfig:
     optimism: float = 1.0  # multiples of the ridge surrogate's leave-one-out RMSE
     exploration_fraction: float = 0.0  # share of each batch drawn uniformly from the pool
     level_fraction: float = 0.5  # share of each batch picked as the predicted best under each level (step 4)
-    level_ramp: int = 0  # when > 0 the level share grows linearly up to full at this many evaluations
+    level_ramp: int = 600  # the level share grows linearly with the archive, full from this many evaluations
     levels: int = 32  # thresholds on the second objective, at quantiles of the candidates' predictions
     boosted_objectives: tuple[int, ...] = (0,)  # objectives predicted by gradient-boosted trees (others: ridge only)
     boosting_iterations: int = 150

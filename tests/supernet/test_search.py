@@ -146,8 +146,25 @@ def test_nb201_alive_ops_drop_edges_off_every_input_output_path():
     }
     genes = np.stack([space.from_string(s) for s in cases])
     assert space.alive_ops(genes).tolist() == list(cases.values())
-    assert space.model_inputs(genes).shape == (4, 12)
-    assert np.array_equal(space.model_inputs(genes)[:, :6], genes)
+
+
+def test_nb201_model_inputs_describe_the_function_computed():
+    space = NB201Space()
+    # every edge alive: ops, then alive ops per op (skip, 1x1, 3x3, pool), per path (0->3 cut; 0->1->3: 3x3+pool;
+    # 0->2->3: skip+3x3; 0->1->2->3: 3x3+1x1+3x3) 1 + convs, then most/fewest convs on a live path (+1), live paths,
+    # most 3x3 on a live path (+1) and conv weights 9 + 1 + 9
+    cell = space.from_string("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    assert space.model_inputs(cell).tolist() == [[3, 1, 2, 0, 4, 3, 1, 1, 2, 1, 0, 2, 2, 4, 4, 2, 3, 3, 19]]
+    # mirror images (nodes 1 and 2 swapped, no edge between them) and a different op on an inert edge compute the
+    # same function: same inputs; a different alive op does not
+    a = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|")
+    mirror = space.from_string("|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|")
+    inert = space.from_string("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|none~2|")
+    other = space.from_string("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|")
+    x = space.model_inputs(np.stack([a, mirror, inert, other]))
+    assert np.array_equal(x[0], x[1]) and np.array_equal(x[0], x[2])
+    assert not np.array_equal(x[0], x[3])
+    assert space.categorical_inputs == 6
 
 
 def test_level_picks_round_robin_over_thresholds_of_the_second_objective():

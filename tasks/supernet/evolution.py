@@ -13,12 +13,13 @@ second the one users put limits on (latency). Each ``ask`` after a random initia
    evaluated archive; the pool is bounded, so there is no rejection loop that could run forever;
 2. fits surrogates on everything evaluated so far (``surrogate.py``): a ridge model per objective on one-hot and
    interaction features (additive per-block latency plus pairwise corrections), and gradient-boosted trees on the
-   space's categorical ``model_inputs`` for the objectives in ``boosted_objectives`` (accuracy, which is far from
-   additive);
+   space's ``model_inputs`` (what the architecture computes: genes, or for NAS-Bench-201 alive ops and path
+   summaries) for the objectives in ``boosted_objectives`` (accuracy, which is far from additive);
 3. picks part of the batch greedily by the hypervolume each candidate would add to the evaluated front, using the
    ridge's optimistic predictions (mean minus ``optimism`` x its leave-one-out RMSE); each pick is added to the front
    at its predicted mean (the "believer" update) so one batch spreads along the whole front;
-4. picks the rest (``level_fraction``) level by level: ``levels`` thresholds at quantiles of the candidates'
+4. picks the rest (``level_fraction``, ramped up linearly until the archive holds ``level_ramp`` evaluations, so
+   short searches stay hypervolume-greedy) level by level: ``levels`` thresholds at quantiles of the candidates'
    predicted second objective, and, round-robin over them, the candidate with the best first objective under each
    threshold as the trees predict it. Hypervolume greed rewards large areas; the best architecture under a given latency limit is
    decided by fractions of a point of accuracy among many near-equal cells, and only evaluating the predicted best

@@ -26,9 +26,12 @@ second the one users put limits on (latency). Each ``ask`` after a random initia
    under every limit finds it.
 
 Batches grow with the archive (``batch_fraction``), so a 1,000-evaluation search refits its surrogates ~25 times.
-An optional per-objective upper ``limits`` (e.g. latency <= L ms) moves the hypervolume reference point inside the
-limit and puts the level thresholds inside it, which focuses the search on the feasible region without discarding
-infeasible evaluations.
+An optional upper limit on the second objective (``limits=(None, L)``, e.g. latency <= L ms) makes every other level
+pick the next predicted best under L (plus the latency model's leave-one-out RMSE, since a cell predicted just over L
+may fit), while the other picks and the hypervolume greed keep the whole front in view. Moving the hypervolume
+reference point and all levels inside the limit was measured worse on NAS-Bench-201 (74.1 % against 92.6 % of 54
+cases within 0.1 pp of the best under the limit): the cells that decide the best under L sit at L, and a search
+confined below L learns too little about the region around it.
 """
 
 from __future__ import annotations
@@ -237,14 +240,11 @@ class EvolutionarySearch:
             level_mean[:, boosted] = trees.predict(c_pool)
         return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean, float(model.rmse_[-1]))]
 
-    def _reference(self, f: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _reference(f: np.ndarray, pred: np.ndarray) -> np.ndarray:
         both = np.concatenate([f, pred])
         lo, hi = both.min(axis=0), both.max(axis=0)
-        ref = hi + 0.01 * np.maximum(hi - lo, 1e-12)
-        for j, lim in enumerate(self.limits):
-            if lim is not None:
-                ref[j] = min(ref[j], float(lim))
-        return ref
+        return hi + 0.01 * np.maximum(hi - lo, 1e-12)
 
     def _greedy_hypervolume(self, f: np.ndarray, mean: np.ndarray, optimistic: np.ndarray, n: int,
                             level_mean: np.ndarray | None = None, slack: float = 0.0) -> np.ndarray:
@@ -302,12 +302,13 @@ def _enumerated(space: CategoricalSpace, limit: int, interactions: bool):
 
 def _level_picks(mean: np.ndarray, n: int, levels: int, limit: float | None) -> np.ndarray:
     """``n`` rows of ``mean`` (k, 2), minimised objectives: round-robin over ``levels`` thresholds at quantiles of the
-    predicted second objective (within ``limit`` when given), the unpicked row with the best predicted first
+    predicted second objective (alternating with ``limit`` when given), the unpicked row with the best predicted first
     objective under each threshold; rows left over (nothing under any threshold) follow by the first objective."""
     second = mean[:, 1]
-    inside = second <= limit if limit is not None else np.ones(len(mean), dtype=bool)
-    basis = second[inside] if inside.any() else second
-    thresholds = np.quantile(basis, np.arange(1, levels + 1) / levels)
+    thresholds = np.quantile(second, np.arange(1, levels + 1) / levels)
+    if limit is not None:
+        # every other pick is the next best under the limit; the rest keep the whole front in view
+        thresholds = np.stack([thresholds, np.full(levels, limit)], axis=1).ravel()
     order = np.argsort(mean[:, 0], kind="stable")
     ordered_second = second[order]
     taken = np.zeros(len(order), dtype=bool)

@@ -175,5 +175,6 @@ def test_level_picks_round_robin_over_thresholds_of_the_second_objective():
     # 2 levels at the median (3 ms) and the maximum (10 ms): A is the best under 3 ms, D under 10 ms, then C, then B
     assert _level_picks(mean, 3, 2, None).tolist() == [0, 3, 2]
     assert _level_picks(mean, 4, 2, None).tolist() == [0, 3, 2, 1]
-    # within a 5 ms limit the levels sit at 1 ms and 5 ms: A, then B, then C; D (over the limit) comes last
-    assert _level_picks(mean, 4, 2, 5.0).tolist() == [0, 1, 2, 3]
+    # a 5 ms limit alternates with the levels (3, 5, 10, 5 ms): A under 3, B under 5, D under 10, then C under 5
+    assert _level_picks(mean, 4, 2, 5.0).tolist() == [0, 1, 3, 2]
+    assert _level_picks(mean, 2, 2, 5.0).tolist() == [0, 1]

@@ -307,6 +307,42 @@ def noise_floor(table: Table, args) -> int:
     return 0
 
 
+def unseen_devices(table: Table, args) -> int:
+    """The search on devices that are not in the file: latency tables built from the file's devices (a blend of a
+    phone and a GPU, each normalised to mean 1; a server CPU with 5 % log-normal noise per cell), every dataset,
+    ``--seeds`` seeds, ``--budget`` (default 1000)."""
+    rng = np.random.default_rng(0)
+    lat = table.latency
+    devices = {
+        "blend of pixel2 and titanxp_1": 0.5 * lat["pixel2"] / lat["pixel2"].mean()
+        + 0.5 * lat["titanxp_1"] / lat["titanxp_1"].mean(),
+        "gold_6226 x lognormal(0, 0.05)": lat["gold_6226"] * np.exp(rng.normal(0.0, 0.05, len(lat["gold_6226"]))),
+    }
+    budget = args.budget or 1000
+    seeds = list(range(args.seed, args.seed + max(args.seeds, 1)))
+    md = [f"Devices not in the file (budget {budget}, every dataset, seeds {seeds}):", "",
+          "| device | HV ratio mean (min) | best under the 25/50/75 % limits within 0.1 pp |", "|---|---|---|"]
+    for name, latency in devices.items():
+        hv, ok = [], []
+        for ds, acc in table.accuracy.items():
+            scorer = Scorer(acc, latency)
+            source = TableObjective(NB201Space(), table.archs, acc, latency)
+            for seed in seeds:
+                res, _ = one_search(table, name, ds, budget, seed, "evolution", source)
+                s = scorer.score(res)
+                hv.append(s["hv_ratio"])
+                ok += [g <= TOLERANCE_PP + 1e-9 for g in s["gaps_pp"]]
+        md.append(f"| {name} | {np.mean(hv):.4f} ({min(hv):.4f}) | {100 * np.mean(ok):.1f} % of {len(ok)} |")
+        print(md[-1], file=sys.stderr, flush=True)
+    text = "\n".join(md)
+    print(text)
+    if not args.no_write:
+        from bench._report import write_section
+
+        write_section("search_nb201_unseen", text)
+    return 0
+
+
 def _sweep_devices(job):
     path, devices, datasets, budgets, seeds = job
     return sweep(load_table(path), devices, datasets, budgets, seeds)
@@ -330,6 +366,8 @@ def main(argv=None) -> int:
     p.add_argument("--noise-floor", action="store_true", help="accuracy spread among functionally identical cells, "
                    "and best-under-limit when the search is told the limit (--devices subset, --seeds); writes the "
                    "search_nb201_noise section")
+    p.add_argument("--unseen", action="store_true", help="the search on latency tables of devices not in the file "
+                   "(--seeds, --budget); writes the search_nb201_unseen section")
     args = p.parse_args(argv)
     table = load_table(args.data)
     if args.device is not None:
@@ -346,6 +384,8 @@ def main(argv=None) -> int:
                 print(f"  {res.latency_ms[i]:9.3f} ms  {res.accuracy[i]:7.3f} %  {NB201Space().to_string(res.genes[i])}")
         print(json.dumps({"front": front, "evaluations": n, "seconds": round(res.seconds, 4)}))
         return 0
+    if args.unseen:
+        return unseen_devices(table, args)
     if args.timing:
         return timing(table, args)
     if args.noise_floor:

@@ -232,9 +232,9 @@ def oracle_ranks(table: Table, space: NB201Space) -> list[str]:
     genes = np.stack([space.from_string(a) for a in table.archs])
     x = space.model_inputs(genes)  # the search's own tree inputs
     categorical = np.arange(x.shape[1]) < space.categorical_inputs
-    out = ["", "Predictor trained on 80 % of the table (gradient boosting on the search's own inputs: each edge's op, "
-           "its op if alive, path and op counts; 5-fold cross-fitted): feasible cells ranked above the best cell within tolerance, over every device and "
-           "limit.", "", "| dataset | median | 90th percentile | 95th percentile | max |", "|---|---|---|---|---|"]
+    out = ["", "Predictor trained on 80 % of the table (gradient boosting on the search's own inputs: alive ops with "
+           "mirror cells merged, op and per-path convolution counts; 5-fold cross-fitted): feasible cells ranked above "
+           "the best cell within tolerance, over every device and limit.", "", "| dataset | median | 90th percentile | 95th percentile | max |", "|---|---|---|---|---|"]
     for ds, acc in table.accuracy.items():
         pred = np.zeros(len(acc))
         for tr, te in KFold(5, shuffle=True, random_state=0).split(x):

@@ -235,7 +235,8 @@ class EvolutionarySearch:
         level_mean = mean
         boosted = [j for j in cfg.boosted_objectives if 0 <= j < f.shape[1]]
         if boosted and len(g) >= cfg.min_boosting_samples:
-            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations, categorical=self.space.categorical_inputs).fit(c_train, f[:, boosted])
+            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations, categorical=self.space.categorical_inputs)
+            trees.fit(c_train, f[:, boosted])
             level_mean = mean.copy()
             level_mean[:, boosted] = trees.predict(c_pool)
         return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean, float(model.rmse_[-1]))]

@@ -208,10 +208,6 @@ class NB201Space(CategoricalSpace):
         ], axis=1)
         return np.concatenate([alive, counts, np.where(live, convs + 1, 0), summary], axis=1)
 
-    @property
-    def categorical_inputs(self) -> int:
-        return self.n_genes
-
     def to_string(self, genes) -> str:
         g = np.asarray(genes).ravel()
         ops = [NB201_OPS[int(v)] for v in g]

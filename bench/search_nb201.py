@@ -95,8 +95,56 @@ def one_search(table: Table, device: str, dataset: str, budget: int, seed: int, 
     return res, evaluator.evaluations
 
 
+class MissAnatomy:
+    """Where the true best under a limit stood for a search that missed it: the search's own surrogates (the ridge
+    latency model and the accuracy trees, fitted on everything it evaluated) rank every cell in the table; the rank is
+    how many cells predicted under the limit (plus the latency model's leave-one-out RMSE) have a higher predicted
+    accuracy than the best-ranked cell within tolerance of the true best. A small rank is a miss of exploitation
+    (the search knew where to look); a large one is a cell its model could not tell from hundreds of others."""
+
+    def __init__(self, table: Table) -> None:
+        from tasks.supernet.evolution import EvolutionConfig
+
+        self.space = NB201Space()
+        self.archs = table.archs
+        self.genes = np.stack([self.space.from_string(a) for a in table.archs])
+        self.features = self.space.features(self.genes, interactions=EvolutionConfig().interactions)
+        self.inputs = self.space.model_inputs(self.genes)
+        self.index = {tuple(int(v) for v in g): i for i, g in enumerate(self.genes)}
+
+    def __call__(self, res: SearchResult, scorer: Scorer, gaps) -> list[dict]:
+        from threadpoolctl import threadpool_limits
+
+        from tasks.supernet.evolution import EvolutionConfig
+        from tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
+
+        missed = [q for q, g in enumerate(gaps) if g > TOLERANCE_PP + 1e-9]
+        if not missed:
+            return []
+        cfg = EvolutionConfig()
+        rows = np.array([self.index[tuple(int(v) for v in g)] for g in res.genes])
+        y = np.stack([-res.accuracy, res.latency_ms], axis=1)
+        with threadpool_limits(1):
+            ridge = RidgeSurrogate().fit(self.features[rows], y)
+            trees = BoostedSurrogate(max_iter=cfg.boosting_iterations, categorical=self.space.categorical_inputs)
+            trees.fit(self.inputs[rows], y[:, :1])
+            lat = ridge.predict(self.features)[:, 1]
+            acc = -trees.predict(self.inputs)[:, 0]
+        out = []
+        for q in missed:
+            lim, best = scorer.limits[q], scorer.true_best[q]
+            good = np.flatnonzero((scorer.lat <= lim) & (scorer.acc >= best - TOLERANCE_PP))
+            seen = lat <= lim + float(ridge.rmse_[1])
+            rank = min(int(np.sum(acc[seen] > acc[g])) for g in good)
+            top = good[np.argmax(scorer.acc[good])]
+            out.append({"quantile": QUANTILES[q], "rank": rank, "best_arch": self.archs[top],
+                        "best_acc": float(scorer.acc[top]), "best_pred": float(acc[top])})
+        return out
+
+
 def sweep(table: Table, devices, datasets, budgets, seeds, progress=True) -> dict:
     rows = []
+    anatomy = MissAnatomy(table)
     for device in devices:
         for dataset in datasets:
             scorer = Scorer(table.accuracy[dataset], table.latency[device])
@@ -107,6 +155,8 @@ def sweep(table: Table, devices, datasets, budgets, seeds, progress=True) -> dic
                         # a fresh CountedEvaluator per search; the table index is shared to save set-up time
                         res, n = one_search(table, device, dataset, budget, seed, method, source)
                         s = scorer.score(res)
+                        if method == "evolution" and budget == max(budgets):
+                            s["misses"] = anatomy(res, scorer, s["gaps_pp"])
                         rows.append({"device": device, "dataset": dataset, "budget": budget, "method": method,
                                      "seed": seed, **s})
             if progress:
@@ -178,7 +228,40 @@ def summarise(rows, budgets, command: str) -> str:
     out.append(f"- < 10 s per search: {'met' if secs.max() < 10 else 'MISSED'} (max {secs.max():.2f} s, "
                f"mean {secs.mean():.2f} s over {len(secs)} searches; largest budget mean "
                f"{np.mean([r['seconds'] for r in ev if r['budget'] == bmax]):.2f} s)")
+    out += miss_section(ev, bmax, datasets)
     return "\n".join(out)
+
+
+def miss_section(ev, bmax: int, datasets) -> list[str]:
+    """Markdown lines on the best-under-limit misses of the largest budget (``MissAnatomy`` records)."""
+    out: list[str] = []
+    misses = [(r, m) for r in ev if r["budget"] == bmax for m in r.get("misses", [])]
+    if misses:
+        out += ["", f"### The misses at budget {bmax}: where the true best stood for the search that missed it", "",
+                "Each search's own surrogates (ridge latency model, accuracy trees), fitted on its evaluations, rank "
+                "every cell of the table; the rank is how many cells predicted under the limit (plus the latency "
+                "model's leave-one-out RMSE) have a higher predicted accuracy than the best-ranked cell within "
+                f"{TOLERANCE_PP} pp of the true best. A small rank is a miss of exploitation (the search knew where "
+                "to look); a large rank is a cell its model could not tell from hundreds of others.", "",
+                "| dataset | limit | misses | rank median | rank min | rank <= 30 |", "|---|---|---|---|---|---|"]
+        for ds in datasets:
+            for q in QUANTILES:
+                rk = [m["rank"] for r, m in misses if r["dataset"] == ds and m["quantile"] == q]
+                if rk:
+                    out.append(f"| {ds} | {int(q * 100)} % | {len(rk)} | {np.median(rk):.0f} | {min(rk)} | "
+                               f"{sum(k <= 30 for k in rk)} |")
+        rk = np.array([m["rank"] for _, m in misses])
+        out.append(f"| all | | {len(rk)} | {np.median(rk):.0f} | {rk.min()} | {int(np.sum(rk <= 30))} |")
+        cells: dict[tuple, list] = {}
+        for r, m in misses:
+            cells.setdefault((r["dataset"], m["best_arch"]), []).append((r, m))
+        (ds, arch), hit = max(cells.items(), key=lambda kv: len(kv[1]))
+        m0 = hit[0][1]
+        out += ["", f"Most often missed: the {ds} cell `{arch}` ({m0['best_acc']:.2f} %), the true best in "
+                f"{len(hit)} missed cases on {len({r['device'] for r, _ in hit})} devices; the searches that missed "
+                f"it predicted it at {np.mean([m['best_pred'] for _, m in hit]):.2f} % on average, with a median of "
+                f"{int(np.median([m['rank'] for _, m in hit]))} cells under the limit predicted above it."]
+    return out
 
 
 def timing(table: Table, args) -> int:

@@ -1,4 +1,4 @@
-"""`forgeflow catalog ls | query | show | compact`."""
+"""`forgeflow catalog ls | query | show | get | compact | verify`."""
 
 from __future__ import annotations
 
@@ -102,6 +102,32 @@ def show(run_id: str = typer.Argument(..., help="Run id"), catalog: Optional[str
         con.print(f"[red]error:[/red] {run['error']}")
     con.print_json(json.dumps({"parameters": run["parameters"], "summary": run["summary"]}, default=str))
     _print_table([{"written": k, **v} for k, v in sorted(written.items())], title="written by this run")
+
+
+@catalog_app.command("get")
+def get(key: str = typer.Argument(..., help="Object key, e.g. objects/ab/ab12....png (from `show --json`, an "
+                                       "artifact or a table column)"),
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="File to write (default: the key's file "
+                                             "name in the current folder; '-' writes to stdout)"),
+        catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt):
+    """Copy one stored object (a plot, weights, a trace) out of the catalog."""
+    import sys
+    from pathlib import Path
+
+    cat = _open(catalog, s3_endpoint)
+    data = cat.get_object(key)  # CatalogError (exit 1) names the key and the catalog when it is missing
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(output or key.rsplit("/", 1)[-1])
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)  # whole file or nothing: a failed copy leaves no truncated output
+    tmp.replace(path)
+    if json_out:
+        emit_json({"key": key, "path": str(path), "bytes": len(data)})
+    else:
+        Console().print(f"wrote {len(data):,} bytes to {path}")
 
 
 @catalog_app.command("compact")

@@ -41,11 +41,11 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
         run.summary.update({k: out[k] for k in ("rounds", "accuracy", "uplink_bytes", "downlink_bytes", "epsilon",
                                                  "run_key", "weights_key")})
         result = {"run_id": run.id, "catalog": cat.url, **out}
-    publish_federated(result)
+    publish_federated(result, cat)
     return result
 
 
-def publish_federated(result: dict[str, Any]) -> None:
+def publish_federated(result: dict[str, Any], cat=None) -> None:
     from flows.artifacts import publish
 
     eps = result["epsilon"]
@@ -62,7 +62,7 @@ def publish_federated(result: dict[str, Any]) -> None:
           f"{result['dropped']} client drops\n" + privacy +
           f"- final weights: `{result['weights_key']}`\n")
     publish("federated", f"forgeflow federate {result['model']}", md, table=result["table"],
-            plots=[("accuracy vs rounds and vs uplink bytes (PNG)", result["plot"])])
+            plots=[("accuracy vs rounds and vs uplink bytes (PNG)", result["plot"])], catalog=cat)
 
 
 def federated_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str | None) -> dict[str, Any]:

@@ -58,11 +58,11 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
         run.summary["search"] = search_in_optimize(cat.url, run.id, settings.s3_endpoint)
         report("search", 5, total)
         result = {"run_id": run.id, "catalog": cat.url, "model": model, "stages": stages, **run.summary}
-    _publish(result)
+    _publish(result, cat)
     return result
 
 
-def _publish(result: dict[str, Any]) -> None:
+def _publish(result: dict[str, Any], cat=None) -> None:
     from flows.artifacts import publish
 
     ms = result["model_summary"]
@@ -77,7 +77,7 @@ def _publish(result: dict[str, Any]) -> None:
     publish("optimize", f"forgeflow optimize {result['model']}",
             f"Run `{result['run_id']}` in catalog `{result['catalog']}`.\n\n"
             f"- parameters: {ms['params']:,}\n- FLOPs (multiply-add = 2): {ms['flops']:,}\n- modules: {ms['modules']}",
-            table=rows, plots=plots)
+            table=rows, plots=plots, catalog=cat)
 
 
 def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None = None) -> None:

@@ -82,11 +82,11 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
         run.summary.update({k: out[k] for k in ("graph_id", "k", "bottleneck", "lower_bound", "ratio", "status",
                                                 "result_id")})
         result = {"run_id": run.id, "catalog": cat.url, **out}
-    publish_partition(result)
+    publish_partition(result, cat)
     return result
 
 
-def publish_partition(result: dict[str, Any]) -> None:
+def publish_partition(result: dict[str, Any], cat=None) -> None:
     """Prefect artifact: the certificate in markdown, the stage loads as a table, the plot's catalog key."""
     from flows.artifacts import publish
 
@@ -97,7 +97,7 @@ def publish_partition(result: dict[str, Any]) -> None:
           f"- proven lower bound {result['lower_bound']:.6g} ms ({result['lower_bound_method']}); certified ratio "
           f"{result['ratio']:.5f} ({result['status']})\n")
     publish("partition", f"forgeflow partition {result['graph']} k={result['k']}", md,
-            table=result["stage_loads"], plots=[("stage loads (PNG)", result["plot"])])
+            table=result["stage_loads"], plots=[("stage loads (PNG)", result["plot"])], catalog=cat)
 
 
 def load_problem_for_validation(stages: int, graph_file: str | None, graph_id: str | None,

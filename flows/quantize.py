@@ -59,11 +59,11 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
         out = run_quantize_steps(cat.url, run.id, req, settings.s3_endpoint)
         run.summary.update({k: out[k] for k in ("bits", "status", "objective", "accuracy", "float_accuracy")})
         result = {"run_id": run.id, "catalog": cat.url, **out}
-    publish_quantize(result)
+    publish_quantize(result, cat)
     return result
 
 
-def publish_quantize(result: dict[str, Any]) -> None:
+def publish_quantize(result: dict[str, Any], cat=None) -> None:
     from flows.artifacts import publish
 
     totals = result["totals"]
@@ -75,7 +75,7 @@ def publish_quantize(result: dict[str, Any]) -> None:
           + (f", latency {totals['latency_ms']:.4g} ms" if totals.get("latency_ms") is not None else "") + "\n"
           f"- held-out accuracy {result['accuracy']:.4f} (float {result['float_accuracy']:.4f})\n")
     publish("quantize", f"forgeflow quantize {result['model']}", md, table=result["plans"],
-            plots=[("accuracy vs model size (PNG)", result["plot"])])
+            plots=[("accuracy vs model size (PNG)", result["plot"])], catalog=cat)
 
 
 def validate_inputs(request: QuantizeRequest, cat=None) -> None:

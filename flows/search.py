@@ -69,11 +69,11 @@ def search_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint
                             "front_size": len(out["front"]), "best": out["best"]})
         result = {"run_id": run.id, "catalog": cat.url, "latency_limit_ms": req.latency_limit_ms,
                   "budget": req.budget, **out}
-    publish_search(result)
+    publish_search(result, cat)
     return result
 
 
-def publish_search(result: dict[str, Any]) -> None:
+def publish_search(result: dict[str, Any], cat=None) -> None:
     from flows.artifacts import publish
 
     p = result["predictors"]
@@ -91,7 +91,8 @@ def publish_search(result: dict[str, Any]) -> None:
                 else "none of the evaluated subnets fits\n"))
     for g in result.get("gaps", []):
         md += f"- `{g['arch']}`: extracted {g['extracted_accuracy_pct']:.2f} %, from scratch {g['scratch_accuracy_pct']:.2f} %\n"
-    publish("search", "forgeflow search", md, table=result["front"], plots=[("Pareto front (PNG)", result["plot"])])
+    publish("search", "forgeflow search", md, table=result["front"], plots=[("Pareto front (PNG)", result["plot"])],
+            catalog=cat)
 
 
 def search_in_optimize(cat_url: str, run_id: str, s3_endpoint: str | None) -> dict[str, Any]:

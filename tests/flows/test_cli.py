@@ -50,6 +50,19 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     comp = run_cli("catalog", "compact", "--catalog", cat, "--json")
     assert comp.returncode == 0 and "removed_files" in json.loads(comp.stdout)
 
+    # the plots the run lists can be copied out of the catalog
+    plots = [v for step in result.values() if isinstance(step, dict) for v in step.values()
+             if isinstance(v, str) and v.startswith("objects/") and v.endswith(".png")]
+    assert plots
+    out = tmp_path / "plot.png"
+    got = run_cli("catalog", "get", plots[0], "-o", str(out), "--catalog", cat, "--json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == {"key": plots[0], "path": str(out), "bytes": out.stat().st_size}
+    from catalog import open_catalog
+
+    assert out.read_bytes() == open_catalog(cat).get_object(plots[0])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 BAD_INPUTS = [
     (["optimize", "--model", "torchvision:not_a_model"], "unknown torchvision model"),
@@ -65,6 +78,8 @@ BAD_INPUTS = [
     (["catalog", "query", "SELEC 1"], "malformed SQL"),
     (["catalog", "compact", "--table", "nope"], "unknown table 'nope'"),
     (["catalog", "show", "no-such-run"], "no run 'no-such-run'"),
+    (["catalog", "get", "objects/00/missing.png"], "object 'objects/00/missing.png' not found in catalog"),
+    (["catalog", "get", "runs/part-0.parquet"], "is not an object key"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pyarrow.compute as pc
@@ -34,6 +35,17 @@ def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, dask_runner,
     # lineage: every file the run wrote is recorded
     arts = cat.read("artifacts", filter=pc.field("run_id") == result["run_id"]).to_pylist()
     assert {a["table_name"] for a in arts} >= {"model_summaries", "runs"}
+    # the Prefect artifact embeds the run's plots (the UI cannot open a catalog path) and names their keys
+    from prefect.artifacts import Artifact
+
+    plots = [v for step in result.values() if isinstance(step, dict) for v in step.values()
+             if isinstance(v, str) and v.startswith("objects/") and v.endswith(".png")]
+    assert plots
+    md = Artifact.get("optimize-summary").data
+    for key in plots:
+        assert f"forgeflow catalog get {key}" in md
+    embedded = md.split("data:image/png;base64,", 1)[1].split(")", 1)[0]
+    assert base64.b64decode(embedded) == cat.get_object(plots[0])
 
 
 def test_failed_flow_records_failure(prefect_harness, dask_runner, tmp_path):

@@ -315,8 +315,9 @@ def oracle_ranks(table: Table, space: NB201Space) -> list[str]:
     genes = np.stack([space.from_string(a) for a in table.archs])
     x = space.model_inputs(genes)  # the search's own tree inputs
     categorical = np.arange(x.shape[1]) < space.categorical_inputs
-    out = ["", "Predictor trained on 80 % of the table (gradient boosting on the search's own inputs: alive ops with "
-           "mirror cells merged, op and per-path convolution counts; 5-fold cross-fitted): feasible cells ranked above "
+    out = ["", "Predictor trained on 80 % of the table (gradient boosting on the search's own inputs: each cell's "
+           "expression-class representative (skip chains collapsed, mirror cells merged), op and per-path convolution "
+           "counts; 5-fold cross-fitted): feasible cells ranked above "
            "the best cell within tolerance, over every device and limit.", "", "| dataset | median | 90th percentile | 95th percentile | max |", "|---|---|---|---|---|"]
     for ds, acc in table.accuracy.items():
         pred = np.zeros(len(acc))

@@ -13,8 +13,9 @@ second the one users put limits on (latency). Each ``ask`` after a random initia
    evaluated archive; the pool is bounded, so there is no rejection loop that could run forever;
 2. fits surrogates on everything evaluated so far (``surrogate.py``): a ridge model per objective on one-hot and
    interaction features (additive per-block latency plus pairwise corrections), and gradient-boosted trees on the
-   space's ``model_inputs`` (what the architecture computes: genes, or for NAS-Bench-201 alive ops and path
-   summaries) for the objectives in ``boosted_objectives`` (accuracy, which is far from additive);
+   space's ``model_inputs`` (what the architecture computes: genes, or for NAS-Bench-201 the representative of the
+   cell's expression class, with skip chains collapsed, and path summaries) for the objectives in
+   ``boosted_objectives`` (accuracy, which is far from additive); the trees predict each distinct input row once;
 3. picks part of the batch greedily by the hypervolume each candidate would add to the evaluated front, using the
    ridge's optimistic predictions (mean minus ``optimism`` x its leave-one-out RMSE); each pick is added to the front
    at its predicted mean (the "believer" update) so one batch spreads along the whole front;
@@ -97,8 +98,8 @@ class EvolutionarySearch:
         self._all_features: np.ndarray | None = None
         if space.size <= config.enumerate_limit:
             # small space: screen every member; ``_used`` marks the ones asked or evaluated
-            self._all, self._all_features, self._all_keys, self._all_inputs = _enumerated(
-                space, config.enumerate_limit, config.interactions)
+            (self._all, self._all_features, self._all_keys, self._all_inputs, self._all_unique,
+             self._all_unique_id) = _enumerated(space, config.enumerate_limit, config.interactions)
             self._used = np.zeros(len(self._all), dtype=bool)
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -221,12 +222,17 @@ class EvolutionarySearch:
             x_train, c_train = self._all_features[idx], self._all_inputs[idx]
             free = np.flatnonzero(~self._used)
             pool, x_pool, c_pool = self._all[free], self._all_features[free], self._all_inputs[free]
+            # many cells share their tree inputs (what they compute): the trees predict each distinct row once
+            ids, inverse = np.unique(self._all_unique_id[free], return_inverse=True)
+            uniq = self._all_unique[ids]
         else:
             x_train = self.space.features(g, interactions=cfg.interactions)
             c_train = self.space.model_inputs(g)
             pool = self._offspring_pool()
             x_pool = self.space.features(pool, interactions=cfg.interactions)
             c_pool = self.space.model_inputs(pool)
+            uniq, inverse = np.unique(c_pool, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
         if len(pool) == 0:
             return pool
         model = RidgeSurrogate().fit(x_train, f)
@@ -238,7 +244,7 @@ class EvolutionarySearch:
             trees = BoostedSurrogate(max_iter=cfg.boosting_iterations, categorical=self.space.categorical_inputs)
             trees.fit(c_train, f[:, boosted])
             level_mean = mean.copy()
-            level_mean[:, boosted] = trees.predict(c_pool)
+            level_mean[:, boosted] = trees.predict(uniq)[inverse]
         return pool[self._greedy_hypervolume(f, mean, optimistic, n, level_mean, float(model.rmse_[-1]))]
 
     @staticmethod
@@ -291,14 +297,17 @@ class EvolutionarySearch:
 
 @functools.lru_cache(maxsize=4)
 def _enumerated(space: CategoricalSpace, limit: int, interactions: bool):
-    """Every member of a small space, its surrogate features, a key -> row index and its tree-model inputs (shared,
-    read-only)."""
+    """Every member of a small space, its surrogate features, a key -> row index, its tree-model inputs, and the
+    distinct input rows with each member's row among them (shared, read-only)."""
     members = space.enumerate(limit=limit)
     features = space.features(members, interactions=interactions)
     inputs = space.model_inputs(members)
-    for a in (members, features, inputs):
+    unique, unique_id = np.unique(inputs, axis=0, return_inverse=True)
+    unique_id = unique_id.reshape(-1)
+    for a in (members, features, inputs, unique, unique_id):
         a.setflags(write=False)
-    return members, features, {tuple(int(v) for v in row): i for i, row in enumerate(members)}, inputs
+    keys = {tuple(int(v) for v in row): i for i, row in enumerate(members)}
+    return members, features, keys, inputs, unique, unique_id
 
 
 def _level_picks(mean: np.ndarray, n: int, levels: int, limit: float | None) -> np.ndarray:

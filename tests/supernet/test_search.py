@@ -152,9 +152,10 @@ def test_nb201_model_inputs_describe_the_function_computed():
     space = NB201Space()
     # every edge alive: ops, then alive ops per op (skip, 1x1, 3x3, pool), per path (0->3 cut; 0->1->3: 3x3+pool;
     # 0->2->3: skip+3x3; 0->1->2->3: 3x3+1x1+3x3) 1 + convs, then most/fewest convs on a live path (+1), live paths,
-    # most 3x3 on a live path (+1) and conv weights 9 + 1 + 9
+    # most 3x3 on a live path (+1) and conv weights 9 + 1 + 9, then the cell's own conv weights (19: it is the only
+    # member of its expression class, so its own representative)
     cell = space.from_string("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|")
-    assert space.model_inputs(cell).tolist() == [[3, 1, 2, 0, 4, 3, 1, 1, 2, 1, 0, 2, 2, 4, 4, 2, 3, 3, 19]]
+    assert space.model_inputs(cell).tolist() == [[3, 1, 2, 0, 4, 3, 1, 1, 2, 1, 0, 2, 2, 4, 4, 2, 3, 3, 19, 19]]
     # mirror images (nodes 1 and 2 swapped, no edge between them) and a different op on an inert edge compute the
     # same function: same inputs; a different alive op does not
     a = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|")
@@ -165,6 +166,27 @@ def test_nb201_model_inputs_describe_the_function_computed():
     assert np.array_equal(x[0], x[1]) and np.array_equal(x[0], x[2])
     assert not np.array_equal(x[0], x[3])
     assert space.categorical_inputs == 6
+
+
+def test_nb201_expression_collapses_skip_chains_and_keeps_what_differs():
+    space = NB201Space()
+    # node 1 = conv3(x); node 2 = x (its one input is a skip); output = conv1(node 1) + node 2 = x + conv1(conv3(x))
+    chain = space.from_string("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|nor_conv_1x1~1|skip_connect~2|")
+    direct = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")
+    residual = ("x", ("nor_conv_1x1", (("nor_conv_3x3", ("x",)),)))
+    assert space.expression(chain) == space.expression(direct) == residual
+    # the same ops without the identity term, or with the convolutions in the other order, are other functions
+    plain = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|")
+    swapped = space.from_string("|nor_conv_1x1~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|none~2|")
+    assert space.expression(plain) == (("nor_conv_1x1", (("nor_conv_3x3", ("x",)),)),)
+    assert len({space.expression(g) for g in (chain, plain, swapped)}) == 3
+    # two skips into the output from x count twice: x + x is not x
+    double = space.from_string("|skip_connect~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|")
+    assert space.expression(double) == ("x", "x")
+    # the trees see both cells through one representative; the last column is each cell's own conv weight count
+    x = space.model_inputs(np.stack([chain, direct, plain]))
+    assert np.array_equal(x[0], x[1]) and not np.array_equal(x[0], x[2])
+    assert x[:, -1].tolist() == [10, 10, 10]
 
 
 def test_level_picks_round_robin_over_thresholds_of_the_second_objective():

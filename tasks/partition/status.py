@@ -1,25 +1,18 @@
 """Solver statuses and proven lower bounds shared by every partitioning method.
 
-Every solve reports how it ended (a string enum, linopy style) and what it proved; a lower bound is never a bare
-float. ``Bound.value`` is a proven lower bound on the optimal bottleneck (ms) of the instance it was computed for.
+Every solve reports how it ended (``tasks.solver.SolveStatus``, re-exported here) and what it proved; a lower bound
+is never a bare float. ``Bound.value`` is a proven lower bound on the optimal bottleneck (ms) of the instance it was
+computed for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Mapping
 
+from tasks.solver import SolveStatus
 
-class SolveStatus(str, Enum):
-    """How a solve ended."""
-
-    OPTIMAL = "optimal"  # proven optimal (for a bound: the bound equals the optimum or closes the gap asked for)
-    FEASIBLE = "feasible"  # a solution or a valid bound, without a proof of optimality
-    TIME_LIMIT = "time_limit"  # stopped at the time limit; any value reported is still valid
-    INFEASIBLE = "infeasible"  # proven that no solution exists
-    NOT_RUN = "not_run"  # skipped (too large, no time left, not applicable)
-    ERROR = "error"  # the solver failed; the value carries no information beyond the trivial bound
+__all__ = ["Bound", "SolveStatus"]
 
 
 @dataclass(frozen=True)

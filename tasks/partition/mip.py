@@ -127,19 +127,14 @@ class MipOutcome:
 
 
 def solve_model(model: LinearModel, time_limit: float, *, stop: Callable[[], bool] | None = None,
-                start: np.ndarray | None = None, **kw) -> MipOutcome:
+                **kw) -> MipOutcome:
     """Solve a minimisation model; map HiGHS's model status to SolveStatus and read its proven dual bound.
 
     ``stop`` is polled from HiGHS's MIP interrupt callback (a few times per second of branch and bound); when it
-    returns True the solve ends early with status FEASIBLE and whatever it had proven so far. ``start`` (one value
-    per column) is handed to HiGHS as an incumbent (a MIP start)."""
+    returns True the solve ends early with status FEASIBLE and whatever it had proven so far."""
     t0 = time.perf_counter()
     try:
         h = model.to_highs(time_limit, **kw)
-        if start is not None:
-            sol = highspy.HighsSolution()
-            sol.col_value = [float(v) for v in start]
-            h.setSolution(sol)
         if stop is not None:
             def interrupt(event) -> None:
                 if stop():

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,31 +25,6 @@ from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.status import COST_RTOL, Bound, SolveStatus
 from tasks.solver import INF, LinearModel, SolverOptions, shave_bound, solve
-
-@dataclass(frozen=True)
-class MipOutcome:
-    """The outcome shape ``solve_model`` returned before ``tasks.solver`` existed (``values`` = the incumbent's
-    column values). Kept for callers written against it (``tasks/plan``); new code uses ``tasks.solver.solve``."""
-
-    status: SolveStatus
-    objective: float
-    dual_bound: float
-    values: np.ndarray | None
-    seconds: float
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-def solve_model(model: LinearModel, time_limit: float, *, stop: Callable[[], bool] | None = None,
-                start: np.ndarray | None = None, extra_options: dict[str, Any] | None = None) -> MipOutcome:
-    """``tasks.solver.solve`` with a time limit, optional MIP ``start`` and extra HiGHS options, in the
-    ``MipOutcome`` shape (a thin wrapper kept for existing callers)."""
-    res = solve(model, SolverOptions(time_limit=time_limit, extra=dict(extra_options or {})), stop=stop, start=start)
-    return MipOutcome(res.status, res.objective, res.dual_bound, res.solution, res.seconds, dict(res.detail))
-
-
-#: the former name of ``tasks.solver.shave_bound`` (kept for existing callers)
-shave_for_tolerance = shave_bound
-
 
 # --------------------------------------------------------------------------- formulation: one convex stage
 def build_cheapest_stage_model(groups: Groups, anchor: int, mem_cap: float | None = None) -> LinearModel:

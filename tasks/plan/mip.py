@@ -1,4 +1,4 @@
-"""HiGHS models of the joint problem (built with ``tasks.partition.mip.LinearModel``, solved by its ``solve_model``).
+"""HiGHS models of the joint problem (built with ``tasks.solver.LinearModel``, solved by ``tasks.solver.solve``).
 
 ``joint_model``: every node picks an option (``z[i, j]`` binary, one per node) and every must-share group a stage
 (cumulative ``x[g, s]`` as in ``tasks.partition.mip``: precedence is ``x[g, s] >= x[h, s]``, ``y = x[s] - x[s-1]``).
@@ -22,7 +22,7 @@ import numpy as np
 from tasks.partition.colocation import Groups
 from tasks.partition.mip import _bits
 from tasks.partition.cost import stage_loads
-from tasks.partition.mip import INF, LinearModel
+from tasks.solver import INF, LinearModel
 from tasks.plan.instance import PlanInstance
 
 

@@ -29,11 +29,11 @@ import numpy as np
 from tasks.errors import InfeasibleError
 from tasks.partition.colocation import must_share_groups
 from tasks.partition.cost import InvalidPlanError
-from tasks.partition.mip import shave_for_tolerance, solve_model
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.result import MethodRun
 from tasks.partition.solve import SolveConfig, partition
-from tasks.partition.status import Bound, SolveStatus
+from tasks.partition.status import Bound
+from tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
 from tasks.plan.instance import PlanInstance
 from tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
 from tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
@@ -116,10 +116,10 @@ def exact_partition(inst: PlanInstance, choice: np.ndarray, time_limit: float, *
 def best_bits_for(inst: PlanInstance, a: np.ndarray, time_limit: float) -> np.ndarray | None:
     """The options minimising the bottleneck of placement ``a`` under memory and budget (None: none fits)."""
     mdl, z, _ = placement_bits_model(inst, a)
-    res = solve_model(mdl, max(time_limit, 0.05))
-    if res.values is None:
+    res = solve(mdl, SolverOptions(time_limit=max(time_limit, 0.05)))
+    if res.solution is None:
         return None
-    return read_choice(inst, z, res.values)
+    return read_choice(inst, z, res.solution)
 
 
 def fastest_within_budget(inst: PlanInstance, time_limit: float) -> tuple[np.ndarray | None, Bound]:
@@ -134,11 +134,11 @@ def fastest_within_budget(inst: PlanInstance, time_limit: float) -> tuple[np.nda
         choice = np.array([int(np.flatnonzero(ok[i])[0]) for i in range(inst.n)])
         value = float(cost[np.arange(inst.n), choice].sum())
         return choice, Bound(value / inst.k, "budget_work", SolveStatus.OPTIMAL, time.perf_counter() - t0)
-    res = solve_model(mdl, max(time_limit, 0.05))
+    res = solve(mdl, SolverOptions(time_limit=max(time_limit, 0.05)))
     if res.status == SolveStatus.INFEASIBLE:
         return None, Bound(math.inf, "budget_work", SolveStatus.INFEASIBLE, time.perf_counter() - t0)
-    dual = shave_for_tolerance(res.dual_bound + const) if math.isfinite(res.dual_bound) else 0.0
-    choice = read_choice(inst, z, res.values) if res.values is not None else None
+    dual = shave_bound(res.dual_bound + const) if math.isfinite(res.dual_bound) else 0.0
+    choice = read_choice(inst, z, res.solution) if res.solution is not None else None
     return choice, Bound(dual / inst.k, "budget_work", res.status, time.perf_counter() - t0,
                          {"min_total_work_ms": dual})
 
@@ -175,15 +175,15 @@ def joint_mip(inst: PlanInstance, board: _Board, time_limit: float) -> None:
     start = None
     if board.plan is not None:
         start = jm.start(inst, np.asarray(board.plan.assignment), np.asarray(board.plan.choice), board.plan.bottleneck)
-    res = solve_model(jm.model, max(time_limit, 0.1), start=start)
-    detail: dict[str, Any] = dict(res.detail, columns=jm.model.num_cols, rows=len(jm.model.rows_lo))
-    if res.values is not None:
-        a, choice = jm.read(inst, res.values)
+    res = solve(jm.model, SolverOptions(time_limit=max(time_limit, 0.1)), start=start)
+    detail: dict[str, Any] = dict(res.detail, columns=jm.model.num_cols, rows=jm.model.num_rows)
+    if res.solution is not None:
+        a, choice = jm.read(inst, res.solution)
         board.offer(a, choice, "joint_mip")
     if res.status == SolveStatus.INFEASIBLE and math.isfinite(ub):
-        value = shave_for_tolerance(ub)  # no plan with bottleneck <= the best plan's: it is optimal
+        value = shave_bound(ub)  # no plan with bottleneck <= the best plan's: it is optimal
     elif math.isfinite(res.dual_bound):
-        value = shave_for_tolerance(res.dual_bound)
+        value = shave_bound(res.dual_bound)
     else:
         value = board.lb
     detail["objective"] = res.objective if math.isfinite(res.objective) else None

@@ -73,11 +73,17 @@ def _submit(executor, fn, *args):
 class _Board:
     """The best plan and bound so far, plus every method's run."""
 
-    def __init__(self, problem: PartitionProblem, k: int) -> None:
+    def __init__(self, problem: PartitionProblem, k: int, t0: float | None = None) -> None:
         self.problem, self.k = problem, k
+        self.t0 = time.perf_counter() if t0 is None else t0
         self.plan: Plan | None = None
         self.bound: Bound | None = None
         self.runs: list[MethodRun] = []
+        self.trace: list[tuple[float, float, float]] = []
+
+    def _mark(self) -> None:
+        """Record (seconds since the start, best plan, best bound) whenever either improves."""
+        self.trace.append((time.perf_counter() - self.t0, self.ub, self.lb))
 
     def offer_plan(self, assignment: np.ndarray | None, method: str) -> None:
         if assignment is None:
@@ -85,12 +91,14 @@ class _Board:
         plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
         if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - COST_RTOL):
             self.plan = plan
+            self._mark()
 
     def offer_bound(self, bound: Bound) -> None:
         if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
             return
         if self.bound is None or bound.value > self.bound.value:
             self.bound = bound
+            self._mark()
 
     @property
     def ub(self) -> float:
@@ -116,7 +124,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     k = problem.k
     groups = must_share_groups(problem)
     slicer = OrderSlicer(problem, groups)
-    board = _Board(problem, k)
+    board = _Board(problem, k, t0)
 
     def left() -> float:
         return deadline - time.perf_counter()
@@ -201,7 +209,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
         bound = replace(bound, value=board.ub)
     return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, tuple(board.trace))
 
 
 def _done_within(future, seconds: float) -> bool:

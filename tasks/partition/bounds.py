@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.mip import (build_cheapest_stage_model, build_stage_model, shave_for_tolerance, solve_model,
                                   stages_from_values)
@@ -173,12 +174,12 @@ def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
 
 
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
-                     executor=None) -> Bound:
+                     executor: Any = SERIAL) -> Bound:
     """The strongest lower bound on the optimal bottleneck this module can prove within ``time_limit`` seconds.
 
     ``upper_bound`` is the bottleneck of the best known plan (None or inf if none): it is the target, and it sets
-    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (anything
-    with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
+    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (``tasks.dask_fanout``'s
+    contract) when it runs in parallel. ``Bound.method`` names the method that proved the returned value;
     ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
     ``upper_bound`` it is in ``detail["improved_plan"]`` (stage index per node) with ``detail["improved_bottleneck"]``.
     ``status`` is OPTIMAL when the bound meets the best plan (``upper_bound`` or the improved one) within
@@ -217,11 +218,11 @@ def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_
                                           stop_at=reference() * (1.0 - CLOSING_GAP)))
     while not done():
         lower, upper = best().value, reference()
-        width = 4 if executor is not None else 1
+        width = 4 if runs_in_parallel(executor) else 1
         caps = _guess_caps(lower, upper, width)
         if not caps:
             break
-        if executor is not None:
+        if runs_in_parallel(executor):
             jobs = [(cap, True) for cap in caps]
             if len(jobs) == 1:  # a single guess: race HiGHS with and without presolve on two workers
                 jobs.append((caps[0], False))

@@ -34,10 +34,7 @@ from tasks.partition.problem import PartitionProblem
 from tasks.partition.result import MethodRun, PartitionResult, Plan
 from tasks.partition.search import SearchConfig, SearchResult, brkga_search
 from tasks.partition.slicing import OrderSlicer
-from tasks.partition.status import Bound, SolveStatus
-
-#: relative gap under which a plan counts as proven optimal
-GAP_TOLERANCE = 1e-6
+from tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)
@@ -66,24 +63,32 @@ def _run_search(problem: PartitionProblem, k: int, seed: int, time_limit: float,
 class _Board:
     """The best plan and bound so far, plus every method's run."""
 
-    def __init__(self, problem: PartitionProblem, k: int) -> None:
+    def __init__(self, problem: PartitionProblem, k: int, t0: float | None = None) -> None:
         self.problem, self.k = problem, k
+        self.t0 = time.perf_counter() if t0 is None else t0
         self.plan: Plan | None = None
         self.bound: Bound | None = None
         self.runs: list[MethodRun] = []
+        self.trace: list[tuple[float, float, float]] = []
+
+    def _mark(self) -> None:
+        """Record (seconds since the start, best plan, best bound) whenever either improves."""
+        self.trace.append((time.perf_counter() - self.t0, self.ub, self.lb))
 
     def offer_plan(self, assignment: np.ndarray | None, method: str) -> None:
         if assignment is None:
             return
         plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
+        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - COST_RTOL):
             self.plan = plan
+            self._mark()
 
     def offer_bound(self, bound: Bound) -> None:
         if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
             return
         if self.bound is None or bound.value > self.bound.value:
             self.bound = bound
+            self._mark()
 
     @property
     def ub(self) -> float:
@@ -94,7 +99,7 @@ class _Board:
         return self.bound.value if self.bound is not None else 0.0
 
     def closed(self) -> bool:
-        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+        return self.plan is not None and is_proven(self.ub, self.lb)
 
 
 def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor: Any = SERIAL,
@@ -109,7 +114,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     k = problem.k
     groups = must_share_groups(problem)
     slicer = OrderSlicer(problem, groups)
-    board = _Board(problem, k)
+    board = _Board(problem, k, t0)
 
     def left() -> float:
         return deadline - time.perf_counter()
@@ -173,7 +178,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
 
     # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
     if config.lower_bounds and not board.closed() and groups.count <= config.exact_mip_max_groups and left() > 0.5:
-        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + 1e-9))
+        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + COST_RTOL))
         board.runs.append(MethodRun("mip_direct", "exact", status, bound.seconds, bound.value, dict(bound.detail)))
         board.offer_bound(bound)
         board.offer_plan(assignment, "mip_direct")
@@ -189,12 +194,12 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
                                                         ideals_res.status is SolveStatus.OPTIMAL else
                                                         " (none found within the time limit)"))
     bound = board.bound or comb
-    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+    if bound.value > board.ub * (1 + PROVEN_RTOL):
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
     if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
         bound = replace(bound, value=board.ub)
     return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, tuple(board.trace))
 
 
 def _done_within(future, seconds: float) -> bool:
@@ -218,10 +223,10 @@ def _record_ideals(board: _Board, res: IdealsResult) -> None:
 
 def _record_lower(board: _Board, bound: Bound) -> None:
     board.runs.append(MethodRun(bound.method if bound.method else "mip", "lower", bound.status, bound.seconds,
-                                bound.value, {k: v for k, v in bound.detail.items() if k != "improved_plan"}))
+                                bound.value, dict(bound.detail)))
     board.offer_bound(bound)
-    if "improved_plan" in bound.detail:
-        board.offer_plan(np.asarray(bound.detail["improved_plan"], dtype=np.int64), "mip_guess")
+    if bound.improved is not None:
+        board.offer_plan(np.asarray(bound.improved.assignment, dtype=np.int64), bound.improved.method)
 
 
 def partition_many(problem: PartitionProblem, ks: list[int], config: SolveConfig = SolveConfig(),

@@ -10,8 +10,12 @@ much of the gap each bound family closes on its own (the combinatorial bound, th
 the bottleneck-guessing stage-prefix MIPs, then the DP over ideals; with the seconds each spent), and when the
 ratio first reached 1.10 (plotted against node count).
 
-    python bench/partition_wide.py [--time-limit 60] [--ks 8,16,32] [--only SUBSTR] [--every N] [--no-profiled]
+    python bench/partition_wide.py [--time-limit 60] [--ks 8,16,32] [--only SUBSTR] [--every N [--offset I]] [--no-profiled]
         [--no-report]
+    python bench/partition_wide.py --report-from RUN.log [RUN2.log ...]   # tables + plot from earlier runs' rows
+
+Each instance's row is printed as one JSON line as soon as it is done, so a long run can be split into parts
+(``--only``, ``--every``) and the report rebuilt from their logs.
 
 Targets (issue 21): certified ratio geomean <= 1.02 at every k and max <= 1.10, <= 60 s per instance on 2 cores;
 every instance at k <= 8 proven optimal (ratio <= 1.0001).
@@ -98,7 +102,7 @@ def gap_by_method(res) -> list[tuple[float, float]]:
 
 def run(args) -> list[dict]:
     graphs = [cell_graph(s) for s in suite()]
-    graphs = graphs[:: args.every]
+    graphs = graphs[args.offset:: args.every]
     if not args.no_profiled:
         graphs += profiled_graphs()
     if args.only:
@@ -114,10 +118,21 @@ def run(args) -> list[dict]:
                    "bottleneck": res.bottleneck, "lower_bound": res.lower_bound.value,
                    "lb_method": res.lower_bound.method, "ratio": res.ratio, "status": res.status.value,
                    "plan_method": res.plan.method, "seconds": wall, "t110": res.seconds_to_ratio(1.10),
-                   "gaps": gap_by_method(res)}
+                   "gaps": gap_by_method(res), "load": os.getloadavg()[0]}
             rows.append(row)
             print(json.dumps({a: (round(b, 5) if isinstance(b, float) else b) for a, b in row.items()}, default=str),
                   flush=True)
+    return rows
+
+
+def rows_from_logs(paths: list[Path]) -> list[dict]:
+    rows = []
+    for p in paths:
+        for line in p.read_text().splitlines():
+            if line.startswith("{") and '"gaps"' in line:
+                r = json.loads(line)
+                r["ratio"] = float(r["ratio"]) if r["ratio"] is not None else math.inf
+                rows.append(r)
     return rows
 
 
@@ -151,8 +166,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def markdown(rows: list[dict], args, load: tuple[float, float]) -> str:
+    loads = [r["load"] for r in rows if r.get("load") is not None] or list(load)
     out = [f"Full solver per instance (`partition`, serial, wall budget {args.time_limit:g} s), on the shared 2-core "
-           f"machine (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end). ratio = "
+           f"machine (1-minute load average {min(loads):.1f}-{max(loads):.1f} while it ran: the wall times include "
+           f"that contention). ratio = "
            "bottleneck / proven lower bound; `t(1.10)` = seconds until the ratio first reached 1.10.", "",
            "| graph | nodes | k | link | bottleneck ms | lower bound | proved by | ratio | status | plan by | s "
            "| t(1.10) s |", "|---|---:|---:|---|---:|---:|---|---:|---|---|---:|---:|"]
@@ -192,15 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32])
     ap.add_argument("--only", default=None, help="substring of graph names to run")
     ap.add_argument("--every", type=int, default=1, help="run every N-th generated instance (a subset)")
+    ap.add_argument("--offset", type=int, default=0, help="with --every: start at this generated instance")
     ap.add_argument("--no-profiled", action="store_true", help="skip the googlenet / inception_v3 profiles")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--report-from", nargs="+", type=Path, default=None,
+                    help="build the report from the JSON rows printed by earlier runs (their stdout logs)")
     args = ap.parse_args(argv)
     if args.every < 1 or not args.ks or min(args.ks) < 1:
         print("--every and every k must be >= 1", file=sys.stderr)
         return 2
     load0 = os.getloadavg()[0]
-    rows = run(args)
+    rows = run(args) if args.report_from is None else rows_from_logs(args.report_from)
     if not rows:
         print(f"no instance matches --only {args.only!r}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@
 Three families, cheapest first; ``best_lower_bound`` runs them in that order and stops as soon as the bound meets
 the best known plan:
 
-* ``combinatorial_lower_bound``: total work / k and the heaviest must-share-a-stage group.
+* ``combinatorial_lower_bound``: total work / k, the heaviest must-share-a-stage group, and the transfers every
+  stage must pay whatever the branching (``stage_transfer_bound``: each stage without a source receives all inputs
+  of its first group, each without a sink ships all outputs of its last group).
 * ``cheapest_stage_bound``: for each group g, the cheapest *convex* stage that contains g, transfers included
   (a small HiGHS MIP per group, see ``mip.build_cheapest_stage_model``). Some stage of every plan holds g, so the
   max over g is a lower bound for every k. With k larger than the pipeline needs, the optimum is exactly such an
@@ -37,15 +39,56 @@ from tasks.solver import SolverOptions, shave_bound, solve
 CLOSING_GAP = PROVEN_RTOL / 10
 
 
+def stage_transfer_bound(groups: Groups, k: int, min_stages: int = 1) -> float:
+    """Total work plus the transfers every stage must pay, spread over the stages (survives any branching).
+
+    Take a plan with k' non-empty stages. A stage holding no source group has a first group (in topological order)
+    whose predecessors all lie in earlier stages, so it receives every input of that group: at least
+    ``inputs[g]`` = the summed transfer cost of the senders feeding g. Likewise a stage holding no sink group has
+    a last group whose successors all lie later, so it ships every output of that group that leaves it:
+    ``outputs[g]``. Different stages have different first (last) groups, so at least k' - #sources stages pay
+    distinct ``inputs`` and k' - #sinks pay distinct ``outputs``; the sum of stage costs is at most k' B. Hence
+    B >= min over k' of (W + the k' - #sources smallest inputs + the k' - #sinks smallest outputs) / k', with k'
+    from ``min_stages`` (e.g. forced by memory) to k."""
+    G = groups.count
+    if G == 0:
+        return 0.0
+    c = groups.problem.c
+    inputs = np.zeros(G)
+    outputs = np.zeros(G)
+    for u, targets in groups.senders:
+        outputs[int(groups.group_of[u])] += float(c[u])
+        for t in targets:
+            inputs[t] += float(c[u])
+    has_pred = np.array([bool(p) for p in groups.preds])
+    has_succ = np.array([bool(q) for q in groups.succs])
+    ins = np.concatenate([[0.0], np.cumsum(np.sort(inputs[has_pred]))])
+    outs = np.concatenate([[0.0], np.cumsum(np.sort(outputs[has_succ]))])
+    n_src, n_snk = int((~has_pred).sum()), int((~has_succ).sum())
+    W = float(groups.work.sum())
+    best = math.inf
+    for kk in range(max(1, min_stages), max(k, 1) + 1):
+        a = min(max(kk - n_src, 0), len(ins) - 1)
+        b = min(max(kk - n_snk, 0), len(outs) - 1)
+        best = min(best, (W + ins[a] + outs[b]) / kk)
+    return float(best) if math.isfinite(best) else 0.0
+
+
 def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None = None) -> Bound:
-    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if one group exceeds the cap or the
-    total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf, ``detail["reason"]`` says why."""
+    """max(total work / k, heaviest must-share-a-stage group's work, ``stage_transfer_bound``). Memory: if one
+    group exceeds the cap or the total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf,
+    ``detail["reason"]`` says why."""
     t0 = time.perf_counter()
     groups = groups or must_share_groups(problem)
     total_over_k = float(problem.w.sum()) / problem.k
     heaviest = float(groups.work.max()) if groups.count else 0.0
-    value = max(total_over_k, heaviest)
-    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest}
+    min_stages = 1
+    if problem.mem_cap is not None and problem.mem_cap > 0:
+        min_stages = max(1, math.ceil(float(problem.m.sum()) / (problem.mem_cap * (1 + MEMORY_RTOL)) - COST_RTOL))
+    transfers = stage_transfer_bound(groups, problem.k, min_stages) if min_stages <= problem.k else math.inf
+    value = max(total_over_k, heaviest, transfers if math.isfinite(transfers) else 0.0)
+    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest,
+                              "stage_transfers": transfers}
     status = SolveStatus.OPTIMAL
     if problem.mem_cap is not None:
         cap = problem.mem_cap * (1 + MEMORY_RTOL)

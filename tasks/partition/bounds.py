@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.mip import build_cheapest_stage_model, build_stage_model, stages_from_values
 from tasks.partition.problem import PartitionProblem
@@ -300,10 +301,10 @@ class _BoundSearch:
         out, or a round makes no progress on either side."""
         while not self.done():
             lower, upper = self.best().value, self.reference()
-            caps = _guess_caps(lower, upper, 4 if executor is not None else 1)
+            caps = _guess_caps(lower, upper, 4 if runs_in_parallel(executor) else 1)
             if not caps:
                 break
-            if executor is not None:
+            if runs_in_parallel(executor):
                 self.guess_round_parallel(caps, lower, executor)
             else:
                 self.guess_round_serial(caps, lower)
@@ -331,12 +332,12 @@ class _BoundSearch:
 
 
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
-                     executor=None) -> Bound:
+                     executor: Any = SERIAL) -> Bound:
     """The strongest lower bound on the optimal bottleneck this module can prove within ``time_limit`` seconds.
 
     ``upper_bound`` is the bottleneck of the best known plan (None or inf if none): it is the target, and it sets
-    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (anything
-    with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
+    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (``tasks.dask_fanout``'s
+    contract) when it runs in parallel. ``Bound.method`` names the method that proved the returned value;
     ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
     ``upper_bound`` it is ``Bound.improved`` (an ``ImprovedPlan``). ``status`` is OPTIMAL when the bound proves the
     best plan (``upper_bound`` or the improved one) optimal (``is_proven``); INFEASIBLE (value +inf) when no plan

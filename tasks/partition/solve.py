@@ -9,8 +9,8 @@ Order of work (each step only if the previous ones have not closed the gap):
    the direct MIP on small graphs.
 
 Every candidate plan goes through the independent validator (``Plan.checked``) before it can be returned.
-``executor`` is anything with ``submit(fn, *args)`` returning futures (dask ``Client``, ``concurrent.futures``) or
-None for serial; the functions submitted are module-level so they pickle to Dask workers.
+``executor`` follows ``tasks.dask_fanout``'s contract (``SERIAL``, a ``concurrent.futures`` executor, a Dask client);
+the functions submitted are module-level so they pickle to Dask workers.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.errors import InfeasibleError
 from tasks.partition.baselines import all_baselines
 from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
@@ -56,18 +58,6 @@ def _run_search(problem: PartitionProblem, k: int, seed: int, time_limit: float,
                 initial: tuple[np.ndarray, ...]) -> SearchResult:
     return brkga_search(problem, k, SearchConfig(time_limit=time_limit, seed=seed, target=target),
                         initial_orders=initial)
-
-
-def _submit(executor, fn, *args):
-    if executor is None:
-        class _Done:
-            def __init__(self, value):
-                self._value = value
-
-            def result(self):
-                return self._value
-        return _Done(fn(*args))
-    return executor.submit(fn, *args)
 
 
 class _Board:
@@ -112,7 +102,7 @@ class _Board:
         return self.plan is not None and is_proven(self.ub, self.lb)
 
 
-def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor=None,
+def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor: Any = SERIAL,
               graph_id: str | None = None) -> PartitionResult:
     """The best plan for ``problem.k`` stages found within ``config.time_limit`` seconds, with its certificate.
 
@@ -155,10 +145,10 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     # 2 + 3: the exact DP and the order search run side by side (on Dask workers when given)
     futures = []
     if not board.closed():
-        futures.append(("ideals_dp", _submit(executor, _run_ideals, problem, k, board.ub, config.max_ideals,
+        futures.append(("ideals_dp", executor.submit(_run_ideals, problem, k, board.ub, config.max_ideals,
                                              max(0.5 * left(), 0.1))))
     ideals_res: IdealsResult | None = None
-    if futures and (executor is None or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
+    if futures and (not runs_in_parallel(executor) or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
         # the DP usually settles the instance in a few seconds: wait for it before spending the rest
         ideals_res = futures.pop()[1].result()
         _record_ideals(board, ideals_res)
@@ -166,11 +156,11 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
         share = 0.35 if config.lower_bounds else 0.9
         budget = max(share * left(), 0.2)
         initial = (sliced.order,) if math.isfinite(sliced.bottleneck) else ()
-        for i in range(max(config.restarts, 1) if executor is not None else 1):
+        for i in range(max(config.restarts, 1) if runs_in_parallel(executor) else 1):
             futures.append((f"brkga[{config.seed + i}]",
-                            _submit(executor, _run_search, problem, k, config.seed + i, budget, board.lb, initial)))
+                            executor.submit(_run_search, problem, k, config.seed + i, budget, board.lb, initial)))
     bound_now: Bound | None = None
-    if executor is not None and config.lower_bounds and not board.closed():
+    if runs_in_parallel(executor) and config.lower_bounds and not board.closed():
         # the bounds run in this thread meanwhile; they fan their MIPs out over the same executor
         bound_now = best_lower_bound(problem, board.ub, max(0.45 * left(), 0.5), executor)
     for name, fut in futures:
@@ -240,9 +230,9 @@ def _record_lower(board: _Board, bound: Bound) -> None:
 
 
 def partition_many(problem: PartitionProblem, ks: list[int], config: SolveConfig = SolveConfig(),
-                   executor=None, graph_id: str | None = None) -> list[PartitionResult]:
+                   executor: Any = SERIAL, graph_id: str | None = None) -> list[PartitionResult]:
     """One result per k; the k values run as separate tasks on ``executor`` (each with the full time budget)."""
-    futures = [_submit(executor, partition, problem.with_k(k), config, None, graph_id) for k in ks]
+    futures = [executor.submit(partition, problem.with_k(k), config, SERIAL, graph_id) for k in ks]
     return [f.result() for f in futures]
 
 

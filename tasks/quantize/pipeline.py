@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
 from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
@@ -187,7 +188,7 @@ def problem_from_catalog(cat, run_id: str, req: QuantizeRequest):
                          budgets=req.budgets())
 
 
-def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor=None) -> dict[str, Any]:
+def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor: Any = SERIAL) -> dict[str, Any]:
     """Solve the requested plan and a size sweep, evaluate uniform / ILP plans, write quant_plans and
     quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary."""
     problem = problem_from_catalog(cat, run_id, req)

@@ -218,7 +218,24 @@ class Catalog:
         from catalog.compaction import compact_table
 
         names = [table] if table else sorted(self.tables())
-        return {name: compact_table(self, get_table(name), min_files=min_files) for name in names}
+        specs = [get_table(name) for name in names]
+        self._check_footers(names)  # a damaged file stops the whole compaction before it writes anything
+        return {spec.name: compact_table(self, spec, min_files=min_files) for spec in specs}
+
+    def _check_footers(self, names: list[str]) -> None:
+        fs, root = self.store.arrow_filesystem()
+        for name in names:
+            for key in self.visible_files(name):
+                try:
+                    pq.read_metadata(f"{root}/{key}", filesystem=fs)
+                except FileNotFoundError:
+                    continue  # compacted meanwhile
+                except Exception as exc:  # noqa: BLE001 - 0-byte, truncated, not Parquet
+                    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    if "not found" in msg.lower() or "no such file" in msg.lower():
+                        continue
+                    raise CatalogError(f"cannot compact table {name!r}: {key} is not a readable Parquet file "
+                                       f"({msg}); nothing was compacted (run `forgeflow catalog verify`)") from None
 
     # -------------------------------------------------------------- runs
     def runs(self) -> pa.Table:

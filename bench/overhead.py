@@ -185,10 +185,21 @@ def measure_cli(model: str, stages: int, workers: int) -> float:
 DEFAULT_GRAPH = REPO.parent / "shared" / "data" / "msr_graphs" / "LayerGraphs" / "bert24_inference.json"
 
 
+CPU = {"last": 0.0}
+
+
 def _command(args: list[str], env: dict) -> tuple[float, dict, str]:
+    """Run one command; its wall seconds, last JSON line and stderr. CPU['last'] holds the CPU seconds (user + sys)
+    of the command and every process it started and reaped (its temporary server, its LocalCluster), not of the
+    `forgeflow up` processes it talks to: on a busy machine this is the figure that does not depend on the load."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["last"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if p.returncode != 0:
         raise RuntimeError(f"forgeflow {' '.join(args)} failed:\n{p.stderr[-2000:]}")
     return wall, json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
@@ -207,16 +218,20 @@ def measure_commands(graph: Path, stages: int, cold_reps: int, warm_reps: int, o
         _command([*part, "--catalog", f"{tmp}/cat-prime"], env)  # PREFECT_HOME exists (database migrated) from here
         for i in range(cold_reps):
             wall, plan, _ = _command([*part, "--catalog", f"{tmp}/cat-cold-{i}"], env)
-            out["cold"].append({"wall_s": wall, "solver_s": plan["seconds"], "ratio": plan["ratio"]})
-            print(f"partition cold {i + 1}: {wall:.2f} s wall, solver {plan['seconds']:.2f} s", flush=True)
+            out["cold"].append({"wall_s": wall, "cpu_s": CPU["last"], "solver_s": plan["seconds"],
+                                "ratio": plan["ratio"]})
+            print(f"partition cold {i + 1}: {wall:.2f} s wall, {CPU['last']:.2f} s CPU, solver {plan['seconds']:.2f} s",
+                  flush=True)
         t0 = time.perf_counter()
         _command(["up", "--port", "0", "--json"], env)
         out["up_s"] = time.perf_counter() - t0
         try:
             for i in range(warm_reps):
                 wall, plan, _ = _command([*part, "--catalog", f"{tmp}/cat-warm-{i}"], env)
-                out["warm"].append({"wall_s": wall, "solver_s": plan["seconds"], "ratio": plan["ratio"]})
-                print(f"partition warm {i + 1}: {wall:.2f} s wall, solver {plan['seconds']:.2f} s", flush=True)
+                out["warm"].append({"wall_s": wall, "cpu_s": CPU["last"], "solver_s": plan["seconds"],
+                                    "ratio": plan["ratio"]})
+                print(f"partition warm {i + 1}: {wall:.2f} s wall, {CPU['last']:.2f} s CPU, solver "
+                      f"{plan['seconds']:.2f} s", flush=True)
         finally:
             t0 = time.perf_counter()
             _command(["down", "--json"], env)
@@ -246,14 +261,19 @@ def commands_markdown(m: dict, graph: Path, stages: int, load: tuple[float, floa
 
     cw, cs, ww, ws = med(m["cold"], "wall_s"), med(m["cold"], "solver_s"), med(m["warm"], "wall_s"), \
         med(m["warm"], "solver_s")
+    cc, wc = med(m["cold"], "cpu_s"), med(m["warm"], "cpu_s")
     md = [f"`forgeflow partition --graph {graph.name} --stages {stages} --json`, a fresh catalog each run (no step "
           "cached), median of the runs:", "",
-          "| path | runs | command wall s | solver s | wall / solver | target | |",
-          "|---|---:|---:|---:|---:|---:|---|",
+          "| path | runs | command wall s | command CPU s | solver s | wall / solver | target (wall) | |",
+          "|---|---:|---:|---:|---:|---:|---:|---|",
           f"| cold shell (existing PREFECT_HOME, no server running; one temporary API, no LocalCluster) | "
-          f"{len(m['cold'])} | {cw:.2f} | {cs:.2f} | {cw / cs:.1f} | <= 15 s | **{'met' if cw <= 15 else 'missed'}** |",
+          f"{len(m['cold'])} | {cw:.2f} | {cc:.2f} | {cs:.2f} | {cw / cs:.0f} | <= 15 s | "
+          f"**{'met' if cw <= 15 else 'missed'}** |",
           f"| warm (`forgeflow up` running: API + scheduler found in the state file) | {len(m['warm'])} | {ww:.2f} | "
-          f"{ws:.2f} | {ww / ws:.1f} | <= 3 s | **{'met' if ww <= 3 else 'missed'}** |", "",
+          f"{wc:.2f} | {ws:.2f} | {ww / ws:.0f} | <= 3 s | **{'met' if ww <= 3 else 'missed'}** |", "",
+          "Command CPU = user + sys seconds of the command and every process it started and reaped (its temporary "
+          "server included; not the `forgeflow up` processes it talks to). On a machine shared with other jobs the "
+          "wall time measures the load; the CPU time is what the command itself costs.", "",
           "Per run (wall s): cold " + ", ".join(f"{r['wall_s']:.2f}" for r in m["cold"]) + "; warm "
           + ", ".join(f"{r['wall_s']:.2f}" for r in m["warm"]) + f". `forgeflow up` took {m['up_s']:.1f} s, "
           f"`forgeflow down` {m['down_s']:.1f} s."]

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-profiled", action="store_true", help="skip the googlenet / inception_v3 profiles")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--ran", default=None, help="with --report-from: the commands that produced the rows (printed)")
     ap.add_argument("--report-from", nargs="+", type=Path, default=None,
                     help="build the report from the JSON rows printed by earlier runs (their stdout logs)")
     args = ap.parse_args(argv)
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no instance matches --only {args.only!r}", file=sys.stderr)
         return 2
     md = markdown(rows, args, (load0, os.getloadavg()[0]))
+    if args.ran:
+        md = f"Rows measured by: {args.ran}\n\n" + md
     print(md)
     if not args.no_report:
         from bench._report import write_section

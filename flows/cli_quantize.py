@@ -87,7 +87,7 @@ def quantize(
     check_dask_address(settings.dask_address)
     flow = quantize_flow.with_options(task_runner=task_runner_for(settings))
     with progress_bar(not json_out):
-        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
     if export is not None:
         from tasks.quantize.export import plan_json
 

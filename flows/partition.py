@@ -50,6 +50,23 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
                                 "status", "method", "lower_bound_method", "plot")}
 
 
+MAX_STAGES = 1024  # accelerators in one pipeline; the partitioners' tables grow with k (10^9 ran a worker out of RAM)
+
+
+def check_stages(stages) -> int:
+    """``stages`` as an int in [1, MAX_STAGES], or one ForgeflowError naming the bound (before anything runs)."""
+    try:
+        whole = not isinstance(stages, bool) and float(stages) == int(stages)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ForgeflowError(f"--stages must be a whole number of accelerators, got {stages!r}")
+    if not 1 <= int(stages) <= MAX_STAGES:
+        raise ForgeflowError(f"--stages must be between 1 and {MAX_STAGES} (accelerators in one pipeline), "
+                             f"got {stages}")
+    return int(stages)
+
+
 @flow(name="partition_graph", log_prints=False)
 def partition_graph(stages: int, graph_file: str | None = None, model: str | None = None,
                     graph_id: str | None = None, time_limit: float = 60.0, memory_cap: float | None = None,
@@ -60,10 +77,11 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
     stages, bottleneck, lower_bound, ratio, methods ...) plus run id, catalog keys and plot."""
     from tasks.profiling.steps import import_graph_step, profile_model_step
 
+    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
     req = PartitionRequest.from_dict({"stages": stages, "graph_file": graph_file, "model": model,
                                       "graph_id": graph_id, "time_limit": time_limit, "memory_cap": memory_cap,
                                       "seed": seed, "input_shape": input_shape})
-    stages, time_limit, memory_cap, seed = req.stages, req.time_limit, req.memory_cap, req.seed
+    time_limit, memory_cap, seed = req.time_limit, req.memory_cap, req.seed
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
@@ -126,10 +144,12 @@ def validate_inputs(req: PartitionRequest, cat=None) -> None:
     """Everything checkable before the run starts: one graph source, k >= 1, a positive time limit, and for a file
     or catalog graph the whole instance (DAG, costs, co-location, memory cap >= the largest class); once per
     process."""
-    validate_once("partition_graph", req.to_dict(), getattr(cat, "url", None), lambda: _validate(req.validate(), cat))
+    validate_once("partition_graph", req.to_dict(), getattr(cat, "url", None), lambda: _validate(req, cat))
 
 
 def _validate(req: PartitionRequest, cat) -> None:
+    check_stages(req.stages)
+    req.validate()
     if req.model is not None:
         from flows.profile_models import make_config, validate_profile_inputs
 

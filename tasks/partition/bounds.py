@@ -164,6 +164,10 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
                 math.inf)
     groups = must_share_groups(problem)
     sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
+    time_limit -= time.perf_counter() - t0  # building a large model takes time out of the same budget
+    if time_limit <= 0.05:
+        return (Bound(float(floor), "mip_bottleneck_guess", SolveStatus.NOT_RUN, time.perf_counter() - t0,
+                      {"cap": float(cap), "message": "no time left after building the model"}), None, math.inf)
     res = solve(sm.model, SolverOptions(time_limit=time_limit, extra={} if presolve else {"presolve": "off"}),
                 stop=stop)
     detail: dict[str, Any] = dict(res.detail, cap=float(cap), presolve=presolve)

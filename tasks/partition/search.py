@@ -246,9 +246,15 @@ def brkga_search(problem: PartitionProblem, k: int | None = None, config: Search
     fits: list[tuple[float, float]] = []
     sols: list[SlicedOrder] = []
     for i in range(P):
+        if i >= 1 and config.generations is None and time.perf_counter() >= deadline:
+            P = i  # out of time while decoding the first population (a large graph): keep what was decoded
+            pop = pop[:P]
+            break
         f, s = dec.fitness(slicer.order_from_keys(pop[i]))
         fits.append(f)
         sols.append(s)
+    n_elite = min(n_elite, max(P - 1, 1))
+    n_mut = min(n_mut, max(P - n_elite, 0))
     best_i = min(range(P), key=fits.__getitem__)
     best_fit, best_sol = fits[best_i], sols[best_i]
     history = [(time.perf_counter() - t0, best_fit[0])]

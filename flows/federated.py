@@ -43,6 +43,9 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
                        s3_endpoint: str | None = None) -> dict[str, Any]:
     """Federated training with ``config`` (``FederatedConfig.to_dict()``) on ``data`` (None: digits)."""
     cfg = FederatedConfig.from_dict(config)
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([cfg.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     validate_inputs(cfg, data)  # before the run row: a served or deployed run with bad input writes nothing

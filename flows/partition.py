@@ -78,6 +78,9 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
     from tasks.profiling.steps import import_graph_step, profile_model_step
 
     stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([model])
     req = PartitionRequest.from_dict({"stages": stages, "graph_file": graph_file, "model": model,
                                       "graph_id": graph_id, "time_limit": time_limit, "memory_cap": memory_cap,
                                       "seed": seed, "input_shape": input_shape})

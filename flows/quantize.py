@@ -41,6 +41,9 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
                   ) -> dict[str, Any]:
     """Run the quantize steps for ``request`` (``QuantizeRequest.to_dict()``); return a JSON-able summary."""
     req = QuantizeRequest.from_dict(request)
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([req.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing

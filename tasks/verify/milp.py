@@ -79,6 +79,48 @@ def _clamp(m: LinearModel, r: int, z: int, rl: int, ru: int, lo: int, hi: int) -
     return cur
 
 
+MAX_GRID_DENOMINATOR = 2 ** 20
+
+
+def grid_of(values) -> float | None:
+    """The largest g = 1/D (D <= 2**20) such that every value is an integer multiple of g, else None. Used to encode
+    exact ties: on such a grid, strict inequalities become non-strict ones shifted by g."""
+    from fractions import Fraction
+    from math import lcm
+
+    d = 1
+    for v in np.asarray(values, dtype=float).reshape(-1):
+        d = lcm(d, Fraction(float(v)).denominator)
+        if d > MAX_GRID_DENOMINATOR:
+            return None
+    return 1.0 / d
+
+
+def layer_grid(L) -> float | None:
+    """Grid of the pre-activation u = (A acc + B) * inv of a quantized layer (acc integer), exactly."""
+    from fractions import Fraction
+
+    if L.requant is None:
+        return None
+    inv = Fraction(float(L.requant.inv_scale))
+    vals = [Fraction(float(a)) * inv for a in L.mult] + [Fraction(float(b)) * inv for b in L.bias]
+    d = 1
+    from math import lcm
+    for v in vals:
+        d = lcm(d, v.denominator)
+        if d > MAX_GRID_DENOMINATOR:
+            return None
+    return 1.0 / d
+
+
+def margin_grid(net: QNetwork, label: int) -> float | None:
+    """Grid of every margin y_c - y_j when the last layer's inputs are integers (quantized networks)."""
+    if not net.exact:
+        return None
+    L = net.layers[-1]
+    return grid_of(np.concatenate([L.mult, L.bias]))
+
+
 def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: NetBounds) -> Encoding:
     m = LinearModel()
     inputs = m.add_vars(len(lo), 0, 0, integer=True)
@@ -90,6 +132,7 @@ def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: Ne
         ulo, uhi = bounds.pre[k]
         clo, chi = _act_bounds(L, ulo, uhi)
         acts = []
+        g = layer_grid(L) if net.exact else None
         for i in range(M.shape[0]):
             if clo[i] == chi[i]:
                 acts.append(("const", float(clo[i])))
@@ -100,7 +143,14 @@ def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: Ne
                 rl, ru = int(math.ceil(ulo[i] - 0.5)), int(math.floor(uhi[i] + 0.5))
                 r = m.add_var(rl, ru, integer=True)
                 base = const + m0[i]
-                m.add_row(cols + [r], vals + [-1.0], -0.5 - base, 0.5 - base)
+                if g is not None and g < 0.5:  # exact half-to-even: r = 2h + p, an odd r excludes both ties
+                    hv = m.add_var(math.floor(rl / 2) - 1, math.ceil(ru / 2) + 1, integer=True)
+                    p = m.add_var(0, 1, integer=True)
+                    m.add_row([r, hv, p], [1.0, -2.0, -1.0], 0, 0)
+                    m.add_row(cols + [r, p], vals + [-1.0, -g], -0.5 - base, math.inf)
+                    m.add_row(cols + [r, p], vals + [-1.0, g], -math.inf, 0.5 - base)
+                else:
+                    m.add_row(cols + [r], vals + [-1.0], -0.5 - base, 0.5 - base)
                 acts.append(("var", _clamp(m, r, rq.zero_point, rl, ru, rq.lo, rq.hi)))
             else:
                 y = m.add_var(ulo[i], uhi[i])

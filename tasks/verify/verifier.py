@@ -25,7 +25,7 @@ import numpy as np
 from tasks.verify.attack import pgd_attack
 from tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
 from tasks.verify.intnet import QNetwork
-from tasks.verify.milp import encode, solve_margin
+from tasks.verify.milp import encode, margin_grid, solve_margin
 
 VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
 GUARD_RTOL = 1e-5  # margins within guard = GUARD_RTOL * (1 + |margin scale|) are never taken as decided by a solver
@@ -102,14 +102,19 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
         bounds = linear_bounds(net, lo, hi, label, bounds)
         method = "linear"
         timings["linear"] = time.perf_counter() - t
+    # the decision threshold per class: margin > 0 for j < c; for j > c a tie keeps c (first-max argmax), so on a
+    # margin grid g (exact dyadic networks) margin > -g suffices; off-grid, ties cannot be told from tolerance
+    g = margin_grid(net, label)
+    need = np.array([guard if (j < label or g is None or g <= 4 * guard) else guard - g
+                     for j in range(net.n_classes)])
     proven = float(bounds.margin_lo.min())
     ib_lo = interval_bounds(net, lo, hi, label).margin_lo if method == "linear" else bounds.margin_lo
-    first = {j: ("interval" if ib_lo[j] > guard else "linear") for j in range(net.n_classes)
-             if j != label and bounds.margin_lo[j] > guard}
+    first = {j: ("interval" if ib_lo[j] > need[j] else "linear") for j in range(net.n_classes)
+             if j != label and bounds.margin_lo[j] > need[j]}
     solves = nodes = 0
     enc = None
     status = "not_run"
-    if not (bounds.margin_lo > guard).all():
+    if not all(bounds.margin_lo[j] > need[j] for j in range(net.n_classes) if j != label):
         if use_attack and model is not None:
             t = time.perf_counter()
             cex = pgd_attack(model, net, lo, hi, label, center)
@@ -122,7 +127,7 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
         enc = encode(net, lo, hi, label, bounds)
         timings["encode"] = time.perf_counter() - t
         method = "milp"
-        order = [j for j in np.argsort(bounds.margin_lo) if j != label and bounds.margin_lo[j] <= guard]
+        order = [j for j in np.argsort(bounds.margin_lo) if j != label and bounds.margin_lo[j] <= need[j]]
         lowest = np.inf
         t = time.perf_counter()
         for j in order:
@@ -143,7 +148,7 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
                     return done(FALSIFIED, "milp", solver_status=status, margin_lower=min(proven, lowest),
                                 margin_upper=m, counterexample=tuple(int(v) for v in res.codes),
                                 confirmed_by="executor", milp_solves=solves, milp_nodes=nodes)
-            if res.dual_bound > guard and res.status != "infeasible":
+            if res.dual_bound > need[j] and res.status != "infeasible":
                 lowest = min(lowest, res.dual_bound)
                 first[int(j)] = "milp"
                 continue
@@ -153,7 +158,7 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
                 solves += 1
                 nodes += res.nodes
                 status = res.status
-                if res.dual_bound > guard and res.status != "infeasible":
+                if res.dual_bound > need[j] and res.status != "infeasible":
                     lowest = min(lowest, res.dual_bound)
                     first[int(j)] = "milp"
                     continue
@@ -182,7 +187,8 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
         if first[j] == "interval":
             if exact is None:
                 exact = exact_interval_margins(net, lo, hi, label)
-            ok, bound, how = exact[j] > 0, float(exact[j]), "exact-interval"
+            ok = exact[j] > 0 if j < label else exact[j] >= 0  # the exact first-max tie rule
+            bound, how = float(exact[j]), "exact-interval"
         else:
             if enc is None:
                 enc = encode(net, lo, hi, label, bounds)
@@ -197,7 +203,7 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
                             counterexample=tuple(int(v) for v in conf.codes), confirmed_by="executor",
                             milp_solves=solves, milp_nodes=nodes,
                             detail=f"{first[j]} said class {j} is safe; the confirmation found this counterexample")
-            ok, bound = conf.dual_bound > guard and conf.status != "infeasible", conf.dual_bound
+            ok, bound = conf.dual_bound > need[j] and conf.status != "infeasible", conf.dual_bound
         if not ok:
             timings["confirm"] = time.perf_counter() - t
             return done(UNKNOWN, method, solver_status=status, margin_lower=proven, margin_upper=best_found,

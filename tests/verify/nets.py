@@ -36,3 +36,8 @@ def tiny_network(seed: int, n_in: int = 4, hidden: int = 5, classes: int = 3, in
     l2 = Layer("fc2", "Linear", W2.astype(np.int64), 0, np.full(classes, 0.25), rng.integers(-4, 5, classes) * 0.25,
                False, None, weight_bits=3)
     return QNetwork((l1, l2), (n_in,), 1.0, 0, input_bits, exact=True)
+
+
+def sigmoid_mlp() -> nn.Module:
+    """A digits MLP with a layer the integer semantics does not cover (the CLI must name it)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Sigmoid(), nn.Linear(16, 10))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
 
 from tasks.models.digits import DigitsCNN, DigitsMLP
@@ -69,6 +70,7 @@ def test_executor_matches_fake_quant_mlp_bit_for_bit():
     _check_agreement(m, qm, net, x)
 
 
+@pytest.mark.slow
 def test_executor_matches_fake_quant_cnn_4bit_weights():
     m, qm, net, xte, yte = trained(DigitsCNN(8), bits=4, epochs=1)
     assert net.layers[0].kind == "Conv2d" and net.layers[0].pool is not None

@@ -257,17 +257,22 @@ def status_of(model_status, has_solution: bool) -> SolveStatus:
 
 
 def solve(model: LinearModel, options: SolverOptions | None = None, *,
-          stop: Callable[[], bool] | None = None) -> SolveOutcome:
+          stop: Callable[[], bool] | None = None, start: np.ndarray | None = None) -> SolveOutcome:
     """Solve ``model`` with HiGHS and read how it ended, its incumbent and its proven dual bound.
 
     ``stop`` is polled from HiGHS's MIP interrupt callback (a few times per second of branch and bound); when it
     returns True the solve ends early with status FEASIBLE and whatever it had proven so far. A HiGHS failure is
-    reported as status ERROR, never raised."""
+    reported as status ERROR, never raised. ``start`` (one value per column) is handed to HiGHS as an incumbent
+    (a MIP start; HiGHS checks it and ignores it if infeasible)."""
     import highspy
 
     t0 = time.perf_counter()
     try:
         h = model.to_highs(options)
+        if start is not None:
+            sol = highspy.HighsSolution()
+            sol.col_value = [float(v) for v in start]
+            h.setSolution(sol)
         if stop is not None:
             def interrupt(event) -> None:
                 if stop():

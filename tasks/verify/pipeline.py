@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow.compute as pc
 
+from tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out
 from tasks.verify.errors import VerifyError
 from tasks.verify.intnet import QNetwork, _chain, build_network, network_json
 from tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Answer, Instance, verify_instance
@@ -245,16 +246,16 @@ def _decide(net: QNetwork, inst: Instance, time_limit: float, model) -> dict:
     return verify_instance(net, inst, time_limit, model=model).to_dict()
 
 
-def decide_all(prep: Prepared, eps: Sequence[int], time_limit: float, executor=None) -> list[dict[str, Any]]:
-    """Every instance's answer (one Dask future per image x eps x network when ``executor`` is a Dask client)."""
+def decide_all(prep: Prepared, eps: Sequence[int], time_limit: float, executor=SERIAL) -> list[dict[str, Any]]:
+    """Every instance's answer, one submitted call per image x eps x network (``tasks.dask_fanout`` contract; on
+    Dask the networks and torch models are scattered to every worker once)."""
     work = instances(prep, eps)
-    if executor is not None:
-        nets = {k: executor.scatter(v, broadcast=True) for k, v in prep.networks.items()}
-        mods = {k: executor.scatter(v, broadcast=True) for k, v in prep.torch_models.items()}
-        futs = [executor.submit(_decide, nets[k], inst, time_limit, mods[k], pure=False) for k, inst in work]
-        answers = executor.gather(futs)
-    else:
-        answers = [_decide(prep.networks[k], inst, time_limit, prep.torch_models[k]) for k, inst in work]
+    executor = as_executor(executor)
+    nets, mods = dict(prep.networks), dict(prep.torch_models)
+    if isinstance(executor, ClientExecutor):
+        nets = {k: executor.client.scatter(v, broadcast=True) for k, v in nets.items()}
+        mods = {k: executor.client.scatter(v, broadcast=True) for k, v in mods.items()}
+    answers = fan_out(executor, _decide, [(nets[k], inst, time_limit, mods[k]) for k, inst in work])
     rows = []
     for (key, inst), a in zip(work, answers):
         rows.append({"network": key, "model": prep.model_spec, "plan": plan_text(prep.plan),

@@ -6,14 +6,13 @@ instances out over the Dask cluster the task runs on (one future per image x eps
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
 from tasks.verify.pipeline import VerifyRequest, decide_all, parse_eps, prepare, record
 
 
@@ -24,9 +23,8 @@ def verify_step(catalog_url: str, run_id: str, request: VerifyRequest, endpoint_
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     prep = prepare(cat, run_id, request)
     eps = parse_eps(request.eps)
-    with contextlib.ExitStack() as stack:
-        client = enter_worker_client(stack)
-        rows = decide_all(prep, eps, request.time_limit, executor=client)
+    with step_executor() as executor:
+        rows = decide_all(prep, eps, request.time_limit, executor=executor)
     out = record(cat, run_id, prep, rows, eps)
     return {"model": prep.model_spec, "plan": prep.plan, "act_bits": prep.act_bits, "eps": list(eps),
             "images": len(prep.images), "accuracy": prep.accuracy, **out, "step_seconds": time.perf_counter() - t0}

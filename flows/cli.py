@@ -144,6 +144,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as exc:  # click usage errors come as ClickException
         import click
 
+        if any(c.__name__ == "UsageError" for c in type(exc).__mro__) and hasattr(exc, "format_message"):
+            # a bad option value (typer's own click): one line naming the option, exit 2, nothing run
+            err_console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)

@@ -34,6 +34,9 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
                        s3_endpoint: str | None = None) -> dict[str, Any]:
     """Federated training with ``config`` (a FederatedConfig as a dict) on ``data`` (None: digits)."""
     cfg = FederatedConfig.from_dict(config).validate()
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([cfg.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     with recorded_run(cat, "federated_training", {"config": cfg.to_dict(), "data": data}) as run:

@@ -68,6 +68,9 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
                    validated: bool = False) -> dict[str, Any]:
     """Profile ``models`` (one Prefect task each, run in parallel on the Dask workers); return the run id and one
     summary per graph (graph_id, flops, params, nodes, edges, latencies)."""
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy(models)
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     threads = threads_per_worker or settings.dask_threads
     config = make_config(input_shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture, None)

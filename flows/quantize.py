@@ -53,6 +53,9 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
                   ) -> dict[str, Any]:
     """Run the quantize steps for ``request`` (a QuantizeRequest as a dict); return a JSON-able summary."""
     req = request_from_dict(request)
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([req.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     with recorded_run(cat, "quantize", req.to_params()) as run:

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "flows.cli_ops",
     "flows.cli_search",
     "flows.cli_up",
+    "flows.cli_verify",
 ]
 
 

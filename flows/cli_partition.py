@@ -36,10 +36,10 @@ def partition(
 ) -> None:
     """Split the graph into at most STAGES pipeline stages minimising the bottleneck stage (max throughput), and
     prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
-    from flows.cli import parse_shape
     from flows.partition import partition_graph, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
+    from tasks.profiling.profile import parse_shape
     from tasks.partition.request import PartitionRequest
 
     quiet_prefect_for_json(json_out)

@@ -62,7 +62,7 @@ def profile(
         raise ForgeflowError(f"--threads must be >= 1, got {threads}")
     if export_msr is not None and len(model) != 1:
         raise ForgeflowError("--export-msr takes one --model")
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = parse_shape(input_shape)
     config = make_config(shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture)
     validate_profile_inputs(model, config)
     check_dask_address(settings.dask_address)

@@ -102,7 +102,7 @@ def quantize(
                                         "torchao_unsupported": result["torchao_unsupported"],
                                         "run_id": result["run_id"]}))
     if json_out:
-        emit_json({k: v for k, v in result.items() if k != "plans"} | {"plans": result["plans"]})
+        emit_json(result)
         return
     err_console.print(f"[green]quantize completed[/green] run [bold]{result['run_id']}[/bold]")
     t = result["totals"]

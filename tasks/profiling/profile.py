@@ -81,8 +81,11 @@ class ProfileConfig(Config):
         return shape
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``."""
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``; None or "" -> None (the model's default).
+    The one parser of ``--input-shape`` for every command."""
+    if not text:
+        return None
     parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
     try:
         shape = tuple(int(p) for p in parts)

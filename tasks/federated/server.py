@@ -96,7 +96,7 @@ def _begin_round(state: ServerState) -> tuple[ServerState, list[Instruction]]:
     state = replace(state, phase="training", sampled=sampled, pending=frozenset(sampled), results=(), failures=(),
                     draft=None)
     out: list[Instruction] = [
-        RunClient(r, c, client_seed(cfg.seed, r, c), state.weights, state.residuals.get(c)) for c in sampled]
+        RunClient(r, c, client_seed(cfg.seed, r, c), state.weights) for c in sampled]
     if cfg.deadline_s is not None:
         out.append(ArmDeadline(r, cfg.deadline_s))
     if not sampled:  # possible under Poisson sampling: nothing to wait for
@@ -115,7 +115,7 @@ def _close_round(state: ServerState) -> tuple[ServerState, list[Instruction]]:
     uplink = sum(x.message.nbytes for x in accepted)
     downlink = dense_bytes(state.weights.size) * len(state.sampled)
     participation = list(state.participation)
-    residuals = dict(state.residuals)
+    residuals: dict[int, np.ndarray] = {}  # only this round's new residuals: the runner persists them per client
     weights, norm = state.weights, 0.0
     if ok:
         if cfg.privacy.mode == "client":
@@ -180,11 +180,13 @@ def step(state: ServerState, event: Event) -> tuple[ServerState, list[Instructio
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 
 def snapshot(state: ServerState) -> tuple[dict[str, np.ndarray], dict]:
-    """A completed-round state as (arrays, JSON metadata) for the catalog. Only idle/done states are checkpointed."""
+    """A completed-round state as (arrays, JSON metadata) for the catalog. Only idle/done states are checkpointed.
+
+    Error-feedback residuals are not part of it: they are per-client state, kept in a ``ClientStateStore`` and
+    written per round for the participants only, so a checkpoint costs O(model), not O(clients x model)."""
     if state.phase not in ("idle", "done"):
         raise ValueError(f"only a state between rounds can be checkpointed, not one in phase {state.phase!r}")
     arrays = {"weights": state.weights}
-    arrays.update({f"residual/{c}": r for c, r in sorted(state.residuals.items())})
     meta = {"round": state.round, "participation": list(state.participation), "noise": state.noise,
             "cum_uplink_bytes": state.cum_uplink_bytes, "cum_downlink_bytes": state.cum_downlink_bytes}
     return arrays, meta
@@ -192,10 +194,8 @@ def snapshot(state: ServerState) -> tuple[dict[str, np.ndarray], dict]:
 
 def restore(config: FederatedConfig, client_sizes, arrays: dict[str, np.ndarray], meta: dict | str) -> ServerState:
     meta = json.loads(meta) if isinstance(meta, str) else meta
-    residuals = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)
-                 for k, v in arrays.items() if k.startswith("residual/")}
     return ServerState(config=config, client_sizes=tuple(int(n) for n in client_sizes),
                        weights=np.asarray(arrays["weights"], dtype=np.float32), round=int(meta["round"]),
-                       residuals=residuals, participation=tuple(int(p) for p in meta["participation"]),
+                       participation=tuple(int(p) for p in meta["participation"]),
                        cum_uplink_bytes=int(meta["cum_uplink_bytes"]),
                        cum_downlink_bytes=int(meta["cum_downlink_bytes"]), noise=meta["noise"])

@@ -27,6 +27,7 @@ from tasks.federated.data import FederatedDataset
 from tasks.federated.model_state import evaluate, initial_weights
 from tasks.federated.privacy import (
     CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
+    compression_assumption,
 )
 from tasks.federated.server import initial_state, restore, snapshot, step
 from tasks.federated.state import (
@@ -239,6 +240,9 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
     for fut in futures.values():
         fut.cancel()
     assumption = {"record": RECORD_ASSUMPTION, "client": CLIENT_ASSUMPTION}.get(config.privacy.mode)
+    if assumption is not None:
+        comp = config.compression
+        assumption += "; " + compression_assumption(comp.kind, comp.shared_mask, config.privacy.mode)
     return FederatedResult(key, config, tuple(records), final_weights, state.noise, resumed_from, assumption)
 
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.federated.compression import decode, dense_bytes
+from tasks.federated.compression import decode, dense_bytes, shared_mask
 from tasks.federated.config import FederatedConfig
 from tasks.federated.privacy import ClientLevelAccountant, RecordLevelAccountant
 from tasks.federated.state import (
@@ -67,12 +67,21 @@ def aggregate(weights: np.ndarray, results: list[ClientResult], server_lr: float
 
 
 def aggregate_dp(weights: np.ndarray, results: list[ClientResult], server_lr: float, clip: float, noise: float,
-                 expected_clients: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """DP-FedAvg: (sum of clipped updates + N(0, (noise clip)^2 I)) / expected_clients, applied with ``server_lr``."""
+                 expected_clients: float, rng: np.random.Generator, mask: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """DP-FedAvg: (sum of clipped updates + N(0, (noise clip)^2 I)) / expected_clients, applied with ``server_lr``.
+
+    With a shared random-k ``mask`` (drawn from the run seed and the round, never from data) every update is zero off
+    the mask whatever the data, so the Gaussian noise goes on the mask's coordinates only: the released vector is
+    the k-dimensional Gaussian mechanism with the same sensitivity (the clip) plus data-independent zeros, the same
+    (epsilon, delta), with k/d of the noise energy (the sparsified model perturbation of Hu et al., Fed-SMP)."""
     total = np.zeros_like(weights, dtype=np.float64)
     for r in sorted(results, key=lambda r: r.client_id):
         total += decode(r.message).astype(np.float64)
-    total += rng.normal(0.0, noise * clip, size=weights.shape)
+    if mask is None:
+        total += rng.normal(0.0, noise * clip, size=weights.shape)
+    else:
+        total[mask] += rng.normal(0.0, noise * clip, size=mask.shape)
     mean = total / expected_clients
     return (weights.astype(np.float64) + server_lr * mean).astype(np.float32), mean.astype(np.float32)
 
@@ -121,7 +130,8 @@ def _close_round(state: ServerState) -> tuple[ServerState, list[Instruction]]:
         if cfg.privacy.mode == "client":
             rng = np.random.default_rng([cfg.seed, r, 0xD9])
             weights, mean = aggregate_dp(state.weights, accepted, cfg.server_lr, cfg.privacy.clip, state.noise,
-                                         cfg.fraction * state.num_clients, rng)
+                                         cfg.fraction * state.num_clients, rng,
+                                         mask=shared_mask(cfg.compression, state.weights.size, cfg.seed, r))
         else:
             weights, mean = aggregate(state.weights, accepted, cfg.server_lr)
         norm = float(np.linalg.norm(mean))

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
 from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
@@ -91,20 +92,11 @@ class ModelRecord:
 # ---------------------------------------------------------------- data and models
 
 def load_data(dataset: str | None, seed: int, test_fraction: float = 0.25):
-    """(x_train, y_train, x_test, y_test): scikit-learn digits, or a user .npz split with the seed."""
-    if dataset in (None, "", DIGITS):
-        from tasks.models.digits import load_digits_split
+    """(x_train, y_train, x_test, y_test) as tensors from ``tasks.datasets`` (digits, .npz or Parquet)."""
+    from tasks.datasets import load_dataset
+    from tasks.models.digits import dataset_tensors
 
-        return load_digits_split(seed=seed, test_fraction=test_fraction)
-    from tasks.models.digits import load_arrays
-
-    x, y = load_arrays(dataset)
-    if len(x) < 4:
-        raise ForgeflowError(f"dataset {dataset} has {len(x)} examples; at least 4 are needed to split it")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(x) * test_fraction)))
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return dataset_tensors(load_dataset(dataset, seed=seed, test_fraction=test_fraction, min_rows=4))
 
 
 def build_model(spec: str) -> torch.nn.Module:
@@ -196,7 +188,7 @@ def problem_from_catalog(cat, run_id: str, req: QuantizeRequest):
                          budgets=req.budgets())
 
 
-def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor=None) -> dict[str, Any]:
+def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor: Any = SERIAL) -> dict[str, Any]:
     """Solve the requested plan and a size sweep, evaluate uniform / ILP plans, write quant_plans and
     quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary."""
     problem = problem_from_catalog(cat, run_id, req)

@@ -6,21 +6,15 @@ results there; the next step reads them back. The Pareto sweep fans out over the
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
 from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
                                      train_and_store)
-
-
-def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
-    return enter_worker_client(stack)
 
 
 @task(name="quantize-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -44,6 +38,5 @@ def plan_step(catalog_url: str, run_id: str, record: dict, request: QuantizeRequ
               endpoint_url: str | None = None) -> dict:
     """The ILP plan under the requested budgets, a size sweep (fanned out on Dask), accuracy of every plan."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
-    with contextlib.ExitStack() as stack:
-        client = _enter_dask_client(stack)
-        return plan_and_evaluate(cat, run_id, ModelRecord(**record), request, executor=client)
+    with step_executor() as executor:
+        return plan_and_evaluate(cat, run_id, ModelRecord(**record), request, executor=executor)

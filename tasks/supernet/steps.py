@@ -6,20 +6,14 @@ there. The search step fans candidate batches out over the Dask cluster the task
 
 from __future__ import annotations
 
-import contextlib
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
 from tasks.supernet.pipeline import (SearchRequest, compare_and_store, fit_and_store_predictors, search_and_store,
                                      train_and_store)
-
-
-def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
-    return enter_worker_client(stack)
 
 
 @task(name="supernet-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -37,9 +31,8 @@ def search_step(catalog_url: str, run_id: str, record: dict, request: SearchRequ
     (supernet_gaps)."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fitted, predictors = fit_and_store_predictors(cat, run_id, record, request)
-    with contextlib.ExitStack() as stack:
-        client = _enter_dask_client(stack)
-        out = search_and_store(cat, run_id, record, request, fitted, executor=client)
+    with step_executor() as executor:
+        out = search_and_store(cat, run_id, record, request, fitted, executor=executor)
     gaps = []
     if request.scratch_compare > 0:
         front = out["front"]

@@ -37,6 +37,7 @@ import _paths  # noqa: F401  (repository root on sys.path)
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "docs" / "federated" / "scale_results.json"  # parts run separately; the report renders all present
 SOURCE = "digits-shifted"
 CNN = "tasks.federated.models:digits_cnn_gn"
 LINEAR = "tasks.federated.models:digits_linear_ln"
@@ -248,13 +249,15 @@ def main() -> None:
         child(args)
         return
     parts = [x for x in args.parts.split(",") if x]
-    res = {}
+    res = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if "scale" in parts:
         res["scale"] = part_scale(args.scale_rounds)
     if "dp" in parts:
         res["dp"] = part_dp(args.rounds, args.seeds)
     if "resume" in parts:
         res["resume"] = part_resume(args.scale_rounds)
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(res, indent=1, sort_keys=True))
     md = render(res, args.scale_rounds)
     print(md)
     if not args.no_report:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from tasks.config import Config
 from tasks.errors import ForgeflowError
 
 DpMode = Literal["none", "record", "client"]
@@ -89,7 +90,7 @@ class Privacy:
 
 
 @dataclass(frozen=True)
-class FederatedConfig:
+class FederatedConfig(Config):
     """One federated run. Units: ``deadline_s`` seconds; learning rates are plain SGD step sizes."""
 
     model: str = "forgeflow:digits_cnn"
@@ -164,18 +165,6 @@ class FederatedConfig:
 
     def with_noise(self, noise: float) -> "FederatedConfig":
         return replace(self, privacy=replace(self.privacy, noise=float(noise)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict) -> "FederatedConfig":
-        d = dict(d)
-        if isinstance(d.get("compression"), dict):
-            d["compression"] = Compression(**d["compression"])
-        if isinstance(d.get("privacy"), dict):
-            d["privacy"] = Privacy(**d["privacy"])
-        return FederatedConfig(**d)
 
     def run_key(self, dataset_id: str) -> str:
         """Content hash of the configuration and the dataset identity (resume key)."""

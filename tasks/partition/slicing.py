@@ -43,6 +43,9 @@ class SlicedOrder:
 class OrderSlicer:
     """Precomputed arrays of one problem for slicing many orders quickly."""
 
+    #: the banded slicing DP runs when k (G + 1)^2 exceeds this (below it the full matrix pass is cheaper)
+    band_min_entries = 2_000_000
+
     def __init__(self, problem: PartitionProblem, groups: Groups | None = None) -> None:
         self.problem = problem
         self.groups = groups if groups is not None else must_share_groups(problem)
@@ -178,7 +181,7 @@ class OrderSlicer:
             return math.inf
         cuts = np.unique(np.concatenate([[0], np.searchsorted(wp, total * np.arange(1, k) / k, side="left"),
                                          [self.G]]))
-        return float(max(C[a, b] for a, b in zip(cuts[:-1], cuts[1:])))
+        return float(C[cuts[:-1], cuts[1:]].max())
 
     def slice(self, order: np.ndarray, k: int, C: np.ndarray | None = None) -> SlicedOrder:
         """Optimal slicing of ``order`` into at most k blocks (exact: min over all cut sets of the max block cost).
@@ -186,7 +189,7 @@ class OrderSlicer:
         The min-max DP only needs blocks whose work is at most the bottleneck B0 of some feasible slicing (a block
         costs at least its work, and the optimum is <= B0), so for each block end j the starts i lie in a band of
         the work prefix: k passes over (G + 1) x band instead of (G + 1)^2 entries (about k / 2 times fewer at
-        many stages). The full matrix pass is used when no feasible quick slicing exists."""
+        many stages). The full matrix pass is used on small instances and when no feasible quick slicing exists."""
         order = np.asarray(order, dtype=np.int64)
         if C is None:
             C = self.block_costs(order)
@@ -195,7 +198,8 @@ class OrderSlicer:
         f = np.full(G + 1, np.inf)
         f[0] = 0.0
         args = np.empty((k, G + 1), dtype=np.int64)
-        b0 = self._quick_upper(order, k, C) if k >= 3 else math.inf
+        # the band pays off on large graphs at many stages; small passes are cheaper over the full matrix
+        b0 = self._quick_upper(order, k, C) if k * (G + 1) ** 2 > self.band_min_entries else math.inf
         if math.isfinite(b0):
             wp = np.concatenate([[0.0], np.cumsum(self.work[order])])
             tol = COST_RTOL * max(1.0, float(wp[-1]))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import fx, nn
 
+from tasks.config import Config
 from tasks.profiling.capture import capture_graph, run_eager
 from tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
 from tasks.profiling.errors import ProfileConfigError
@@ -34,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class ProfileConfig:
+class ProfileConfig(Config):
     """Everything that determines a profile except the model. ``input_shape`` includes the batch dimension;
     ``batch`` (if set) replaces it. ``threads=None`` keeps torch's current thread count."""
 

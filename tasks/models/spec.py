@@ -3,7 +3,8 @@
 Specs:
 - ``torchvision:NAME`` -- a torchvision architecture built with ``weights=None`` (nothing is downloaded);
 - ``package.module:factory`` -- any importable callable returning an ``nn.Module`` (keyword arguments passed on);
-- ``forgeflow:digits_cnn`` / ``forgeflow:digits_mlp`` -- the small built-in models for scikit-learn's digits.
+- ``forgeflow:digits_cnn`` / ``forgeflow:digits_mlp`` / ``forgeflow:digits_mlp_32_32`` / ``forgeflow:digits_mlp_64_64``
+  -- the small built-in models for scikit-learn's digits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any, Mapping
 
 from tasks.errors import UnknownModelError
 
-_BUILTINS = {"digits_cnn": "tasks.models.digits:DigitsCNN", "digits_mlp": "tasks.models.digits:DigitsMLP"}
+_BUILTINS = {"digits_cnn": "tasks.models.digits:DigitsCNN", "digits_mlp": "tasks.models.digits:DigitsMLP",
+             "digits_mlp_32_32": "tasks.models.digits:digits_mlp_32_32",
+             "digits_mlp_64_64": "tasks.models.digits:digits_mlp_64_64"}
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

@@ -76,6 +76,9 @@ def quantize(
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     if latency_table is not None and not latency_table.exists():
         raise QuantizeError(f"latency table not found: {latency_table}")
+    if export is not None and (export.is_dir() or not export.parent.is_dir()):
+        raise QuantizeError(f"--export {export}: " + ("is a folder; give a file name" if export.is_dir() else
+                                                       f"folder {export.parent} does not exist"))
     req = QuantizeRequest(
         model=model, source_run=run, dataset=data_source(data, dataset),
         bits=parse_bits(bits, keep_float=not no_float), act_bits=act_bits or None,
@@ -87,7 +90,7 @@ def quantize(
     check_dask_address(settings.dask_address)
     flow = quantize_flow.with_options(task_runner=task_runner_for(settings))
     with progress_bar(not json_out):
-        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
     if export is not None:
         from tasks.quantize.export import plan_json
 
@@ -99,7 +102,7 @@ def quantize(
                                         "torchao_unsupported": result["torchao_unsupported"],
                                         "run_id": result["run_id"]}))
     if json_out:
-        emit_json({k: v for k, v in result.items() if k != "plans"} | {"plans": result["plans"]})
+        emit_json(result)
         return
     err_console.print(f"[green]quantize completed[/green] run [bold]{result['run_id']}[/bold]")
     t = result["totals"]

@@ -13,9 +13,11 @@ from catalog import open_catalog
 from tasks.dask_fanout import step_executor
 from tasks.federated.config import FederatedConfig
 from tasks.federated.pipeline import federate_and_store
+from tasks.step_cache import cached_step, step_options
 
 
-@task(name="federated-training", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="federated-training", cache_policy=NO_CACHE, **step_options())
+@cached_step("federated-training")
 def federated_training_step(catalog_url: str, run_id: str, config: dict, data: str | None = None,
                             endpoint_url: str | None = None) -> dict:
     """Run (or, on a retry or a re-run with the same configuration, resume) a federated training into the catalog."""

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "flows.cli_ops",
     "flows.cli_search",
     "flows.cli_up",
+    "flows.cli_verify",
 ]
 
 
@@ -48,6 +49,7 @@ def optimize(
     from flows.optimize import optimize_flow, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
+    from tasks.profiling.profile import parse_shape
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
@@ -94,18 +96,6 @@ def step_lines(result: dict) -> list[str]:
                     if k in info and not isinstance(info[k], (list, dict))]
             lines.append(f"{step:<9} " + ", ".join(f"{k}={info[k]}" for k in keys) if keys else f"{step:<9} done")
     return lines
-
-
-def parse_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    if not text:
-        return None
-    try:
-        shape = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ForgeflowError(f"input shape {text!r} must be integers separated by commas, e.g. 1,3,224,224") from None
-    if not shape or any(s < 1 for s in shape):
-        raise ForgeflowError(f"input shape {text!r} must be positive integers")
-    return shape
 
 
 for _mod in COMMAND_MODULES:

@@ -84,7 +84,7 @@ def main() -> int:
             t0 = time.perf_counter()
             b = best_lower_bound(problem, ub, args.time_limit, executor=executor)
             wall = time.perf_counter() - t0
-            ref = min(ub, b.detail.get("improved_bottleneck", math.inf))
+            ref = min(ub, b.improved.bottleneck if b.improved is not None else math.inf)
             if k in optima:
                 ref = min(ref, optima[k])  # ratios always against the true optimum where it is known
             ratio = ref / b.value if b.value > 0 else math.inf

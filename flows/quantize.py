@@ -83,7 +83,7 @@ def validate_inputs(request: QuantizeRequest, cat=None) -> None:
     validate_request(request, cat)
 
 
-# models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --dataset`
+# models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --data`
 BUNDLED_DATA_MODELS = ("forgeflow:digits_cnn", "forgeflow:digits_mlp")
 
 
@@ -94,7 +94,7 @@ def quantize_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str
 
     if model not in BUNDLED_DATA_MODELS:
         return {"skipped": f"no bundled calibration data for {model}; run `forgeflow quantize --model {model} "
-                           "--dataset DATA.npz`"}
+                           "--data DATA.npz`"}
     req = QuantizeRequest(model=model, epochs=15, hutchinson_samples=64, pareto_points=5,
                           size_budget=uniform_size_budget(model, 4))
     out = run_quantize_steps(cat_url, run_id, req, s3_endpoint)

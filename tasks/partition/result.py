@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from tasks.partition.cost import StageLoads, stages_in_pipeline_order, validate_plan
 from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus
+from tasks.partition.status import Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class PartitionResult:
 
     @property
     def status(self) -> SolveStatus:
-        return SolveStatus.OPTIMAL if self.ratio <= 1 + 1e-6 else SolveStatus.FEASIBLE
+        return SolveStatus.OPTIMAL if is_proven(self.plan.bottleneck, self.lower_bound.value) else SolveStatus.FEASIBLE
 
     @property
     def throughput(self) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.problem import PartitionProblem
+from tasks.solver import MEMORY_RTOL
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class OrderSlicer:
         invalid = np.tri(G + 1, G + 1, -1, dtype=bool)  # j < i
         if self.cap is not None:
             mp = np.concatenate([[0.0], np.cumsum(self.size[order])])
-            invalid |= (mp[None, :] - mp[:, None]) > self.cap * (1 + 1e-9)
+            invalid |= (mp[None, :] - mp[:, None]) > self.cap * (1 + MEMORY_RTOL)
         C[invalid] = np.inf
         np.fill_diagonal(C, 0.0)
         return C

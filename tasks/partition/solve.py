@@ -32,10 +32,7 @@ from tasks.partition.problem import PartitionProblem
 from tasks.partition.result import MethodRun, PartitionResult, Plan
 from tasks.partition.search import SearchConfig, SearchResult, brkga_search
 from tasks.partition.slicing import OrderSlicer
-from tasks.partition.status import Bound, SolveStatus
-
-#: relative gap under which a plan counts as proven optimal
-GAP_TOLERANCE = 1e-6
+from tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class _Board:
         if assignment is None:
             return
         plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
+        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - COST_RTOL):
             self.plan = plan
 
     def offer_bound(self, bound: Bound) -> None:
@@ -104,7 +101,7 @@ class _Board:
         return self.bound.value if self.bound is not None else 0.0
 
     def closed(self) -> bool:
-        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+        return self.plan is not None and is_proven(self.ub, self.lb)
 
 
 def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor=None,
@@ -183,7 +180,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
 
     # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
     if config.lower_bounds and not board.closed() and groups.count <= config.exact_mip_max_groups and left() > 0.5:
-        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + 1e-9))
+        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + COST_RTOL))
         board.runs.append(MethodRun("mip_direct", "exact", status, bound.seconds, bound.value, dict(bound.detail)))
         board.offer_bound(bound)
         board.offer_plan(assignment, "mip_direct")
@@ -199,7 +196,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
                                                         ideals_res.status is SolveStatus.OPTIMAL else
                                                         " (none found within the time limit)"))
     bound = board.bound or comb
-    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+    if bound.value > board.ub * (1 + PROVEN_RTOL):
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
     if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
         bound = replace(bound, value=board.ub)
@@ -228,10 +225,10 @@ def _record_ideals(board: _Board, res: IdealsResult) -> None:
 
 def _record_lower(board: _Board, bound: Bound) -> None:
     board.runs.append(MethodRun(bound.method if bound.method else "mip", "lower", bound.status, bound.seconds,
-                                bound.value, {k: v for k, v in bound.detail.items() if k != "improved_plan"}))
+                                bound.value, dict(bound.detail)))
     board.offer_bound(bound)
-    if "improved_plan" in bound.detail:
-        board.offer_plan(np.asarray(bound.detail["improved_plan"], dtype=np.int64), "mip_guess")
+    if bound.improved is not None:
+        board.offer_plan(np.asarray(bound.improved.assignment, dtype=np.int64), bound.improved.method)
 
 
 def partition_many(problem: PartitionProblem, ks: list[int], config: SolveConfig = SolveConfig(),

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tasks.partition.status import SolveStatus
+from tasks.solver import SolveStatus
 from tasks.quantize.errors import BudgetInfeasibleError
 from tasks.quantize.ilp import Allocation, solve_allocation
 from tasks.quantize.problem import RESOURCES, AllocationProblem

@@ -91,20 +91,11 @@ class ModelRecord:
 # ---------------------------------------------------------------- data and models
 
 def load_data(dataset: str | None, seed: int, test_fraction: float = 0.25):
-    """(x_train, y_train, x_test, y_test): scikit-learn digits, or a user .npz split with the seed."""
-    if dataset in (None, "", DIGITS):
-        from tasks.models.digits import load_digits_split
+    """(x_train, y_train, x_test, y_test) as tensors from ``tasks.datasets`` (digits, .npz or Parquet)."""
+    from tasks.datasets import load_dataset
+    from tasks.models.digits import dataset_tensors
 
-        return load_digits_split(seed=seed, test_fraction=test_fraction)
-    from tasks.models.digits import load_arrays
-
-    x, y = load_arrays(dataset)
-    if len(x) < 4:
-        raise ForgeflowError(f"dataset {dataset} has {len(x)} examples; at least 4 are needed to split it")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(x) * test_fraction)))
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return dataset_tensors(load_dataset(dataset, seed=seed, test_fraction=test_fraction, min_rows=4))
 
 
 def build_model(spec: str) -> torch.nn.Module:

@@ -75,8 +75,8 @@ def test_best_lower_bound_reports_method_and_improved_plan():
     assert [m["method"] for m in b.detail["per_method"]][:2] == ["combinatorial", "cheapest_stage"]
     # a poor upper bound: the guessing MIP finds the optimum itself and hands the plan back
     b2 = best_lower_bound(p, upper_bound=7.0, time_limit=10)
-    assert b2.detail["improved_bottleneck"] == pytest.approx(4.75)
-    assert validate_plan(p, np.array(b2.detail["improved_plan"]), 2).bottleneck == pytest.approx(4.75)
+    assert b2.improved.bottleneck == pytest.approx(4.75)
+    assert validate_plan(p, np.array(b2.improved.assignment), 2).bottleneck == pytest.approx(4.75)
     assert b2.status == SolveStatus.OPTIMAL and b2.value <= 4.75
 
 
@@ -145,12 +145,12 @@ def test_guess_work_ships_to_dask_workers():
             Client(cluster) as client:
         b = best_lower_bound(p, upper_bound=6.0, time_limit=20, executor=client)
     assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
-    assert b.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert b.improved.bottleneck == pytest.approx(4.75)
 
 
 def test_unknown_upper_bound_runs_the_plain_model():
     b = best_lower_bound(diamond(2), upper_bound=None, time_limit=10)
-    assert b.status == SolveStatus.OPTIMAL and b.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert b.status == SolveStatus.OPTIMAL and b.improved.bottleneck == pytest.approx(4.75)
     assert 4.75 * (1 - 1e-4) <= b.value <= 4.75
 
 

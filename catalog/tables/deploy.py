@@ -16,6 +16,8 @@ DEPLOY_UNIT_PROFILES = TableSpec(
         field("microbatch", pa.int64(), "examples per microbatch", unit="count"),
         field("unit_key", pa.string(), "the unit's shape and input side as JSON"),
         field("ms", pa.float64(), "time per microbatch (CPU thread time, min of interleaved rounds)", unit="ms"),
+        field("ms_fakequant", pa.float64(), "the same with its layers' inputs fake-quantized (how a quantized stage "
+              "runs on this host)", unit="ms"),
     ]),
 )
 
@@ -59,4 +61,16 @@ DEPLOY_DECISIONS = TableSpec(
     ]),
 )
 
-TABLES = [DEPLOY_UNIT_PROFILES, DEPLOY_CANDIDATES, DEPLOY_DECISIONS]
+DEPLOY_TRACES = TableSpec(
+    name="deploy_traces",
+    version=1,
+    doc="Hessian trace per parameter of each supernet layer (Hutchinson on the largest subnet), estimated once per "
+        "family and reused for every candidate's sensitivities.",
+    schema=pa.schema([
+        field("family", pa.string(), "the elastic family (supernet id)"),
+        field("layer", pa.string(), "supernet layer FQN"),
+        field("trace_per_param", pa.float64(), "Hutchinson estimate of tr(H) / n"),
+    ]),
+)
+
+TABLES = [DEPLOY_UNIT_PROFILES, DEPLOY_CANDIDATES, DEPLOY_DECISIONS, DEPLOY_TRACES]

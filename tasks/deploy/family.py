@@ -58,6 +58,15 @@ class Family:
     unit_ms: Mapping[str, float]  # unit key -> host ms per microbatch (tasks/deploy/profile.py)
     traces: Mapping[str, float]  # supernet layer -> trace per parameter
     microbatch: int
+    unit_ms_fakequant: Mapping[str, float] | None = None  # the same units with fake-quantized inputs (host runs)
+
+    def host_unit_ms(self, arch: ElasticArch, bits_of: Mapping[str, int]) -> dict[str, float]:
+        """Unit name -> ms this host takes for it in a bundle stage (fake-quantized inputs where bits < 32)."""
+        out = {}
+        for key, spec, _ in chain_keys(self.net, arch, self.data.side):
+            q = bits_of.get(spec["name"], 32) < 32 and self.unit_ms_fakequant is not None
+            out[spec["name"]] = (self.unit_ms_fakequant if q else self.unit_ms)[key]
+        return out
 
     def chain(self, arch: ElasticArch) -> tuple[nn.Sequential, list[dict[str, Any]]]:
         return extract_chain(self.net, arch)

@@ -71,17 +71,20 @@ def uniform_sensitivity(units: Sequence[UnitCost], bits: int) -> float:
     return float(sum(u.sensitivity_at[bits] for u in units))
 
 
-def build_instance(units: Sequence[UnitCost], target, name: str) -> dict[str, Any]:
-    """The joint instance (msr JSON + bitOptions) of ``units`` on ``target`` (a ``tasks.deploy.target.TargetView``):
-    equal devices only (device 0's speed and memory); see the module docstring."""
-    speed = target.speed[0]
+def build_instance(units: Sequence[UnitCost], target, name: str, k: int | None = None) -> dict[str, Any]:
+    """The joint instance (msr JSON + bitOptions + stageDevices) of ``units`` on ``target`` (a
+    ``tasks.deploy.target.TargetView``), with ``k`` stages (default: every device of the target). Option latencies
+    are host times; each stage's device scales them (``timeScale`` = speed factor / width speed-up)."""
+    k = target.k if k is None else int(k)
     nodes = []
     for u in units:
-        options = [{"bits": b, "latency": u.host_ms * speed / target.bit_speedup.get(b, 1.0), "size": u.bytes_at[b],
-                    "sensitivity": u.sensitivity_at[b]} for b in target.bits if b < FLOAT_BITS]
-        nodes.append({"id": u.name, "fpgaLatency": u.host_ms * speed, "size": u.float_bytes, "bitOptions": options})
+        options = [{"bits": b, "latency": u.host_ms, "size": u.bytes_at[b], "sensitivity": u.sensitivity_at[b]}
+                   for b in target.bits if b < FLOAT_BITS]
+        nodes.append({"id": u.name, "fpgaLatency": u.host_ms, "size": u.float_bytes, "bitOptions": options})
     edges = [{"sourceId": a.name, "destId": b.name, "cost": target.transfer_ms(a.out_bytes)}
              for a, b in zip(units, units[1:])]
-    budget = target.sensitivity_budget(units)
-    return {"name": name, "maxFPGAs": target.k, "maxCPUs": 0, "maxSizePerFPGA": min(target.memory_bytes),
-            "sensitivityBudget": budget, "nodes": nodes, "edges": edges}
+    devices = [{"name": f"device{s}", "memory": target.memory_bytes[s],
+                "timeScale": {str(b): target.time_scale(s, b) for b in target.bits}} for s in range(k)]
+    return {"name": name, "maxFPGAs": k, "maxCPUs": 0, "maxSizePerFPGA": min(target.memory_bytes[:k]),
+            "sensitivityBudget": target.sensitivity_budget(units), "nodes": nodes, "edges": edges,
+            "stageDevices": devices}

@@ -20,7 +20,7 @@ import torch
 
 from tasks.deploy.family import Family, PlannedObjective, supernet_traces
 from tasks.deploy.planner import ChainPlan, NoPlanError, host_stage_ms
-from tasks.deploy.target import TargetView, view_of
+from tasks.deploy.target import TargetView, host_view
 from tasks.errors import ForgeflowError
 from tasks.supernet.supernet import ElasticSupernet
 
@@ -28,8 +28,6 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "supernet" / "pretrained"
 BUILTIN_FAMILIES = {"digits": PRETRAINED / "digits.safetensors"}
 #: slack under the most accurate feasible subnet within which the fastest one is chosen
 ACCURACY_SLACK_PP = 0.5
-#: the link between two processes of this host (torch.multiprocessing queues: shared memory + a pipe message)
-HOST_LINK = {"bandwidth_gbps": 8.0, "latency_ms": 0.15}
 
 
 class FamilyError(ForgeflowError):
@@ -38,17 +36,6 @@ class FamilyError(ForgeflowError):
 
 def host_name() -> str:
     return f"{platform.processor() or platform.machine()} torch {torch.__version__}"
-
-
-def target_from_json(d: dict[str, Any]) -> TargetView:
-    return view_of(d["raw"], d["source"])
-
-
-def host_view(target: TargetView, k: int | None = None) -> TargetView:
-    """The same pipeline run as k processes of this host: speed 1, no width speed-up, the host's process link."""
-    raw = {"name": f"host-{k or target.k}", "devices": {"count": k or target.k, "memory_bytes": 1e12, "speed": 1.0},
-           "link": HOST_LINK, "microbatch": target.microbatch}
-    return view_of(raw, "host")
 
 
 # ----------------------------------------------------------------------------------------------- supernet
@@ -120,6 +107,62 @@ def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
     return load_supernet(cat, record)
 
 
+def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=None) -> dict[str, Any]:
+    """Before a run (nothing written): the family is known, its smallest subnet fits the target's memory at the
+    smallest width, and the target's limits are not below what its fastest subnet can do. Raises ``FamilyError`` /
+    ``NoPlanError`` with one line."""
+    from tasks.deploy.chain import extract_chain
+    from tasks.deploy.instance import _param_bytes
+    from tasks.supernet.predictors import measure_many_ms
+    from tasks.supernet.train import load_dataset, supernet_config_for
+
+    name = spec.removeprefix("forgeflow:")
+    data = load_dataset(dataset)
+    if name not in BUILTIN_FAMILIES and name != "train":
+        rows = []
+        if cat is not None:
+            try:
+                rows = cat.read("supernet_models", filter=pc.field("supernet_id") == name).to_pylist()
+            except Exception:
+                rows = []
+        if not rows:
+            raise FamilyError(f"unknown family {spec!r}: expected 'digits' (built-in), 'train' (train the elastic "
+                              f"family on --data) or the id of a supernet in the catalog")
+    if name in BUILTIN_FAMILIES and dataset is not None:
+        raise FamilyError("the built-in digits family was trained on scikit-learn's digits; use --supernet train "
+                          "to train the elastic family on --data")
+    net = ElasticSupernet(supernet_config_for(data)).eval()
+    sp = net.config.space
+    chain, specs = extract_chain(net, sp.smallest())
+    low = min(target.bits)
+    need = [_param_bytes(u, low) for u in chain]
+    caps = target.memory_bytes
+    if max(need) > max(caps) or sum(need) > sum(caps):
+        raise NoPlanError(f"no subnet of family {name!r} fits target {target.name}: its smallest subnet needs "
+                          f"{sum(need):,.0f} bytes at {low} bits (largest unit {max(need):,.0f}), the devices hold "
+                          f"{sum(caps):,.0f} ({max(caps):,.0f} the largest)")
+    if target.min_accuracy_pct is not None and name in BUILTIN_FAMILIES:
+        from safetensors.numpy import load_file
+
+        from tasks.supernet.train import load_state_arrays, subnet_accuracy
+
+        trained = load_state_arrays(ElasticSupernet(supernet_config_for(data)), load_file(str(BUILTIN_FAMILIES[name])))
+        top = subnet_accuracy(trained, sp.largest(), data)
+        if target.min_accuracy_pct > top:
+            raise NoPlanError(f"infeasible accuracy floor {target.min_accuracy_pct:g} %: the most accurate subnet of "
+                              f"family {name!r} (the largest) reaches {top:.2f} % on the held-out data")
+    if target.latency_limit_ms is not None:
+        x = (target.microbatch, data.in_channels, data.side, data.side)
+        ms = float(measure_many_ms([(chain, x)], rounds=2, repeats=3)[0])
+        best = min(target.time_scale(d, b) for d in range(target.k) for b in target.bits)
+        floor = ms * best / target.k
+        if floor > target.latency_limit_ms:
+            raise NoPlanError(f"infeasible latency limit {target.latency_limit_ms:g} ms on target {target.name}: "
+                              f"the fastest subnet needs about {floor:.3g} ms per microbatch even split evenly over "
+                              f"{target.k} devices at the fastest width")
+    return {"smallest_bytes": sum(need)}
+
+
 # ----------------------------------------------------------------------------------------------- profile
 def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, dataset: str | None) -> dict[str, Any]:
     """The unit latency table of the family on this host at ``microbatch`` (measured once, then read back)."""
@@ -139,7 +182,8 @@ def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, da
     units = family_units(net, data.side)
     table = profile_units(units, microbatch, data.in_channels)
     cat.append("deploy_unit_profiles", [{"profile_id": pid, "family": record["supernet_id"], "host": host,
-                                         "microbatch": microbatch, "unit_key": k, "ms": v} for k, v in table.items()],
+                                         "microbatch": microbatch, "unit_key": k, "ms": v[0], "ms_fakequant": v[1]}
+                                        for k, v in table.items()],
                run_id=run_id)
     return {"profile_id": pid, "units": len(table), "cached": False, "host": host}
 
@@ -152,9 +196,31 @@ def load_family(cat, record: dict[str, Any], profile: dict[str, Any], microbatch
     data = load_dataset(dataset)
     rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == profile["profile_id"]).to_pylist()
     unit_ms = {r["unit_key"]: r["ms"] for r in rows}
+    unit_ms_fq = {r["unit_key"]: r["ms_fakequant"] for r in rows}
     if traces is None:
         traces = supernet_traces(net, data)
-    return Family(net, data, unit_ms, traces, microbatch)
+    return Family(net, data, unit_ms, traces, microbatch, unit_ms_fq)
+
+
+def family_traces(cat, run_id: str, record: dict[str, Any], dataset: str | None) -> dict[str, Any]:
+    """The supernet's per-layer Hessian traces: estimated once per family, then read back from the catalog."""
+    from tasks.supernet.train import load_dataset
+
+    fid = record["supernet_id"]
+    try:
+        rows = cat.read("deploy_traces", filter=pc.field("family") == fid).to_pylist()
+    except Exception:
+        rows = []
+    if rows:
+        return {"traces": {r["layer"]: r["trace_per_param"] for r in rows}, "traces_cached": True}
+    traces = supernet_traces(load_family_net(cat, record), load_dataset(dataset))
+    cat.append("deploy_traces", [{"family": fid, "layer": k, "trace_per_param": v} for k, v in traces.items()],
+               run_id=run_id)
+    return {"traces": traces, "traces_cached": False}
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, default=str).encode()
 
 
 # ----------------------------------------------------------------------------------------------- search
@@ -222,13 +288,10 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str,
     sp = family.net.config.space
     arch = sp.decode(sp.from_string(arch_text))
     plan, instance, units = family.plan(arch, target, time_limit=20.0)
-    host = host_view(target, k=len(plan.stages))
-    _, _, host_units = family.costs(arch, host.bits)
-    from tasks.deploy.instance import build_instance
-
-    host_inst = build_instance(host_units, host, arch_text)
+    host = host_view(len(plan.stages), target.microbatch)
     return {"arch": arch_text, "plan": plan.to_json(), "instance": instance,
-            "host_stage_ms": list(host_stage_ms(plan, host_inst)),
+            "host_stage_ms": list(host_stage_ms(plan, family.host_unit_ms(arch, plan.bits),
+                                                {u.name: host.transfer_ms(u.out_bytes) for u in units})),
             "units": [{"name": u.name, "host_ms": u.host_ms, "bytes_at": {str(b): v for b, v in u.bytes_at.items()},
                        "sensitivity_at": {str(b): v for b, v in u.sensitivity_at.items()},
                        "out_bytes": u.out_bytes, "layers": list(u.layers)} for u in units]}
@@ -267,12 +330,12 @@ def check_accuracy(family: Family, arch_text: str, plan: ChainPlan) -> dict[str,
 
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
-                  run_id: str, qmodel=None) -> dict[str, Any]:
+                  run_id: str) -> dict[str, Any]:
     from tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
     chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan)
-    model = q.model if qmodel is None else qmodel
+    model = q.model
     names = [s["name"] for s in specs]
     bounds, start = [], 0
     for stage in plan.stages:
@@ -282,7 +345,7 @@ def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], targe
         raise ForgeflowError("plan stages do not cover the chain's units in order")
     stages, stage_units, stage_act = [], [], []
     for a, b in bounds:
-        stages.append(model[a:b])
+        stages.append(torch.nn.Sequential(*list(model)[a:b]))  # renumbered from 0: the stage's own keys
         stage_units.append(specs[a:b])
         act = {}
         for fqn, qp in q.act_qparams.items():

@@ -5,8 +5,10 @@ Each stage is its own process (``spawn``, one torch thread) that loads its modul
 queue. The driver feeds ``microbatches`` copies of the bundle's check input (a microbatch each) and collects the
 outputs. Reported:
 
-* ``equal``: every pipelined output equals (bit for bit) the unsplit quantized model on the same microbatch (all
-  stages composed in this process), and the first equals the output stored in the bundle at export;
+* ``equal``: every pipelined output equals the unsplit quantized model's on the same microbatch (all stages composed
+  in this process) and the output stored in the bundle at export: identical predicted classes and a max difference
+  within ``EQUAL_RTOL`` of the output's magnitude (float kernels may round differently with buffer alignment;
+  ``max_abs_diff`` is reported, usually 0);
 * per-stage compute time (median ms per microbatch, measured inside each process);
 * steady-state throughput: microbatches per second between the first and last output after ``warmup``;
 * the plan's predicted per-stage host times and bottleneck, and the gap.
@@ -21,12 +23,20 @@ from typing import Any
 
 import torch
 
+#: float kernels may round differently with the input buffer's alignment (one ulp): outputs count as equal within this
+#: relative tolerance of the output's magnitude and with identical predicted classes; the report shows the max diff
+EQUAL_RTOL = 1e-5
+
 from tasks.deploy.bundle import BundleError, load_check, load_stage, read_bundle
 
 
 def _stage_worker(bundle: str, index: int, doc: dict, q_in, q_out, q_times) -> None:
     torch.set_num_threads(1)
-    stage = load_stage(bundle, index, doc)
+    try:
+        stage = load_stage(bundle, index, doc)
+    except Exception as exc:  # reported by the driver, which would otherwise wait forever
+        q_times.put((index, f"stage {index} failed to load: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        return
     times = []
     with torch.inference_mode():
         while True:
@@ -36,14 +46,14 @@ def _stage_worker(bundle: str, index: int, doc: dict, q_in, q_out, q_times) -> N
                 break
             i, x = item
             t0 = time.perf_counter()
-            y = stage(x)
+            y = stage(torch.from_numpy(x))
             times.append(time.perf_counter() - t0)
-            q_out.put((i, y.clone()))
+            q_out.put((i, y.numpy()))  # arrays are pickled through the pipe: the "link" between stages
     q_times.put((index, times))
 
 
 def run_pipeline(bundle: str | Path, microbatches: int = 64, warmup: int = 8) -> dict[str, Any]:
-    import torch.multiprocessing as mp
+    import multiprocessing as mp
 
     if microbatches < 2:
         raise BundleError(f"--microbatches must be >= 2, got {microbatches}")
@@ -58,18 +68,32 @@ def run_pipeline(bundle: str | Path, microbatches: int = 64, warmup: int = 8) ->
     for p in procs:
         p.start()
     # one microbatch through to make sure every stage has loaded (startup is not steady state)
-    queues[0].put((-1, x))
-    queues[k].get()
+    queues[0].put((-1, x.numpy()))
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            queues[k].get(timeout=1.0)
+            break
+        except Exception:
+            if not q_times.empty():
+                _, msg = q_times.get()
+                raise BundleError(str(msg))
+            if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in procs):
+                for p in procs:
+                    p.kill()
+                raise BundleError(f"bundle {bundle}: a stage process did not start (exit codes "
+                                  f"{[p.exitcode for p in procs]})")
     t_in = time.perf_counter()
+    xa = x.numpy()
     for i in range(microbatches):
-        queues[0].put((i, x))
+        queues[0].put((i, xa))
     queues[0].put(None)
     outs, stamps = {}, []
     while True:
         item = queues[k].get()
         if item is None:
             break
-        outs[item[0]] = item[1]
+        outs[item[0]] = torch.from_numpy(item[1])
         stamps.append(time.perf_counter())
     stage_times: dict[int, list[float]] = {}
     for _ in range(k):
@@ -84,8 +108,11 @@ def run_pipeline(bundle: str | Path, microbatches: int = 64, warmup: int = 8) ->
         ref = x
         for s in stages:
             ref = s(ref)
-    equal = all(torch.equal(outs[i], ref) for i in range(microbatches)) and torch.equal(ref, stored)
-    max_diff = max(float((outs[i] - ref).abs().max()) for i in range(microbatches))
+    max_diff = max(float((outs[i] - ref).abs().max()) for i in range(microbatches + 1) if i in outs)
+    max_diff = max(max_diff, float((ref - stored).abs().max()))
+    tol = EQUAL_RTOL * max(1.0, float(ref.abs().max()))
+    same_class = all(torch.equal(outs[i].argmax(1), ref.argmax(1)) for i in range(microbatches))
+    equal = max_diff <= tol and same_class and torch.equal(ref.argmax(1), stored.argmax(1))
     w = min(warmup, microbatches - 2)
     steady = (len(stamps) - 1 - w) / (stamps[-1] - stamps[w]) if stamps[-1] > stamps[w] else float("nan")
     pred_host = doc["predicted"]["host_stage_ms"]

@@ -1,16 +1,14 @@
 """Stages and bit widths of a chain instance, with a certified bound: the one call `optimize` makes to plan.
 
-``plan_instance`` returns a ``ChainPlan``. It uses the joint placement-and-precision planner (``tasks.plan``) when it
-is installed. Without it, it falls back to the best *uniform-precision* plan: for each width the target runs, the
-exact pipeline partition (``tasks.partition``, certified lower bound) of the chain at that width under the memory
-cap, among the widths whose total sensitivity fits the budget, the one with the smallest bottleneck. The fallback is
-named in ``planner`` so every report says which one made the plan.
+``plan_instance`` hands the instance to the joint placement-and-precision planner (``tasks.plan.solve_plan``: stage
+and width per unit together, memory per device, sensitivity budget, HiGHS lower bound) and keeps what a deployment
+needs as a ``ChainPlan``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from tasks.errors import ForgeflowError, InfeasibleError
@@ -22,7 +20,7 @@ class NoPlanError(ForgeflowError):
 
 @dataclass(frozen=True)
 class ChainPlan:
-    planner: str  # "joint" | "uniform-fallback"
+    planner: str  # "joint"
     k: int
     stages: tuple[tuple[str, ...], ...]  # unit names per stage, pipeline order
     bits: Mapping[str, int]  # unit name -> width (32 = float)
@@ -34,6 +32,9 @@ class ChainPlan:
     stage_memory: tuple[float, ...]
     sensitivity: float
     budget: float | None
+    baselines: Mapping[str, float | None] = field(default_factory=dict)  # e.g. uniform-8 bottleneck (None: no plan)
+    lower_bound_method: str = ""
+    devices: tuple[int, ...] = ()  # the target device of each stage (empty stages of the solver dropped)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -48,94 +49,42 @@ class ChainPlan:
         d["stages"] = tuple(tuple(s) for s in d["stages"])
         d["stage_ms"], d["stage_memory"] = tuple(d["stage_ms"]), tuple(d["stage_memory"])
         d["ratio"] = math.inf if d["ratio"] is None else d["ratio"]
+        d["devices"] = tuple(d.get("devices", ()))
         return cls(**d)
 
 
-def _joint_solver():
-    try:
-        from tasks.plan import solve_instance  # issue 18's joint planner, when installed
-    except ImportError:
-        return None
-    return solve_instance
-
-
 def plan_instance(instance: Mapping[str, Any], time_limit: float = 10.0) -> ChainPlan:
-    solver = _joint_solver()
-    if solver is not None:
-        return _from_joint(solver(instance, time_limit=time_limit), instance)
-    return uniform_fallback(instance, time_limit)
+    """Solve ``instance`` (the joint JSON form) with the joint planner; ``NoPlanError`` when no plan exists."""
+    from tasks.plan import PlanInstance, solve_plan
 
-
-def _from_joint(result: Mapping[str, Any], instance: Mapping[str, Any]) -> ChainPlan:  # pragma: no cover - adapter
-    raise NotImplementedError
-
-
-def _option(node: Mapping[str, Any], bits: int) -> tuple[float, float, float]:
-    if bits >= 32:
-        return float(node["fpgaLatency"]), float(node["size"]), 0.0
-    for o in node.get("bitOptions", []):
-        if int(o["bits"]) == bits:
-            return float(o["latency"]), float(o["size"]), float(o["sensitivity"])
-    raise KeyError(bits)
-
-
-def uniform_fallback(instance: Mapping[str, Any], time_limit: float = 10.0) -> ChainPlan:
-    from tasks.partition.problem import PartitionProblem
-    from tasks.partition.solve import SolveConfig, partition
-
-    nodes = instance["nodes"]
-    ids = [n["id"] for n in nodes]
-    index = {n: i for i, n in enumerate(ids)}
-    cost = [0.0] * len(ids)
-    edges = []
-    for e in instance["edges"]:
-        edges.append((index[e["sourceId"]], index[e["destId"]]))
-        cost[index[e["sourceId"]]] = max(cost[index[e["sourceId"]]], float(e["cost"]))
-    widths = sorted({32} | {int(o["bits"]) for n in nodes for o in n.get("bitOptions", [])})
-    budget = instance.get("sensitivityBudget")
-    cap = instance.get("maxSizePerFPGA")
-    k = int(instance["maxFPGAs"])
-    best = None
-    reasons = []
-    for b in widths:
-        opts = [_option(n, b) for n in nodes]
-        sens = sum(o[2] for o in opts)
-        if budget is not None and sens > budget * (1 + 1e-9):
-            reasons.append(f"{b}-bit sensitivity {sens:.3g} > budget {budget:.3g}")
-            continue
-        prob = PartitionProblem.from_arrays([o[0] for o in opts], [o[1] for o in opts], cost, edges, k,
-                                            mem_cap=cap, node_ids=ids, name=instance.get("name", "chain"))
-        try:
-            res = partition(prob, SolveConfig(time_limit=time_limit, restarts=1))
-        except InfeasibleError:
-            reasons.append(f"{b}-bit weights do not fit {k} x {cap:g} bytes")
-            continue
-        key = (res.bottleneck, -res.lower_bound.value)
-        if best is None or key < best[0]:
-            best = (key, b, res, sens)
-    if best is None:
-        raise NoPlanError(f"no plan fits target {instance.get('name', '')}: " + "; ".join(reasons))
-    _, b, res, sens = best
-    plan = res.plan
-    return ChainPlan(planner="uniform-fallback", k=k, stages=tuple(tuple(s) for s in plan.stages if s),
-                     bits={i: b for i in ids}, bottleneck_ms=float(res.bottleneck),
+    inst = PlanInstance.from_json_dict(dict(instance), name=str(instance.get("name", "chain")))
+    try:
+        res = solve_plan(inst, time_limit=time_limit)
+    except InfeasibleError as exc:
+        raise NoPlanError(str(exc)) from None
+    pj = res.to_plan_json()
+    p = res.plan
+    keep = [s for s in range(len(p.stages)) if p.stages[s]]
+    return ChainPlan(planner="joint", k=len(keep), stages=tuple(tuple(p.stages[s]) for s in keep),
+                     bits={str(i): int(b) for i, b in pj["bits"].items()}, bottleneck_ms=float(p.bottleneck),
                      lower_bound_ms=float(res.lower_bound.value), ratio=float(res.ratio), status=res.status.value,
-                     stage_ms=tuple(t for t, s in zip(plan.stage_totals, plan.stages) if s),
-                     stage_memory=tuple(m for m, s in zip(plan.memory, plan.stages) if s),
-                     sensitivity=float(sens), budget=None if budget is None else float(budget))
+                     stage_ms=tuple(float(p.stage_totals[s]) for s in keep),
+                     stage_memory=tuple(float(p.memory[s]) for s in keep), sensitivity=float(p.sensitivity),
+                     budget=None if res.budget is None else float(res.budget),
+                     baselines={str(m): v for m, v in pj.get("baselines", {}).items()},
+                     lower_bound_method=str(pj.get("lower_bound_method")), devices=tuple(keep))
 
 
-def host_stage_ms(plan: ChainPlan, instance_host: Mapping[str, Any]) -> tuple[float, ...]:
-    """Per-stage time the plan's stages take on the profiling host (speed 1, no width speed-up): the figure a
-    pipeline run on this host is compared with. ``instance_host`` is the instance built for the host."""
-    nodes = {n["id"]: n for n in instance_host["nodes"]}
-    cost = {e["sourceId"]: float(e["cost"]) for e in instance_host["edges"]}
+def host_stage_ms(plan: ChainPlan, unit_ms: Mapping[str, float], out_ms: Mapping[str, float]) -> tuple[float, ...]:
+    """Per-stage time of the plan's stages on the profiling host, the figure `forgeflow pipeline run` is compared
+    with: each stage's units as the host runs them (``unit_ms``) plus its boundary transfers (``out_ms`` of the
+    unit whose output crosses, once sent and once received)."""
     out = []
     for s, stage in enumerate(plan.stages):
-        t = sum(float(nodes[u]["fpgaLatency"]) for u in stage)
+        t = sum(float(unit_ms[u]) for u in stage)
         if s > 0:
-            t += cost[plan.stages[s - 1][-1]]
+            t += out_ms[plan.stages[s - 1][-1]]
         if s < len(plan.stages) - 1:
-            t += cost[stage[-1]]
+            t += out_ms[stage[-1]]
         out.append(t)
     return tuple(out)

@@ -51,18 +51,28 @@ def family_units(net: ElasticSupernet, side: int) -> dict[str, tuple[dict[str, A
     return units
 
 
+def with_act_fakequant(unit: torch.nn.Module, bits: int = 8) -> torch.nn.Module:
+    """The unit as the host runs it quantized: each quantizable layer's input fake-quantized (``tasks.quantize``)."""
+    from tasks.quantize.fakequant import fake_quantize_activation
+    from tasks.quantize.layers import quantizable_modules
+
+    for m in quantizable_modules(unit).values():
+        m.register_forward_pre_hook(lambda mod, inp: (fake_quantize_activation(inp[0], bits, 0.05, 0), *inp[1:]))
+    return unit
+
+
 def profile_units(units: dict[str, tuple[dict[str, Any], int]], microbatch: int, channels: int,
-                  rounds: int = 3, repeats: int = 5) -> dict[str, float]:
-    """key -> ms per microbatch on this host."""
+                  rounds: int = 3, repeats: int = 5) -> dict[str, tuple[float, float]]:
+    """key -> (ms per microbatch on this host in float, ms with its layers' inputs fake-quantized as a quantized
+    stage runs here)."""
     from tasks.supernet.predictors import measure_many_ms
 
     torch.manual_seed(0)
     jobs, keys = [], []
     for key, (spec, side) in units.items():
-        in_ch = {"stem": spec.get("in_ch"), "block": spec.get("in_ch"), "head": spec.get("in_features")}[spec["kind"]]
-        if spec["kind"] == "stem":
-            in_ch = channels
-        jobs.append((build_unit(spec).eval(), (microbatch, in_ch, side, side)))
+        in_ch = channels if spec["kind"] == "stem" else spec.get("in_ch", spec.get("in_features"))
+        shape = (microbatch, in_ch, side, side)
+        jobs += [(build_unit(spec).eval(), shape), (with_act_fakequant(build_unit(spec).eval()), shape)]
         keys.append(key)
     ms = measure_many_ms(jobs, rounds=rounds, repeats=repeats)
-    return {k: float(v) for k, v in zip(keys, ms)}
+    return {k: (float(ms[2 * i]), float(ms[2 * i + 1])) for i, k in enumerate(keys)}

@@ -76,6 +76,9 @@ def quantize(
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     if latency_table is not None and not latency_table.exists():
         raise QuantizeError(f"latency table not found: {latency_table}")
+    if export is not None and (export.is_dir() or not export.parent.is_dir()):
+        raise QuantizeError(f"--export {export}: " + ("is a folder; give a file name" if export.is_dir() else
+                                                       f"folder {export.parent} does not exist"))
     req = QuantizeRequest(
         model=model, source_run=run, dataset=data_source(data, dataset),
         bits=parse_bits(bits, keep_float=not no_float), act_bits=act_bits or None,

@@ -73,7 +73,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         search = timed("search", 2, S.search_step, url, run.id, ctx, budget, seed, ep)
         arch = search["chosen"]["arch"]
         planned = timed("plan", 3, S.plan_step, url, run.id, ctx, arch, ep)
-        acc = timed("accuracy", 4, S.accuracy_step, url, ctx, arch, planned["plan"], ep)
+        acc = timed("accuracy", 4, S.accuracy_step, url, run.id, ctx, arch, planned["plan"], ep)
         out_dir = bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", 5, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds)
@@ -175,6 +175,9 @@ STEPS = ["summary", "quantize", "partition", "federated", "search"]
 def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog: str | None = None,
                   s3_endpoint: str | None = None, input_shape: list[int] | None = None) -> dict[str, Any]:
     """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary."""
+    from flows.partition import check_stages
+
+    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     params = {"model": model, "stages": stages, "input_shape": input_shape}
@@ -233,8 +236,9 @@ def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None
     from tasks.errors import ForgeflowError
     from tasks.models.spec import default_input_shape, resolve_model
 
-    if stages < 1:
-        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
+    from flows.partition import check_stages
+
+    check_stages(stages)
     module = resolve_model(ModelSpec.parse(model)).eval()
     shape = tuple(input_shape) if input_shape else default_input_shape(model)
     try:

@@ -48,6 +48,23 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
                                 "status", "method", "lower_bound_method", "plot")}
 
 
+MAX_STAGES = 1024  # accelerators in one pipeline; the partitioners' tables grow with k (10^9 ran a worker out of RAM)
+
+
+def check_stages(stages) -> int:
+    """``stages`` as an int in [1, MAX_STAGES], or one ForgeflowError naming the bound (before anything runs)."""
+    try:
+        whole = not isinstance(stages, bool) and float(stages) == int(stages)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ForgeflowError(f"--stages must be a whole number of accelerators, got {stages!r}")
+    if not 1 <= int(stages) <= MAX_STAGES:
+        raise ForgeflowError(f"--stages must be between 1 and {MAX_STAGES} (accelerators in one pipeline), "
+                             f"got {stages}")
+    return int(stages)
+
+
 @flow(name="partition_graph", log_prints=False)
 def partition_graph(stages: int, graph_file: str | None = None, model: str | None = None,
                     graph_id: str | None = None, time_limit: float = 60.0, memory_cap: float | None = None,
@@ -57,6 +74,7 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
     return PLAN.json (k, stages, bottleneck, lower_bound, ratio, methods ...) plus run id, catalog keys and plot."""
     from tasks.profiling.steps import import_graph_step, profile_model_step
 
+    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     params = {"stages": stages, "graph_file": graph_file, "model": model, "graph_id": graph_id,
@@ -123,8 +141,7 @@ def validate_inputs(stages: int, graph_file: str | None, model: str | None, grap
     given = [x for x in (graph_file, model, graph_id) if x is not None]
     if len(given) != 1:
         raise ForgeflowError("give exactly one of --graph FILE.json, --model SPEC or --graph-id ID")
-    if stages < 1:
-        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
+    check_stages(stages)
     if not time_limit > 0:
         raise ForgeflowError(f"--time-limit must be > 0 seconds, got {time_limit}")
     if memory_cap is not None and not memory_cap > 0:

@@ -43,7 +43,7 @@ def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_e
     report("quantize: sensitivity", 1, total)
     sens = sensitivity_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
     report("quantize: plan", 2, total)
-    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint, sens.get("rows_run_id")).result()
     report("quantize: plan", 3, total)
     return {"model_record": record, "sensitivity": sens, **plan}
 

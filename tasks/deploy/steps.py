@@ -1,9 +1,10 @@
 """Prefect @task wrappers of `forgeflow optimize`'s steps (the only Prefect import of this domain).
 
 Each step opens the catalog from its URL, runs one coarse piece of ``tasks.deploy.pipeline`` and returns a small
-JSON-able dict. Reuse across runs goes through the catalog: the trained supernet, the unit profile and the layer
-sensitivities of a family are found there by content (family, host, microbatch) and never recomputed, so a rerun on
-a new target pays only for search, plan, check, bundle and report.
+JSON-able dict. Every step but the bundle (which writes a folder and measures a run) is cached across runs by
+``tasks.step_cache`` on its inputs and the code version; in addition the trained supernet, the unit profile and the
+layer sensitivities of a family are found in the catalog by content (family, host, microbatch), so a rerun on a new
+target pays only for search, plan, check, bundle and report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
 from tasks.dask_fanout import enter_worker_client
+from tasks.step_cache import cached_step, step_options
 from tasks.deploy import pipeline as P
 from tasks.deploy.planner import ChainPlan
 from tasks.deploy.target import target_from_json
@@ -26,7 +28,8 @@ def _family(cat, ctx: dict[str, Any]):
                          traces=ctx["profile"]["traces"])
 
 
-@task(name="optimize-supernet", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="optimize-supernet", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-supernet", files=("data",))
 def supernet_step(catalog_url: str, run_id: str, family: str, data: str | None, endpoint_url: str | None = None
                   ) -> dict[str, Any]:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
@@ -35,7 +38,8 @@ def supernet_step(catalog_url: str, run_id: str, family: str, data: str | None, 
                                     "smallest_accuracy_pct", "cached", "source", "dataset")}
 
 
-@task(name="optimize-profile", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="optimize-profile", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-profile", files=("data",))
 def profile_step(catalog_url: str, run_id: str, family: dict, microbatch: int, data: str | None,
                  endpoint_url: str | None = None) -> dict[str, Any]:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
@@ -43,7 +47,8 @@ def profile_step(catalog_url: str, run_id: str, family: dict, microbatch: int, d
     return prof | P.family_traces(cat, run_id, family, data)
 
 
-@task(name="optimize-search", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="optimize-search", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-search")
 def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int = 0,
                 endpoint_url: str | None = None) -> dict[str, Any]:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
@@ -53,7 +58,8 @@ def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int
         return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=client)
 
 
-@task(name="optimize-plan", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="optimize-plan", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-plan")
 def plan_step(catalog_url: str, run_id: str, ctx: dict, arch: str, endpoint_url: str | None = None) -> dict:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     out = P.plan_chosen(_family(cat, ctx), arch, target_from_json(ctx["target"]))
@@ -61,13 +67,15 @@ def plan_step(catalog_url: str, run_id: str, ctx: dict, arch: str, endpoint_url:
     return out
 
 
-@task(name="optimize-accuracy", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def accuracy_step(catalog_url: str, ctx: dict, arch: str, plan: dict, endpoint_url: str | None = None) -> dict:
+@task(name="optimize-accuracy", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-accuracy")
+def accuracy_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dict, endpoint_url: str | None = None
+                  ) -> dict:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     return P.check_accuracy(_family(cat, ctx), arch, ChainPlan.from_json(plan))
 
 
-@task(name="optimize-bundle", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="optimize-bundle", cache_policy=NO_CACHE, **step_options())
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
                 microbatches: int = 48, endpoint_url: str | None = None) -> dict:
     """Export the bundle, then run it as k processes and measure it against the plan."""

@@ -3,7 +3,9 @@
 Three families, cheapest first; ``best_lower_bound`` runs them in that order and stops as soon as the bound meets
 the best known plan:
 
-* ``combinatorial_lower_bound``: total work / k and the heaviest must-share-a-stage group.
+* ``combinatorial_lower_bound``: total work / k, the heaviest must-share-a-stage group, and the transfers every
+  stage must pay whatever the branching (``stage_transfer_bound``: each stage without a source receives all inputs
+  of its first group, each without a sink ships all outputs of its last group).
 * ``cheapest_stage_bound``: for each group g, the cheapest *convex* stage that contains g, transfers included
   (a small HiGHS MIP per group, see ``mip.build_cheapest_stage_model``). Some stage of every plan holds g, so the
   max over g is a lower bound for every k. With k larger than the pipeline needs, the optimum is exactly such an
@@ -25,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.mip import build_cheapest_stage_model, build_stage_model, stages_from_values
 from tasks.partition.problem import PartitionProblem
@@ -36,15 +39,56 @@ from tasks.solver import SolverOptions, shave_bound, solve
 CLOSING_GAP = PROVEN_RTOL / 10
 
 
+def stage_transfer_bound(groups: Groups, k: int, min_stages: int = 1) -> float:
+    """Total work plus the transfers every stage must pay, spread over the stages (survives any branching).
+
+    Take a plan with k' non-empty stages. A stage holding no source group has a first group (in topological order)
+    whose predecessors all lie in earlier stages, so it receives every input of that group: at least
+    ``inputs[g]`` = the summed transfer cost of the senders feeding g. Likewise a stage holding no sink group has
+    a last group whose successors all lie later, so it ships every output of that group that leaves it:
+    ``outputs[g]``. Different stages have different first (last) groups, so at least k' - #sources stages pay
+    distinct ``inputs`` and k' - #sinks pay distinct ``outputs``; the sum of stage costs is at most k' B. Hence
+    B >= min over k' of (W + the k' - #sources smallest inputs + the k' - #sinks smallest outputs) / k', with k'
+    from ``min_stages`` (e.g. forced by memory) to k."""
+    G = groups.count
+    if G == 0:
+        return 0.0
+    c = groups.problem.c
+    inputs = np.zeros(G)
+    outputs = np.zeros(G)
+    for u, targets in groups.senders:
+        outputs[int(groups.group_of[u])] += float(c[u])
+        for t in targets:
+            inputs[t] += float(c[u])
+    has_pred = np.array([bool(p) for p in groups.preds])
+    has_succ = np.array([bool(q) for q in groups.succs])
+    ins = np.concatenate([[0.0], np.cumsum(np.sort(inputs[has_pred]))])
+    outs = np.concatenate([[0.0], np.cumsum(np.sort(outputs[has_succ]))])
+    n_src, n_snk = int((~has_pred).sum()), int((~has_succ).sum())
+    W = float(groups.work.sum())
+    best = math.inf
+    for kk in range(max(1, min_stages), max(k, 1) + 1):
+        a = min(max(kk - n_src, 0), len(ins) - 1)
+        b = min(max(kk - n_snk, 0), len(outs) - 1)
+        best = min(best, (W + ins[a] + outs[b]) / kk)
+    return float(best) if math.isfinite(best) else 0.0
+
+
 def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None = None) -> Bound:
-    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if one group exceeds the cap or the
-    total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf, ``detail["reason"]`` says why."""
+    """max(total work / k, heaviest must-share-a-stage group's work, ``stage_transfer_bound``). Memory: if one
+    group exceeds the cap or the total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf,
+    ``detail["reason"]`` says why."""
     t0 = time.perf_counter()
     groups = groups or must_share_groups(problem)
     total_over_k = float(problem.w.sum()) / problem.k
     heaviest = float(groups.work.max()) if groups.count else 0.0
-    value = max(total_over_k, heaviest)
-    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest}
+    min_stages = 1
+    if problem.mem_cap is not None and problem.mem_cap > 0:
+        min_stages = max(1, math.ceil(float(problem.m.sum()) / (problem.mem_cap * (1 + MEMORY_RTOL)) - COST_RTOL))
+    transfers = stage_transfer_bound(groups, problem.k, min_stages) if min_stages <= problem.k else math.inf
+    value = max(total_over_k, heaviest, transfers if math.isfinite(transfers) else 0.0)
+    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest,
+                              "stage_transfers": transfers}
     status = SolveStatus.OPTIMAL
     if problem.mem_cap is not None:
         cap = problem.mem_cap * (1 + MEMORY_RTOL)
@@ -120,6 +164,10 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
                 math.inf)
     groups = must_share_groups(problem)
     sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
+    time_limit -= time.perf_counter() - t0  # building a large model takes time out of the same budget
+    if time_limit <= 0.05:
+        return (Bound(float(floor), "mip_bottleneck_guess", SolveStatus.NOT_RUN, time.perf_counter() - t0,
+                      {"cap": float(cap), "message": "no time left after building the model"}), None, math.inf)
     res = solve(sm.model, SolverOptions(time_limit=time_limit, extra={} if presolve else {"presolve": "off"}),
                 stop=stop)
     detail: dict[str, Any] = dict(res.detail, cap=float(cap), presolve=presolve)
@@ -253,10 +301,10 @@ class _BoundSearch:
         out, or a round makes no progress on either side."""
         while not self.done():
             lower, upper = self.best().value, self.reference()
-            caps = _guess_caps(lower, upper, 4 if executor is not None else 1)
+            caps = _guess_caps(lower, upper, 4 if runs_in_parallel(executor) else 1)
             if not caps:
                 break
-            if executor is not None:
+            if runs_in_parallel(executor):
                 self.guess_round_parallel(caps, lower, executor)
             else:
                 self.guess_round_serial(caps, lower)
@@ -284,12 +332,12 @@ class _BoundSearch:
 
 
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
-                     executor=None) -> Bound:
+                     executor: Any = SERIAL) -> Bound:
     """The strongest lower bound on the optimal bottleneck this module can prove within ``time_limit`` seconds.
 
     ``upper_bound`` is the bottleneck of the best known plan (None or inf if none): it is the target, and it sets
-    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (anything
-    with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
+    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (``tasks.dask_fanout``'s
+    contract) when it runs in parallel. ``Bound.method`` names the method that proved the returned value;
     ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
     ``upper_bound`` it is ``Bound.improved`` (an ``ImprovedPlan``). ``status`` is OPTIMAL when the bound proves the
     best plan (``upper_bound`` or the improved one) optimal (``is_proven``); INFEASIBLE (value +inf) when no plan

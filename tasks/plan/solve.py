@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, fan_out
 from tasks.errors import InfeasibleError
 from tasks.partition.colocation import must_share_groups
 from tasks.partition.cost import InvalidPlanError
@@ -331,10 +332,8 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
                       time.perf_counter() - t0, meta)
 
 
-def sweep_budgets(instance: PlanInstance, budgets: list[float], time_limit: float, executor=None) -> list[PlanResult]:
+def sweep_budgets(instance: PlanInstance, budgets: list[float], time_limit: float,
+                  executor: Any = SERIAL) -> list[PlanResult]:
     """The bottleneck-vs-sensitivity front: one joint solve per budget, fanned out over ``executor`` (anything with
-    ``submit(fn, *args)``: a Dask client, ``tasks.dask_fanout``) or serial; each point keeps its own bound."""
-    if executor is None:
-        return [solve_plan(instance.with_budget(b), time_limit) for b in budgets]
-    futures = [executor.submit(solve_plan, instance.with_budget(b), time_limit) for b in budgets]
-    return [f.result() for f in futures]
+    ``tasks.dask_fanout``'s contract: a Dask client, a ``concurrent.futures`` executor, ``SERIAL``); each point keeps its own bound."""
+    return fan_out(executor, solve_plan, [(instance.with_budget(b), time_limit) for b in budgets])

@@ -23,12 +23,15 @@ def test_family_flow_end_to_end_then_rerun_on_new_target(prefect_harness, tmp_pa
     assert r["chosen"]["arch"] in {c["arch"] for c in r["search"]["candidates"]}
     assert r["pipeline"]["equal"] is True
     assert r["accuracy"]["accuracy_quantized_pct"] > 50
-    assert not r["supernet"]["cached"] and not r["profile"]["cached"]
     cat = open_catalog(url)
+    before = {t: cat.read(t).num_rows for t in ("supernet_models", "deploy_unit_profiles", "deploy_traces")}
+    assert all(before.values())
     rows = cat.read("deploy_decisions").to_pylist()
     assert len(rows) == 1 and rows[0]["arch"] == r["chosen"]["arch"]
     assert cat.get_object(rows[0]["report_key"]).startswith(b"<!doctype html>")
     r2 = flow(supernet="digits", target="host-cpu-4", budget=4, microbatch=16, bundle_dir=str(tmp_path / "b2"),
               catalog=url)
-    assert r2["supernet"]["cached"] and r2["profile"]["cached"] and r2["profile"]["traces_cached"]
-    assert r2["target"]["name"] == "host-cpu-4"
+    assert r2["target"]["name"] == "host-cpu-4" and r2["run_id"] != r["run_id"]
+    after = {t: cat.read(t).num_rows for t in before}
+    assert after == before  # the rerun trained, profiled and estimated nothing again
+    assert r2["pipeline"]["equal"] is True

@@ -29,20 +29,9 @@ COMMAND_MODULES = [
     "flows.cli_ops",
     "flows.cli_search",
     "flows.cli_up",
+    "flows.cli_verify",
     "flows.cli_optimize",
 ]
-
-
-def parse_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    if not text:
-        return None
-    try:
-        shape = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ForgeflowError(f"input shape {text!r} must be integers separated by commas, e.g. 1,3,224,224") from None
-    if not shape or any(s < 1 for s in shape):
-        raise ForgeflowError(f"input shape {text!r} must be positive integers")
-    return shape
 
 
 for _mod in COMMAND_MODULES:

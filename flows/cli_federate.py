@@ -65,17 +65,16 @@ def federate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train MODEL over clients that keep their data; report accuracy, bytes sent and privacy spent per round."""
-    from flows.federated import federated_training
+    from flows.federated import federated_training, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
-    from tasks.federated.pipeline import prepare
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     cfg = build_config(model, clients, alpha, iid, rounds, fraction, local_epochs, batch_size, lr, server_lr,
                        prox_mu, compress, dp, dp_clip, dp_noise, dp_epsilon, delta, quorum, deadline, seed)
     data_arg = data_source(data, dataset)
-    prepare(cfg, data_arg)  # every input check before anything is written
+    validate_inputs(cfg, data_arg)  # every input check before anything is written
     cat = open_settings_catalog(settings)
     check_dask_address(settings.dask_address)
     flow = federated_training.with_options(task_runner=task_runner_for(settings))

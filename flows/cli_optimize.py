@@ -151,7 +151,7 @@ def report(
 def optimize_model(model: str, stages: int, input_shape: Optional[str], catalog: Optional[str],
                    s3_endpoint: Optional[str], dask_address: Optional[str], json_out: bool) -> None:
     """`optimize --model SPEC`: the per-step job on a fixed model (flows.optimize.optimize_flow)."""
-    from flows.cli import parse_shape
+    from tasks.profiling.profile import parse_shape
     from flows.cli_common import progress_bar
     from flows.optimize import optimize_flow, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for

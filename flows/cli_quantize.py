@@ -90,7 +90,7 @@ def quantize(
     check_dask_address(settings.dask_address)
     flow = quantize_flow.with_options(task_runner=task_runner_for(settings))
     with progress_bar(not json_out):
-        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
     if export is not None:
         from tasks.quantize.export import plan_json
 
@@ -102,7 +102,7 @@ def quantize(
                                         "torchao_unsupported": result["torchao_unsupported"],
                                         "run_id": result["run_id"]}))
     if json_out:
-        emit_json({k: v for k, v in result.items() if k != "plans"} | {"plans": result["plans"]})
+        emit_json(result)
         return
     err_console.print(f"[green]quantize completed[/green] run [bold]{result['run_id']}[/bold]")
     t = result["totals"]

@@ -46,7 +46,7 @@ def search(
     check_dask_address(settings.dask_address)
     flow = search_flow.with_options(task_runner=task_runner_for(settings))
     with progress_bar(not json_out):
-        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
     if json_out:
         emit_json(result)
         return

@@ -178,6 +178,9 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
     from flows.partition import check_stages
 
     stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     params = {"model": model, "stages": stages, "input_shape": input_shape}

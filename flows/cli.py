@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "flows.cli_federate",
     "flows.cli_ops",
     "flows.cli_search",
+    "flows.cli_plan",
 ]
 
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
+                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
 from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
 
 DEFAULT_MODEL = "tasks.federated.models:digits_cnn_gn"
@@ -35,8 +35,8 @@ def build_config(model: str, clients: int, alpha: Optional[float], iid: bool, ro
 def federate(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec (a classifier for the data): "
                               "forgeflow:digits_mlp, package.module:factory, ..."),
-    data: Optional[Path] = typer.Option(None, "--data", help="User data: .npz with x, y (optionally x_test, y_test) "
-                                        "or Parquet with a 'label' column (default: scikit-learn digits)"),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[Path] = DatasetAliasOpt,
     clients: int = typer.Option(20, "--clients", help="Number of clients the data is split over"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Dirichlet(alpha) label split (default 0.3)"),
     iid: bool = typer.Option(False, "--iid", help="Split the data IID instead"),
@@ -65,17 +65,16 @@ def federate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train MODEL over clients that keep their data; report accuracy, bytes sent and privacy spent per round."""
-    from flows.federated import federated_training
+    from flows.federated import federated_training, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
-    from tasks.federated.pipeline import prepare
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     cfg = build_config(model, clients, alpha, iid, rounds, fraction, local_epochs, batch_size, lr, server_lr,
                        prox_mu, compress, dp, dp_clip, dp_noise, dp_epsilon, delta, quorum, deadline, seed)
-    data_arg = str(data) if data else None
-    prepare(cfg, data_arg)  # every input check before anything is written
+    data_arg = data_source(data, dataset)
+    validate_inputs(cfg, data_arg)  # every input check before anything is written
     cat = open_settings_catalog(settings)
     check_dask_address(settings.dask_address)
     flow = federated_training.with_options(task_runner=task_runner_for(settings))

@@ -36,10 +36,11 @@ def partition(
 ) -> None:
     """Split the graph into at most STAGES pipeline stages minimising the bottleneck stage (max throughput), and
     prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
-    from flows.cli import parse_shape
     from flows.partition import partition_graph, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
+    from tasks.profiling.profile import parse_shape
+    from tasks.partition.request import PartitionRequest
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
@@ -49,9 +50,11 @@ def partition(
     if output is not None and not output.parent.resolve().is_dir():
         raise ForgeflowError(f"--output folder does not exist: {output.parent}")
     cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    validate_inputs(stages, str(graph) if graph else None, model, graph_id, time_limit, memory_cap, cat, shape)
+    validate_inputs(PartitionRequest(stages=stages, graph_file=str(graph) if graph else None, model=model,
+                                     graph_id=graph_id, time_limit=time_limit, memory_cap=memory_cap, seed=seed,
+                                     input_shape=shape), cat)
     check_dask_address(settings.dask_address)
-    flow = partition_graph.with_options(task_runner=task_runner_for(settings))
+    flow = partition_graph.with_options(task_runner=task_runner_for(settings, heavy=model is not None))
     with progress_bar(not json_out):
         result = flow(stages=stages, graph_file=str(graph) if graph else None, model=model, graph_id=graph_id,
                       time_limit=time_limit, memory_cap=memory_cap, seed=seed, catalog=cat.url,

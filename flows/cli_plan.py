@@ -47,14 +47,17 @@ def plan(
     """Place the model's layers on the target's pipelined devices and choose every layer's bit width together,
     minimising the bottleneck stage under per-device memory and a sensitivity budget; prove how far the plan can be
     from the best (certified ratio = bottleneck / proven lower bound) and report the baselines beside it."""
-    from flows.cli import parse_shape
     from flows.plan import plan_deployment, validate_inputs
     from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.settings import load_settings
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
-    shape = parse_shape(input_shape)
+    shape = None
+    if input_shape:  # the one --input-shape parser lives beside the profiler (torch): only for --model
+        from tasks.profiling.profile import parse_shape
+
+        shape = parse_shape(input_shape)
     if graph is not None and not graph.exists():
         raise ForgeflowError(f"instance file not found: {graph}")
     if output is not None and not output.parent.resolve().is_dir():

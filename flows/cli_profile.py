@@ -62,7 +62,7 @@ def profile(
         raise ForgeflowError(f"--threads must be >= 1, got {threads}")
     if export_msr is not None and len(model) != 1:
         raise ForgeflowError("--export-msr takes one --model")
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = parse_shape(input_shape)
     config = make_config(shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture)
     validate_profile_inputs(model, config)
     check_dask_address(settings.dask_address)
@@ -72,7 +72,7 @@ def profile(
         result = flow(models=list(model), catalog=cat.url, s3_endpoint=settings.s3_endpoint,
                       input_shape=list(shape) if shape else None, dtype=dtype, batch=batch, granularity=granularity,
                       layer_depth=layer_depth, repeats=repeats, warmup=warmup, link=link, capture=capture,
-                      threads_per_worker=threads or settings.dask_threads, validated=True)
+                      threads_per_worker=threads or settings.dask_threads)
     if export_msr is not None:
         from tasks.profiling.graph_store import read_graph
         from tasks.profiling.msr_io import dump_msr_json

@@ -30,6 +30,12 @@ STEPS = ["summary", "quantize", "partition", "federated", "search"]
 def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog: str | None = None,
                   s3_endpoint: str | None = None, input_shape: list[int] | None = None) -> dict[str, Any]:
     """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary."""
+    from flows.partition import check_stages
+
+    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
     params = {"model": model, "stages": stages, "input_shape": input_shape}
@@ -88,8 +94,9 @@ def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None
     from tasks.errors import ForgeflowError
     from tasks.models.spec import default_input_shape, resolve_model
 
-    if stages < 1:
-        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
+    from flows.partition import check_stages
+
+    check_stages(stages)
     module = resolve_model(ModelSpec.parse(model)).eval()
     shape = tuple(input_shape) if input_shape else default_input_shape(model)
     try:

@@ -1,8 +1,7 @@
 """Carry out the server's instructions: client training through an ``executor``, deadlines, evaluation, checkpoints.
 
-``executor`` is anything with ``submit(fn, *args)`` returning futures with ``done()``, ``result()`` and ``cancel()``:
-a ``distributed.Client`` (one future per sampled client per round, on any worker), a
-``concurrent.futures`` executor, or None (run inline, in order). A future that raises becomes ``ClientFailed``; a
+``executor`` follows ``tasks.dask_fanout``'s contract: a ``distributed.Client`` (one future per sampled client per
+round, on any worker), a ``concurrent.futures`` executor, or ``SERIAL`` (run inline, in order). A future that raises becomes ``ClientFailed``; a
 round deadline (``config.deadline_s``) turns the clients still running into drops (their futures are cancelled).
 
 Checkpoints: after each completed round the runner hands the round record and the state snapshot (weights,
@@ -20,12 +19,15 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, as_executor
 from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
+from tasks.federated.client_state import ClientStateStore, MemoryClientState
 from tasks.federated.config import FederatedConfig, FederatedConfigError
 from tasks.federated.data import FederatedDataset
 from tasks.federated.model_state import evaluate, initial_weights
 from tasks.federated.privacy import (
     CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
+    compression_assumption,
 )
 from tasks.federated.server import initial_state, restore, snapshot, step
 from tasks.federated.state import (
@@ -41,12 +43,18 @@ class CheckpointStore(Protocol):
 
     def save(self, run_key: str, record: RoundRecord, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
 
+    def client_state(self, run_key: str) -> ClientStateStore: ...
+
 
 class MemoryCheckpoints:
     """A CheckpointStore in a dict (tests, and runs that need no persistence)."""
 
     def __init__(self) -> None:
         self.saved: dict[str, list[tuple[RoundRecord, dict, dict]]] = {}
+        self._clients: dict[str, MemoryClientState] = {}
+
+    def client_state(self, run_key: str) -> MemoryClientState:
+        return self._clients.setdefault(run_key, MemoryClientState())
 
     def latest(self, run_key):
         rows = self.saved.get(run_key)
@@ -110,52 +118,19 @@ def resolve_noise(config: FederatedConfig, client_sizes) -> float | None:
         raise FederatedConfigError(f"--dp-epsilon {p.target_epsilon}: {exc}") from None
 
 
-class _Done:
-    """An already-finished future (the inline executor)."""
-
-    def __init__(self, fn, args):
-        try:
-            self._value, self._exc = fn(*args), None
-        except Exception as exc:  # noqa: BLE001 - a client's failure is data for the state machine
-            self._value, self._exc = None, exc
-
-    def done(self):
-        return True
-
-    def result(self):
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-    def cancel(self):
-        return False
-
-
-def _submit(executor, fn, *args):
-    if executor is None:
-        return _Done(fn, args)
-    try:
-        from distributed import Client
-
-        if isinstance(executor, Client):
-            return executor.submit(fn, *args, pure=False)
-    except ImportError:  # pragma: no cover
-        pass
-    return executor.submit(fn, *args)
-
-
 def _failure_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=None,
+def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: Any = SERIAL,
                   store: CheckpointStore | None = None, run_key: str | None = None,
                   on_round: Callable[[RoundRecord], None] | None = None,
                   client_fn: Callable[..., ClientResult] = train_client, poll_s: float = 0.005,
                   stop_after_round: int | None = None) -> FederatedResult:
     """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests)."""
     config.validate()
+    executor = as_executor(executor)
     if dataset.num_clients != config.clients:
         raise FederatedConfigError(f"the dataset is split over {dataset.num_clients} clients, the config asks "
                                    f"for {config.clients}")
@@ -173,7 +148,10 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
         state = initial_state(config, sizes, initial_weights(config.model, config.seed), noise)
     resumed_from = state.round
     training = LocalTraining.from_config(config, state.noise)
-    shards = [dataset.client_arrays(c) for c in range(dataset.num_clients)]
+    clients: ClientStateStore = store.client_state(key) if store is not None else MemoryClientState()
+    clients.restore(state.round)
+    legacy = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)  # checkpoints written before client stores
+              for k, v in (prior[0] if prior is not None else {}).items() if k.startswith("residual/")}
 
     futures: dict[tuple[int, int], Any] = {}
     deadline: tuple[int, float] | None = None
@@ -187,9 +165,12 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
             event = None
             if isinstance(ins, RunClient):
                 started.setdefault(ins.round, time.perf_counter())
-                x, y = shards[ins.client_id]
-                futures[(ins.round, ins.client_id)] = _submit(
-                    executor, client_fn, ins.round, ins.client_id, ins.seed, ins.weights, ins.residual, x, y, training)
+                x, y = dataset.client_arrays(ins.client_id)  # only the sampled clients' rows: O(m) per round
+                residual = clients.residual(ins.client_id)
+                if residual is None:
+                    residual = legacy.get(ins.client_id)
+                futures[(ins.round, ins.client_id)] = executor.submit(
+                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, residual, x, y, training)
             elif isinstance(ins, ArmDeadline):
                 deadline = (ins.round, time.perf_counter() + ins.seconds)
             elif isinstance(ins, Evaluate):
@@ -201,6 +182,10 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
                 event = Evaluated(ins.round, acc, loss, time.perf_counter() - t0)
             elif isinstance(ins, CompleteRound):
                 arrays, meta = snapshot(ins.state)
+                # the round's residuals are durable before its checkpoint (see client_state.py)
+                clients.save_round(ins.record.round, dict(ins.state.residuals))
+                for c in ins.state.residuals:
+                    legacy.pop(c, None)
                 if store is not None:
                     store.save(key, ins.record, arrays, meta)
                 records.append(ins.record)
@@ -222,6 +207,9 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
     for fut in futures.values():
         fut.cancel()
     assumption = {"record": RECORD_ASSUMPTION, "client": CLIENT_ASSUMPTION}.get(config.privacy.mode)
+    if assumption is not None:
+        comp = config.compression
+        assumption += "; " + compression_assumption(comp.kind, comp.shared_mask, config.privacy.mode)
     return FederatedResult(key, config, tuple(records), final_weights, state.noise, resumed_from, assumption)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, fan_out
 from tasks.errors import InfeasibleError
 from tasks.partition.colocation import must_share_groups
 from tasks.partition.cost import InvalidPlanError
@@ -362,11 +363,9 @@ def _solve_point(instance: PlanInstance, budget: float, time_limit: float) -> Pl
 
 
 def sweep_budgets(instance: PlanInstance, budgets: list[float], time_limit: float,
-                  executor=None) -> list[PlanResult | str]:
+                  executor: Any = SERIAL) -> list[PlanResult | str]:
     """The bottleneck-vs-sensitivity front: one joint solve per budget, fanned out over ``executor`` (anything with
-    ``submit(fn, *args)``: a Dask client, ``tasks.dask_fanout``) or serial; each point keeps its own bound. A budget
-    with no plan gives the reason (a string) instead of a result."""
-    if executor is None:
-        return [_solve_point(instance, b, time_limit) for b in budgets]
-    futures = [executor.submit(_solve_point, instance, b, time_limit) for b in budgets]
-    return [f.result() for f in futures]
+    ``tasks.dask_fanout``'s contract: a Dask client, a ``concurrent.futures`` executor, ``SERIAL``; None is serial);
+    each point keeps its own bound. A budget with no plan gives the reason (a string) instead of a result."""
+    return fan_out(SERIAL if executor is None else executor, _solve_point,
+                   [(instance, b, time_limit) for b in budgets])

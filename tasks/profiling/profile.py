@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import fx, nn
 
+from tasks.config import Config
 from tasks.profiling.capture import capture_graph, run_eager
 from tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
 from tasks.profiling.errors import ProfileConfigError
@@ -34,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class ProfileConfig:
+class ProfileConfig(Config):
     """Everything that determines a profile except the model. ``input_shape`` includes the batch dimension;
     ``batch`` (if set) replaces it. ``threads=None`` keeps torch's current thread count."""
 
@@ -80,8 +81,11 @@ class ProfileConfig:
         return shape
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``."""
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``; None or "" -> None (the model's default).
+    The one parser of ``--input-shape`` for every command."""
+    if not text:
+        return None
     parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
     try:
         shape = tuple(int(p) for p in parts)

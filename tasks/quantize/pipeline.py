@@ -10,8 +10,7 @@ before any run is recorded.
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from tasks.config import Config
+from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
 from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
@@ -35,7 +36,7 @@ DIGITS = "sklearn:digits"
 
 
 @dataclass(frozen=True)
-class QuantizeRequest:
+class QuantizeRequest(Config):
     """What the user asked for. ``model`` or ``source_run`` (a run whose trained model, and sensitivities when they
     cover ``bits``, are reused). Budgets in bytes / BOPs / ms; ``latency_table`` a JSON or CSV path."""
 
@@ -71,8 +72,23 @@ class QuantizeRequest:
         pins.update({k: int(v) for k, v in self.pinned})
         return pins
 
-    def to_params(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+    def validate(self) -> "QuantizeRequest":
+        """The checks that need neither the model nor the data (``validate_request`` does the rest)."""
+        if bool(self.model) == bool(self.source_run):
+            raise QuantizeError("give exactly one of --model SPEC or --run ID")
+        parse_bits(self.bits, keep_float=False)
+        if self.act_bits is not None and not 2 <= self.act_bits <= 16:
+            raise QuantizeError(f"--act-bits must be in 2..16; got {self.act_bits}")
+        for name, v in self.budgets().items():
+            if not np.isfinite(v) or v <= 0:
+                raise QuantizeError(f"the {name} budget must be a positive number; got {v}")
+        if self.latency_budget is not None and not self.latency_table:
+            raise QuantizeError("--latency-budget needs --latency-table PATH (per-layer, per-bit latencies in ms)")
+        if self.epochs < 0 or self.pareto_points < 2 or self.hutchinson_samples < 2:
+            raise QuantizeError("--epochs must be >= 0, --pareto-points >= 2 and Hutchinson samples >= 2")
+        if not self.time_limit > 0:
+            raise QuantizeError(f"the solver time limit must be positive seconds; got {self.time_limit}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -91,20 +107,11 @@ class ModelRecord:
 # ---------------------------------------------------------------- data and models
 
 def load_data(dataset: str | None, seed: int, test_fraction: float = 0.25):
-    """(x_train, y_train, x_test, y_test): scikit-learn digits, or a user .npz split with the seed."""
-    if dataset in (None, "", DIGITS):
-        from tasks.models.digits import load_digits_split
+    """(x_train, y_train, x_test, y_test) as tensors from ``tasks.datasets`` (digits, .npz or Parquet)."""
+    from tasks.datasets import load_dataset
+    from tasks.models.digits import dataset_tensors
 
-        return load_digits_split(seed=seed, test_fraction=test_fraction)
-    from tasks.models.digits import load_arrays
-
-    x, y = load_arrays(dataset)
-    if len(x) < 4:
-        raise ForgeflowError(f"dataset {dataset} has {len(x)} examples; at least 4 are needed to split it")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(x) * test_fraction)))
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return dataset_tensors(load_dataset(dataset, seed=seed, test_fraction=test_fraction, min_rows=4))
 
 
 def build_model(spec: str) -> torch.nn.Module:
@@ -175,14 +182,15 @@ def sensitivities_to_catalog(cat, run_id: str, rec: ModelRecord, req: QuantizeRe
                 keep = old.filter(pc.is_in(old.column("bits"), value_set=pa.array(list(req.bits), pa.int64())))
                 cols = [f.name for f in cat.tables()["quant_sensitivities"].schema]
                 cat.append("quant_sensitivities", keep.select(cols), run_id=run_id)
-                return {"layers": len(set(keep.column("layer").to_pylist())), "reused_from": req.source_run}
+                return {"layers": len(set(keep.column("layer").to_pylist())), "reused_from": req.source_run,
+                        "rows_run_id": run_id}
     model = load_trained(cat, rec)
     batches, _ = _calibration(rec, req)
     infos, base = describe_layers(model, batches[0][0][:1])
     sens = layer_sensitivities(model, batches, [b for b in req.bits if b < FLOAT_BITS],
                                max_samples=req.hutchinson_samples, seed=req.seed)
     cat.append("quant_sensitivities", sensitivity_rows(rec.model, infos, sens, base), run_id=run_id)
-    return {"layers": len(infos), "samples": max(s.samples for s in sens), "base_bytes": base}
+    return {"layers": len(infos), "samples": max(s.samples for s in sens), "base_bytes": base, "rows_run_id": run_id}
 
 
 # ---------------------------------------------------------------- plans and evaluations
@@ -196,10 +204,12 @@ def problem_from_catalog(cat, run_id: str, req: QuantizeRequest):
                          budgets=req.budgets())
 
 
-def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor=None) -> dict[str, Any]:
+def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor: Any = SERIAL,
+                      sensitivity_run: str | None = None) -> dict[str, Any]:
     """Solve the requested plan and a size sweep, evaluate uniform / ILP plans, write quant_plans and
-    quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary."""
-    problem = problem_from_catalog(cat, run_id, req)
+    quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary. The sensitivities are read
+    from ``sensitivity_run``'s rows (default this run; another when the sensitivity step was reused)."""
+    problem = problem_from_catalog(cat, sensitivity_run or run_id, req)
     model = load_trained(cat, rec)
     batches, (xte, yte) = _calibration(rec, req)
     act_batches = [x for x, _ in batches]
@@ -281,18 +291,7 @@ def accuracy_plot_png(evals: list[dict[str, Any]], title: str) -> bytes:
 
 def validate_request(req: QuantizeRequest, cat=None) -> None:
     """Everything checkable without a Hessian; raises a ForgeflowError naming the problem."""
-    if bool(req.model) == bool(req.source_run):
-        raise QuantizeError("give exactly one of --model SPEC or --run ID")
-    parse_bits(req.bits, keep_float=False)
-    if req.act_bits is not None and not 2 <= req.act_bits <= 16:
-        raise QuantizeError(f"--act-bits must be in 2..16; got {req.act_bits}")
-    for name, v in req.budgets().items():
-        if not np.isfinite(v) or v <= 0:
-            raise QuantizeError(f"the {name} budget must be a positive number; got {v}")
-    if req.latency_budget is not None and not req.latency_table:
-        raise QuantizeError("--latency-budget needs --latency-table PATH (per-layer, per-bit latencies in ms)")
-    if req.epochs < 0 or req.pareto_points < 2 or req.hutchinson_samples < 2:
-        raise QuantizeError("--epochs must be >= 0, --pareto-points >= 2 and Hutchinson samples >= 2")
+    req.validate()
     if req.source_run:
         if cat is None:
             raise QuantizeError("--run needs a catalog")

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "flows.cli_up",
     "flows.cli_verify",
     "flows.cli_optimize",
+    "flows.cli_plan",
 ]
 
 

@@ -88,6 +88,9 @@ def shared_prefect_api(tmp_path_factory):
     try:
         yield url
     finally:
+        from flows.api import _drain_prefect
+
+        _drain_prefect()  # this process's Prefect logs and events reach the server before it stops
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
 

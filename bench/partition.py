@@ -25,6 +25,7 @@ from pathlib import Path
 
 import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
+from tasks.dask_fanout import SERIAL  # noqa: E402
 from tasks.partition.problem import PartitionProblem  # noqa: E402
 from tasks.partition.solve import SolveConfig, default_expert_path, partition  # noqa: E402
 
@@ -58,7 +59,7 @@ def matches(value: float, known: float | None) -> bool | None:
 
 def run(args) -> list[dict]:
     rows = []
-    executor = ThreadPoolExecutor(args.workers) if args.workers > 1 else None
+    executor = ThreadPoolExecutor(args.workers) if args.workers > 1 else SERIAL
     for key, optima in KNOWN_OPTIMA.items():
         if args.quick and key not in QUICK:
             continue
@@ -87,7 +88,7 @@ def run(args) -> list[dict]:
             rows.append(row)
             print(json.dumps({k2: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
                               for k2, v in row.items()}), flush=True)
-    if executor is not None:
+    if executor is not SERIAL:
         executor.shutdown()
     return rows
 

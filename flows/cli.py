@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Optional
 
@@ -16,6 +17,9 @@ from tasks.errors import ForgeflowError
 app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
                   help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet catalog).")
 
+# commands that run a Prefect flow (they get one local API unless PREFECT_API_URL or `forgeflow up` gives one)
+FLOW_COMMANDS = {"optimize", "profile", "quantize", "partition", "federate", "search", "plan"}
+
 # one line per domain; each module defines register(app)
 COMMAND_MODULES = [
     "flows.cli_catalog",
@@ -25,6 +29,7 @@ COMMAND_MODULES = [
     "flows.cli_federate",
     "flows.cli_ops",
     "flows.cli_search",
+    "flows.cli_up",
 ]
 
 
@@ -112,10 +117,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     # the ephemeral API server can take long to start on a busy 2-core machine (Prefect's default is 20 s)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from the local API
+    from flows import api, shutdown
+
+    whole_process = argv is None  # the console command (not a call from Python): it owns its process
+    if whole_process:
+        shutdown.install()  # Ctrl-C / SIGTERM: bounded shutdown, nothing left running
+        args = sys.argv[1:]
+        if args and args[0] in FLOW_COMMANDS and "--help" not in args:
+            api.start_api_early()  # this command's one Prefect API comes up while it validates its input
     try:
         rc = app(args=argv, standalone_mode=False)  # click returns (not raises) typer.Exit's code here
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted" + (" (SIGTERM)" if shutdown.received() == signal.SIGTERM else ""))
+        sys.exit(128 + (shutdown.received() or signal.SIGINT))
     except ForgeflowError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -131,6 +147,15 @@ def main(argv: Optional[list[str]] = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    except BaseException:
+        if shutdown.received() is None:
+            raise
+        err_console.print("interrupted" + (" (SIGTERM)" if shutdown.received() == signal.SIGTERM else ""))
+        sys.exit(128 + shutdown.received())
+    finally:
+        api.stop_started_api()
+        if whole_process:
+            shutdown.kill_descendants(timeout=3.0)  # a worker or server that outlived its cluster's close
 
 
 if __name__ == "__main__":

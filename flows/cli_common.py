@@ -18,9 +18,19 @@ CatalogOpt = typer.Option(None, "--catalog", help="Catalog URL: a folder, file:/
 EndpointOpt = typer.Option(None, "--s3-endpoint", help="S3-compatible endpoint URL [env FORGEFLOW_S3_ENDPOINT]")
 DaskOpt = typer.Option(None, "--dask-address", help="Dask scheduler tcp://HOST:PORT [env FORGEFLOW_DASK_ADDRESS; "
                        "default a LocalCluster]")
+DataOpt = typer.Option(None, "--data", help="Data: .npz (arrays x, y; optional x_test, y_test) or .parquet (integer "
+                       "column y plus a list column x or one numeric column per feature) [default: scikit-learn "
+                       "digits]")
+DatasetAliasOpt = typer.Option(None, "--dataset", hidden=True, help="Deprecated alias of --data")
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (the last line is one JSON object) and nothing else")
 
 err_console = Console(stderr=True)
+
+
+def data_source(data: Any, dataset_alias: Any = None) -> Optional[str]:
+    """The ``--data`` path as a string (``--dataset`` is its deprecated alias), or None for the default."""
+    chosen = data if data is not None else dataset_alias
+    return str(chosen) if chosen is not None else None
 
 
 def emit_json(obj: Any) -> None:

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
+                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
 from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
 
 DEFAULT_MODEL = "tasks.federated.models:digits_cnn_gn"
@@ -35,8 +35,8 @@ def build_config(model: str, clients: int, alpha: Optional[float], iid: bool, ro
 def federate(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec (a classifier for the data): "
                               "forgeflow:digits_mlp, package.module:factory, ..."),
-    data: Optional[Path] = typer.Option(None, "--data", help="User data: .npz with x, y (optionally x_test, y_test) "
-                                        "or Parquet with a 'label' column (default: scikit-learn digits)"),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[Path] = DatasetAliasOpt,
     clients: int = typer.Option(20, "--clients", help="Number of clients the data is split over"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Dirichlet(alpha) label split (default 0.3)"),
     iid: bool = typer.Option(False, "--iid", help="Split the data IID instead"),
@@ -74,7 +74,7 @@ def federate(
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     cfg = build_config(model, clients, alpha, iid, rounds, fraction, local_epochs, batch_size, lr, server_lr,
                        prox_mu, compress, dp, dp_clip, dp_noise, dp_epsilon, delta, quorum, deadline, seed)
-    data_arg = str(data) if data else None
+    data_arg = data_source(data, dataset)
     prepare(cfg, data_arg)  # every input check before anything is written
     cat = open_settings_catalog(settings)
     check_dask_address(settings.dask_address)

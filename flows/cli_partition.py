@@ -51,7 +51,7 @@ def partition(
     cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
     validate_inputs(stages, str(graph) if graph else None, model, graph_id, time_limit, memory_cap, cat, shape)
     check_dask_address(settings.dask_address)
-    flow = partition_graph.with_options(task_runner=task_runner_for(settings))
+    flow = partition_graph.with_options(task_runner=task_runner_for(settings, heavy=model is not None))
     with progress_bar(not json_out):
         result = flow(stages=stages, graph_file=str(graph) if graph else None, model=model, graph_id=graph_id,
                       time_limit=time_limit, memory_cap=memory_cap, seed=seed, catalog=cat.url,

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
+                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
 from tasks.quantize.errors import QuantizeError
 
 
@@ -54,7 +54,8 @@ def quantize(
     tie: List[str] = typer.Option([], "--tie", help="Layers that must share a width, comma-separated (repeatable)"),
     pin: List[str] = typer.Option([], "--pin", help="LAYER=BITS fixes a layer's width (repeatable)"),
     pin_ends: Optional[int] = typer.Option(None, "--pin-ends", help="Pin the first and last layer to this width"),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help=".npz with x and y (default: scikit-learn digits)"),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[Path] = DatasetAliasOpt,
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (0: use the weights as built)"),
     seed: int = typer.Option(0, "--seed"),
     pareto_points: int = typer.Option(8, "--pareto-points", help="Size budgets in the Pareto sweep"),
@@ -76,7 +77,7 @@ def quantize(
     if latency_table is not None and not latency_table.exists():
         raise QuantizeError(f"latency table not found: {latency_table}")
     req = QuantizeRequest(
-        model=model, source_run=run, dataset=str(dataset) if dataset else None,
+        model=model, source_run=run, dataset=data_source(data, dataset),
         bits=parse_bits(bits, keep_float=not no_float), act_bits=act_bits or None,
         size_budget=size_budget, bops_budget=bops_budget, latency_budget=latency_budget,
         latency_table=str(latency_table) if latency_table else None, ties=_ties(tie), pinned=_pins(pin),

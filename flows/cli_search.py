@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
+                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
 
 
 def search(
@@ -16,8 +16,8 @@ def search(
                                                      "of --latency-batch); the best subnet under it is reported"),
     budget: int = typer.Option(200, "--budget", help="Distinct subnets the search evaluates"),
     seed: int = typer.Option(0, "--seed"),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help=".npz (x, y) or .parquet (y + pixel columns); "
-                                           "default: scikit-learn digits"),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[Path] = DatasetAliasOpt,
     epochs: int = typer.Option(15, "--epochs", help="Supernet training epochs (sandwich rule)"),
     source: str = typer.Option("supernet", "--source", help="'supernet': accuracy measured on extracted subnets; "
                                "'predictors': the fitted accuracy predictor"),
@@ -37,7 +37,7 @@ def search(
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
-    req = SearchRequest(dataset=str(dataset) if dataset else None, epochs=epochs, seed=seed, budget=budget,
+    req = SearchRequest(dataset=data_source(data, dataset), epochs=epochs, seed=seed, budget=budget,
                         latency_limit_ms=latency_limit_ms, source=source, supernet_run=supernet_run,
                         scratch_compare=scratch_compare, latency_batch=latency_batch)
     req.validate()

@@ -43,7 +43,7 @@ def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_e
     report("quantize: sensitivity", 1, total)
     sens = sensitivity_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
     report("quantize: plan", 2, total)
-    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint, sens.get("rows_run_id")).result()
     report("quantize: plan", 3, total)
     return {"model_record": record, "sensitivity": sens, **plan}
 
@@ -83,7 +83,7 @@ def validate_inputs(request: QuantizeRequest, cat=None) -> None:
     validate_request(request, cat)
 
 
-# models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --dataset`
+# models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --data`
 BUNDLED_DATA_MODELS = ("forgeflow:digits_cnn", "forgeflow:digits_mlp")
 
 
@@ -94,7 +94,7 @@ def quantize_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str
 
     if model not in BUNDLED_DATA_MODELS:
         return {"skipped": f"no bundled calibration data for {model}; run `forgeflow quantize --model {model} "
-                           "--dataset DATA.npz`"}
+                           "--data DATA.npz`"}
     req = QuantizeRequest(model=model, epochs=15, hutchinson_samples=64, pareto_points=5,
                           size_budget=uniform_size_budget(model, 4))
     out = run_quantize_steps(cat_url, run_id, req, s3_endpoint)

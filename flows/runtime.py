@@ -42,16 +42,41 @@ def forgeflow_version() -> str:
         return "0+unknown"
 
 
-def task_runner_for(settings: Settings):
-    """prefect-dask's DaskTaskRunner: the scheduler at ``settings.dask_address``, else a new LocalCluster."""
+def task_runner_for(settings: Settings, heavy: bool = True):
+    """The task runner of a command's flow, by one rule:
+
+    - a Dask scheduler given (``--dask-address`` / ``FORGEFLOW_DASK_ADDRESS``): prefect-dask's runner on it;
+    - light work (``heavy=False``: steps that read, import or solve a graph or an instance file, no torch): Prefect's
+      ThreadPoolTaskRunner in the command's own process, no cluster to start (a few ms against seconds);
+    - heavy work (profiling, training, quantization, federated rounds, supernet search: torch, which wants its own
+      processes and every core): the `forgeflow up` scheduler when one is running, else a new LocalCluster whose
+      workers report to this command's Prefect API (``PREFECT_API_URL`` in their environment) instead of
+      starting temporary servers of their own.
+    """
     import os
 
-    from prefect_dask import DaskTaskRunner
+    from flows.api import ensure_api, warm_dask_address
 
+    ensure_api()  # the one API of this command, in the environment every worker started from here inherits
     # idle OpenMP threads spinning on shared cores slow torch ~10x on a busy 2-core machine; workers inherit this
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if settings.dask_address:
+        from prefect_dask import DaskTaskRunner
+
         return DaskTaskRunner(address=settings.dask_address)
+    if not heavy:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=max(2, settings.dask_workers * settings.dask_threads))
+    from prefect_dask import DaskTaskRunner
+
+    warm = warm_dask_address()
+    if warm:
+        return DaskTaskRunner(address=warm)
+    env = {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}
+    api = current_api_url()
+    if api:
+        env["PREFECT_API_URL"] = api
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
@@ -60,8 +85,24 @@ def task_runner_for(settings: Settings):
             "processes": True,
             "memory_limit": settings.dask_memory_limit,
             "dashboard_address": None,
+            "env": env,
         },
     )
+
+
+def current_api_url() -> str | None:
+    """The Prefect API this process talks to (environment or Prefect's settings), or None for ephemeral mode."""
+    import os
+
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return url
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value() or None
+    except Exception:
+        return None
 
 
 def check_dask_address(address: str | None, timeout: float = 5.0) -> None:

@@ -9,6 +9,7 @@
 | dask_threads       | FORGEFLOW_DASK_THREADS       | 1 (per worker)          |
 | dask_memory_limit  | FORGEFLOW_DASK_MEMORY_LIMIT  | 4GiB (per worker)       |
 | step_retries       | FORGEFLOW_STEP_RETRIES       | 1                       |
+| step_cache         | FORGEFLOW_STEP_CACHE         | true (reuse finished steps of earlier runs) |
 AWS credentials are never settings: they come from the standard AWS environment/config and are never logged.
 """
 
@@ -31,6 +32,37 @@ class Settings(BaseSettings):
     dask_threads: int = 1
     dask_memory_limit: str = "4GiB"
     step_retries: int = 1
+    step_cache: bool = True
+
+    @field_validator("dask_workers", "dask_threads")
+    @classmethod
+    def _positive(cls, v: int, info) -> int:
+        if v < 1:
+            raise ValueError(f"FORGEFLOW_{info.field_name.upper()} must be >= 1, got {v}")
+        return v
+
+    @field_validator("step_retries")
+    @classmethod
+    def _retries(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"FORGEFLOW_STEP_RETRIES must be >= 0, got {v}")
+        return v
+
+    @field_validator("dask_memory_limit")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        from dask.utils import parse_bytes
+
+        text = str(v).strip()
+        if text.lower() == "auto":
+            return "auto"
+        try:
+            n = parse_bytes(text)
+        except (ValueError, TypeError):
+            raise ValueError(f"FORGEFLOW_DASK_MEMORY_LIMIT {v!r} is not a size such as 4GiB, 512MB or auto") from None
+        if n <= 0:
+            raise ValueError(f"FORGEFLOW_DASK_MEMORY_LIMIT must be > 0 (or auto), got {v!r}")
+        return text
 
     @field_validator("dask_address")
     @classmethod
@@ -47,14 +79,22 @@ class Settings(BaseSettings):
         try:
             return Settings(**{**self.model_dump(), **given})
         except ValueError as exc:  # pydantic's ValidationError
-            first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
-            raise ForgeflowError(f"invalid setting: {first.get('msg', exc)}") from None
+            raise ForgeflowError(f"invalid setting: {_first_error(exc)}") from None
 
 
 def load_settings(**overrides) -> Settings:
     try:
         base = Settings()
     except ValueError as exc:
-        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
-        raise ForgeflowError(f"invalid FORGEFLOW_* environment setting: {first.get('msg', exc)}") from None
+        raise ForgeflowError(f"invalid FORGEFLOW_* environment setting: {_first_error(exc)}") from None
     return base.with_overrides(**overrides)
+
+
+def _first_error(exc: ValueError) -> str:
+    """pydantic's first error as one line, naming the environment variable."""
+    if not hasattr(exc, "errors"):
+        return str(exc)
+    first = exc.errors()[0]
+    msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+    name = f"FORGEFLOW_{first['loc'][0]}".upper() if first.get("loc") else ""
+    return msg if not name or name in msg else f"{name}: {msg} (got {first.get('input')!r})"

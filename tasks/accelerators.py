@@ -11,7 +11,7 @@ How a step asks (pick the form matching where it submits):
       with accelerator_annotation("cuda"):
           future = my_step.submit(...)
 
-- fine-grained work inside a task (``prefect_dask.get_dask_client()`` / any ``distributed.Client``)::
+- fine-grained work inside a task (``tasks.dask_fanout.step_executor()``'s ``.client`` / any ``distributed.Client``)::
 
       client.submit(fn, *args, resources=dask_resources("cuda"))
 

@@ -3,18 +3,18 @@
 The Dirichlet split follows Hsu, Qi & Brown (2019) / Yurochkin et al. (2019): for every class, the class's
 examples are dealt to clients in proportions drawn from Dir(alpha * 1_N); small alpha gives each client few labels.
 A split is redrawn (same seed stream) until every client holds at least ``min_samples`` examples, so no client is
-empty. Data: scikit-learn's digits by default (no download), or the user's arrays from ``.npz`` (arrays ``x``, ``y``)
-or Parquet (a ``label`` column of integers plus either one list-valued ``features`` column or numeric columns).
+empty. Data: scikit-learn's digits by default (no download), or the user's ``.npz`` or Parquet file, read by
+``tasks.datasets`` (the one loader shared with quantize and search).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from tasks.datasets import load_dataset
 from tasks.federated.config import FederatedConfigError
 
 
@@ -89,60 +89,9 @@ def split_dirichlet(labels: np.ndarray, num_clients: int, alpha: float, seed: in
 
 
 def load_source(source: str | None, seed: int = 0, test_fraction: float = 0.25):
-    """(name, x_train, y_train, x_test, y_test) as numpy arrays from ``None``/'digits', a .npz or a .parquet path."""
-    if source is None or source == "digits":
-        from tasks.models.digits import load_digits_split
-
-        xtr, ytr, xte, yte = load_digits_split(seed=seed, test_fraction=test_fraction)
-        return "digits", xtr.numpy(), ytr.numpy(), xte.numpy(), yte.numpy()
-    path = Path(source)
-    if not path.exists():
-        raise FederatedConfigError(f"dataset file not found: {source}")
-    if path.suffix == ".npz":
-        with np.load(path) as f:
-            if "x" not in f or "y" not in f:
-                raise FederatedConfigError(f"dataset {source} must hold arrays 'x' and 'y' (found {sorted(f.files)})")
-            x, y = f["x"], f["y"]
-            if "x_test" in f and "y_test" in f:
-                return path.stem, *_checked(source, x, y), *_checked(source, f["x_test"], f["y_test"])
-    elif path.suffix in (".parquet", ".pq"):
-        x, y = _read_parquet(path)
-    else:
-        raise FederatedConfigError(f"dataset {source}: expected digits, a .npz or a .parquet file")
-    x, y = _checked(source, x, y)
-    perm = np.random.default_rng([seed, 0x7E57]).permutation(len(y))
-    n_test = max(1, int(round(test_fraction * len(y))))
-    te, tr = perm[:n_test], perm[n_test:]
-    return path.stem, x[tr], y[tr], x[te], y[te]
-
-
-def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    if "label" not in table.column_names:
-        raise FederatedConfigError(f"dataset {path}: Parquet needs an integer 'label' column")
-    y = table.column("label").to_numpy()
-    if "features" in table.column_names:
-        x = np.asarray(table.column("features").to_pylist(), dtype=np.float32)
-    else:
-        cols = [c for c in table.column_names if c != "label"]
-        if not cols:
-            raise FederatedConfigError(f"dataset {path}: no feature columns besides 'label'")
-        x = np.stack([table.column(c).to_numpy().astype(np.float32) for c in cols], axis=1)
-    return x, y
-
-
-def _checked(source: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(x) != len(y) or len(y) == 0:
-        raise FederatedConfigError(f"dataset {source}: x has {len(x)} rows and y shape {y.shape}; need matching N, (N,)")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise FederatedConfigError(f"dataset {source}: labels must be non-negative integers")
-    if not np.isfinite(x).all():
-        raise FederatedConfigError(f"dataset {source}: features contain NaN or infinity")
-    return x, y.astype(np.int64)
+    """(name, x_train, y_train, x_test, y_test) as numpy arrays from ``tasks.datasets`` (digits, .npz or Parquet)."""
+    data = load_dataset(source, seed=seed, test_fraction=test_fraction)
+    return data.name, data.x_train, data.y_train, data.x_test, data.y_test
 
 
 def build_dataset(source: str | None, num_clients: int, alpha: float | None, seed: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tasks.dask_fanout import SERIAL
 from tasks.federated.checkpoints import CatalogCheckpoints
 from tasks.federated.client import check_model_for_dp
 from tasks.federated.config import FederatedConfig, FederatedConfigError
@@ -48,7 +49,7 @@ def _check_model_runs(spec: str, dataset: FederatedDataset) -> None:
                                    f"{dataset.num_classes}) class scores for this data set")
 
 
-def federate_and_store(cat, run_id: str, config: FederatedConfig, data: str | None = None, executor=None,
+def federate_and_store(cat, run_id: str, config: FederatedConfig, data: str | None = None, executor: Any = SERIAL,
                        on_round=None) -> dict[str, Any]:
     """Run (or resume) the federated training; write rounds, checkpoints, final weights, plots and a runs row."""
     dataset = prepare(config, data)

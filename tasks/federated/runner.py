@@ -1,8 +1,7 @@
 """Carry out the server's instructions: client training through an ``executor``, deadlines, evaluation, checkpoints.
 
-``executor`` is anything with ``submit(fn, *args)`` returning futures with ``done()``, ``result()`` and ``cancel()``:
-a ``distributed.Client`` (one future per sampled client per round, on any worker), a
-``concurrent.futures`` executor, or None (run inline, in order). A future that raises becomes ``ClientFailed``; a
+``executor`` follows ``tasks.dask_fanout``'s contract: a ``distributed.Client`` (one future per sampled client per
+round, on any worker), a ``concurrent.futures`` executor, or ``SERIAL`` (run inline, in order). A future that raises becomes ``ClientFailed``; a
 round deadline (``config.deadline_s``) turns the clients still running into drops (their futures are cancelled).
 
 Checkpoints: after each completed round the runner hands the round record and the state snapshot (weights,
@@ -20,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, as_executor
 from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
 from tasks.federated.config import FederatedConfig, FederatedConfigError
 from tasks.federated.data import FederatedDataset
@@ -110,52 +110,19 @@ def resolve_noise(config: FederatedConfig, client_sizes) -> float | None:
         raise FederatedConfigError(f"--dp-epsilon {p.target_epsilon}: {exc}") from None
 
 
-class _Done:
-    """An already-finished future (the inline executor)."""
-
-    def __init__(self, fn, args):
-        try:
-            self._value, self._exc = fn(*args), None
-        except Exception as exc:  # noqa: BLE001 - a client's failure is data for the state machine
-            self._value, self._exc = None, exc
-
-    def done(self):
-        return True
-
-    def result(self):
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-    def cancel(self):
-        return False
-
-
-def _submit(executor, fn, *args):
-    if executor is None:
-        return _Done(fn, args)
-    try:
-        from distributed import Client
-
-        if isinstance(executor, Client):
-            return executor.submit(fn, *args, pure=False)
-    except ImportError:  # pragma: no cover
-        pass
-    return executor.submit(fn, *args)
-
-
 def _failure_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=None,
+def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: Any = SERIAL,
                   store: CheckpointStore | None = None, run_key: str | None = None,
                   on_round: Callable[[RoundRecord], None] | None = None,
                   client_fn: Callable[..., ClientResult] = train_client, poll_s: float = 0.005,
                   stop_after_round: int | None = None) -> FederatedResult:
     """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests)."""
     config.validate()
+    executor = as_executor(executor)
     if dataset.num_clients != config.clients:
         raise FederatedConfigError(f"the dataset is split over {dataset.num_clients} clients, the config asks "
                                    f"for {config.clients}")
@@ -188,8 +155,8 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor=N
             if isinstance(ins, RunClient):
                 started.setdefault(ins.round, time.perf_counter())
                 x, y = shards[ins.client_id]
-                futures[(ins.round, ins.client_id)] = _submit(
-                    executor, client_fn, ins.round, ins.client_id, ins.seed, ins.weights, ins.residual, x, y, training)
+                futures[(ins.round, ins.client_id)] = executor.submit(
+                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, ins.residual, x, y, training)
             elif isinstance(ins, ArmDeadline):
                 deadline = (ins.round, time.perf_counter() + ins.seconds)
             elif isinstance(ins, Evaluate):

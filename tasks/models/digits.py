@@ -11,31 +11,16 @@ import torch.nn as nn
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
-    """Stratified train/test split of the 1,797 digits: (x_train, y_train, x_test, y_test)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """Stratified train/test split of the 1,797 digits as tensors: (x_train, y_train, x_test, y_test)."""
+    from tasks.datasets import load_dataset
 
-    data = load_digits()
-    x = (data.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = data.target.astype(np.int64)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    return torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte), torch.from_numpy(yte)
+    return dataset_tensors(load_dataset(None, seed=seed, test_fraction=test_fraction))
 
 
-def load_arrays(path: str):
-    """A user dataset: ``.npz`` with arrays ``x`` (N x C x H x W or N x D) and ``y`` (N,) integer labels."""
-    from tasks.errors import ForgeflowError
-
-    try:
-        with np.load(path) as f:
-            x, y = f["x"].astype(np.float32), f["y"].astype(np.int64)
-    except FileNotFoundError:
-        raise ForgeflowError(f"dataset file not found: {path}") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise ForgeflowError(f"dataset {path} must be an .npz with arrays 'x' and 'y': {exc}") from None
-    if len(x) != len(y) or len(x) == 0:
-        raise ForgeflowError(f"dataset {path}: x has {len(x)} rows and y has {len(y)}; they must match and be > 0")
-    return torch.from_numpy(x), torch.from_numpy(y)
+def dataset_tensors(data):
+    """A ``tasks.datasets.Dataset`` as torch tensors: (x_train, y_train, x_test, y_test)."""
+    t = torch.from_numpy
+    return t(data.x_train), t(data.y_train), t(data.x_test), t(data.y_test)
 
 
 class DigitsCNN(nn.Module):

@@ -24,6 +24,7 @@ from tasks.errors import InvalidGraphError
 from tasks.partition.cost import InvalidPlanError, validate_plan
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.slicing import OrderSlicer
+from tasks.solver import MEMORY_RTOL
 
 BASELINES = ("equal_nodes", "param_balanced", "compute_balanced")
 
@@ -82,7 +83,7 @@ def compute_balanced(problem: PartitionProblem, k: int, slicer: OrderSlicer | No
     invalid = np.tri(G + 1, G + 1, -1, dtype=bool)
     if slicer.cap is not None:
         mp = np.concatenate([[0.0], np.cumsum(slicer.size[order])])
-        invalid |= (mp[None, :] - mp[:, None]) > slicer.cap * (1 + 1e-9)
+        invalid |= (mp[None, :] - mp[:, None]) > slicer.cap * (1 + MEMORY_RTOL)
     C[invalid] = np.inf
     np.fill_diagonal(C, 0.0)
     res = slicer.slice(order, k, C)

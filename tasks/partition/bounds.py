@@ -3,7 +3,9 @@
 Three families, cheapest first; ``best_lower_bound`` runs them in that order and stops as soon as the bound meets
 the best known plan:
 
-* ``combinatorial_lower_bound``: total work / k and the heaviest must-share-a-stage group.
+* ``combinatorial_lower_bound``: total work / k, the heaviest must-share-a-stage group, and the transfers every
+  stage must pay whatever the branching (``stage_transfer_bound``: each stage without a source receives all inputs
+  of its first group, each without a sink ships all outputs of its last group).
 * ``cheapest_stage_bound``: for each group g, the cheapest *convex* stage that contains g, transfers included
   (a small HiGHS MIP per group, see ``mip.build_cheapest_stage_model``). Some stage of every plan holds g, so the
   max over g is a lower bound for every k. With k larger than the pipeline needs, the optimum is exactly such an
@@ -14,7 +16,7 @@ the best known plan:
   infeasible, cap is a lower bound; otherwise its proven dual bound (at most cap) is.
 
 Every value reported is a proven bound: HiGHS's dual bound or an infeasibility proof, shaved by a relative 1e-7 and
-an absolute 1e-6 ms for solver tolerances.
+an absolute 1e-6 ms for solver tolerances (``tasks.solver.shave_bound``).
 """
 
 from __future__ import annotations
@@ -25,30 +27,71 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.partition.colocation import Groups, must_share_groups
-from tasks.partition.mip import (build_cheapest_stage_model, build_stage_model, shave_for_tolerance, solve_model,
-                                  stages_from_values)
+from tasks.partition.mip import build_cheapest_stage_model, build_stage_model, stages_from_values
 from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus
+from tasks.partition.status import COST_RTOL, MEMORY_RTOL, PROVEN_RTOL, Bound, ImprovedPlan, SolveStatus, is_proven
+from tasks.solver import SolverOptions, shave_bound, solve
 
-#: a lower bound within this relative distance of the best plan proves that plan optimal
-OPTIMALITY_TOLERANCE = 1e-4
-#: the guess used to prove a plan optimal sits this far (relative) below its bottleneck
-CLOSING_GAP = 1e-5
+#: the guess used to prove a plan optimal sits this far (relative) below its bottleneck: well inside PROVEN_RTOL,
+#: so that the guess's infeasibility, shaved for solver tolerances, still certifies the plan
+CLOSING_GAP = PROVEN_RTOL / 10
+
+
+def stage_transfer_bound(groups: Groups, k: int, min_stages: int = 1) -> float:
+    """Total work plus the transfers every stage must pay, spread over the stages (survives any branching).
+
+    Take a plan with k' non-empty stages. A stage holding no source group has a first group (in topological order)
+    whose predecessors all lie in earlier stages, so it receives every input of that group: at least
+    ``inputs[g]`` = the summed transfer cost of the senders feeding g. Likewise a stage holding no sink group has
+    a last group whose successors all lie later, so it ships every output of that group that leaves it:
+    ``outputs[g]``. Different stages have different first (last) groups, so at least k' - #sources stages pay
+    distinct ``inputs`` and k' - #sinks pay distinct ``outputs``; the sum of stage costs is at most k' B. Hence
+    B >= min over k' of (W + the k' - #sources smallest inputs + the k' - #sinks smallest outputs) / k', with k'
+    from ``min_stages`` (e.g. forced by memory) to k."""
+    G = groups.count
+    if G == 0:
+        return 0.0
+    c = groups.problem.c
+    inputs = np.zeros(G)
+    outputs = np.zeros(G)
+    for u, targets in groups.senders:
+        outputs[int(groups.group_of[u])] += float(c[u])
+        for t in targets:
+            inputs[t] += float(c[u])
+    has_pred = np.array([bool(p) for p in groups.preds])
+    has_succ = np.array([bool(q) for q in groups.succs])
+    ins = np.concatenate([[0.0], np.cumsum(np.sort(inputs[has_pred]))])
+    outs = np.concatenate([[0.0], np.cumsum(np.sort(outputs[has_succ]))])
+    n_src, n_snk = int((~has_pred).sum()), int((~has_succ).sum())
+    W = float(groups.work.sum())
+    best = math.inf
+    for kk in range(max(1, min_stages), max(k, 1) + 1):
+        a = min(max(kk - n_src, 0), len(ins) - 1)
+        b = min(max(kk - n_snk, 0), len(outs) - 1)
+        best = min(best, (W + ins[a] + outs[b]) / kk)
+    return float(best) if math.isfinite(best) else 0.0
 
 
 def combinatorial_lower_bound(problem: PartitionProblem, groups: Groups | None = None) -> Bound:
-    """max(total work / k, heaviest must-share-a-stage group's work). Memory: if one group exceeds the cap or the
-    total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf, ``detail["reason"]`` says why."""
+    """max(total work / k, heaviest must-share-a-stage group's work, ``stage_transfer_bound``). Memory: if one
+    group exceeds the cap or the total size exceeds k caps, no plan exists: status INFEASIBLE, value +inf,
+    ``detail["reason"]`` says why."""
     t0 = time.perf_counter()
     groups = groups or must_share_groups(problem)
     total_over_k = float(problem.w.sum()) / problem.k
     heaviest = float(groups.work.max()) if groups.count else 0.0
-    value = max(total_over_k, heaviest)
-    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest}
+    min_stages = 1
+    if problem.mem_cap is not None and problem.mem_cap > 0:
+        min_stages = max(1, math.ceil(float(problem.m.sum()) / (problem.mem_cap * (1 + MEMORY_RTOL)) - COST_RTOL))
+    transfers = stage_transfer_bound(groups, problem.k, min_stages) if min_stages <= problem.k else math.inf
+    value = max(total_over_k, heaviest, transfers if math.isfinite(transfers) else 0.0)
+    detail: dict[str, Any] = {"total_over_k": total_over_k, "heaviest_group": heaviest,
+                              "stage_transfers": transfers}
     status = SolveStatus.OPTIMAL
     if problem.mem_cap is not None:
-        cap = problem.mem_cap * (1 + 1e-12)
+        cap = problem.mem_cap * (1 + MEMORY_RTOL)
         biggest = int(np.argmax(groups.size)) if groups.count else 0
         if groups.count and groups.size[biggest] > cap:
             # classes on a cycle of the class graph must share a stage; together they may not fit
@@ -83,14 +126,14 @@ def cheapest_stage_bound(problem: PartitionProblem, time_limit: float, *, groups
         if left <= 0.05:
             complete = False
             break
-        res = solve_model(build_cheapest_stage_model(groups, g, problem.mem_cap), left)
+        res = solve(build_cheapest_stage_model(groups, g, problem.mem_cap), SolverOptions(time_limit=left))
         solves += 1
         if res.status == SolveStatus.INFEASIBLE:  # g fits in no stage (memory): no plan exists
             return Bound(math.inf, "cheapest_stage", SolveStatus.INFEASIBLE, time.perf_counter() - t0,
                          {"group": [problem.node_ids[v] for v in groups.members[g]], "solves": solves})
         if res.status != SolveStatus.OPTIMAL:
             complete = False
-        value = shave_for_tolerance(res.dual_bound) if math.isfinite(res.dual_bound) else 0.0
+        value = shave_bound(res.dual_bound) if math.isfinite(res.dual_bound) else 0.0
         if value > best:
             best, best_group = value, g
     detail: dict[str, Any] = {"solves": solves}
@@ -121,17 +164,22 @@ def bottleneck_guess_bound(problem: PartitionProblem, cap: float, time_limit: fl
                 math.inf)
     groups = must_share_groups(problem)
     sm = build_stage_model(groups, problem.k, bottleneck_cap=cap, bottleneck_floor=floor, mem_cap=problem.mem_cap)
-    res = solve_model(sm.model, time_limit, stop=stop, extra_options=None if presolve else {"presolve": "off"})
+    time_limit -= time.perf_counter() - t0  # building a large model takes time out of the same budget
+    if time_limit <= 0.05:
+        return (Bound(float(floor), "mip_bottleneck_guess", SolveStatus.NOT_RUN, time.perf_counter() - t0,
+                      {"cap": float(cap), "message": "no time left after building the model"}), None, math.inf)
+    res = solve(sm.model, SolverOptions(time_limit=time_limit, extra={} if presolve else {"presolve": "off"}),
+                stop=stop)
     detail: dict[str, Any] = dict(res.detail, cap=float(cap), presolve=presolve)
     assignment = None
     if res.status == SolveStatus.INFEASIBLE:
-        value, status = shave_for_tolerance(cap), SolveStatus.INFEASIBLE
+        value, status = shave_bound(cap), SolveStatus.INFEASIBLE
     else:
-        value = shave_for_tolerance(min(res.dual_bound, cap)) if math.isfinite(res.dual_bound) else float(floor)
-        value = max(value, shave_for_tolerance(floor))
+        value = shave_bound(min(res.dual_bound, cap)) if math.isfinite(res.dual_bound) else float(floor)
+        value = max(value, shave_bound(floor))
         status = res.status
-        if res.values is not None:
-            assignment = stages_from_values(sm, groups, res.values)
+        if res.solution is not None:
+            assignment = stages_from_values(sm, groups, res.solution)
             detail["objective"] = res.objective
     return Bound(value, "mip_bottleneck_guess", status, time.perf_counter() - t0, detail), assignment, res.objective
 
@@ -172,106 +220,131 @@ def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
     return ([first, second] + between)[:count]
 
 
+class _BoundSearch:
+    """State of one ``best_lower_bound`` call: every bound found, the best plan the MIPs handed back, the clock."""
+
+    def __init__(self, problem: PartitionProblem, upper_bound: float | None, time_limit: float) -> None:
+        self.t0 = time.perf_counter()
+        self.problem = problem
+        self.time_limit = time_limit
+        self.ub = math.inf if upper_bound is None or not math.isfinite(upper_bound) else float(upper_bound)
+        self.groups = must_share_groups(problem)
+        self.found: list[Bound] = []
+        self.improved: ImprovedPlan | None = None
+
+    def left(self) -> float:
+        return self.time_limit - (time.perf_counter() - self.t0)
+
+    def best(self) -> Bound:
+        return max(self.found, key=lambda b: (b.value, -b.seconds))
+
+    def reference(self) -> float:
+        """The best plan's bottleneck: the one given, or a better one a MIP found."""
+        return min(self.ub, self.improved.bottleneck) if self.improved is not None else self.ub
+
+    def done(self) -> bool:
+        b = self.best().value
+        return b >= self.reference() * (1.0 - CLOSING_GAP) or b == math.inf or self.left() <= 0.1
+
+    def record(self, outcome: tuple[Bound, np.ndarray | None, float]) -> None:
+        bound, assignment, objective = outcome
+        self.found.append(bound)
+        if assignment is not None and objective < self.reference() * (1 - COST_RTOL):
+            self.improved = ImprovedPlan(float(objective), tuple(int(s) for s in assignment), "mip_guess")
+
+    # ------------------------------------------------------------------ phases
+    def cheap_bounds(self) -> None:
+        """Phase 1: the combinatorial bound, then the cheapest convex stage around each heavy group."""
+        self.found.append(combinatorial_lower_bound(self.problem, self.groups))
+        if not self.done():
+            left = self.left()
+            self.found.append(cheapest_stage_bound(self.problem, max(0.2 * left, min(left, 5.0)), groups=self.groups,
+                                                   stop_at=self.reference() * (1.0 - CLOSING_GAP)))
+
+    def guess_round_serial(self, caps: list[float], lower: float) -> None:
+        """One bottleneck guess in this thread, with half of what is left (a failed guess leaves time for the next)."""
+        left = self.left()
+        self.record(bottleneck_guess_bound(self.problem, caps[0], max(0.5 * left, min(left, 5.0)) - 0.1,
+                                           floor=lower))
+
+    def guess_round_parallel(self, caps: list[float], lower: float, executor) -> None:
+        """Several guesses at once: the first in this thread (so a busy executor cannot starve the bound), the
+        others on ``executor``; a single guess races HiGHS with and without presolve. The first conclusive answer
+        ends the round."""
+        jobs = [(cap, True) for cap in caps]
+        if len(jobs) == 1:
+            jobs.append((caps[0], False))
+        deadline = time.time() + self.left() - 0.5
+        pending = [executor.submit(bottleneck_guess_bound, self.problem, cap, self.left(), floor=lower,
+                                   deadline=deadline, presolve=pre) for cap, pre in jobs[1:]]
+
+        def collect() -> bool:
+            """Record the finished executor guesses; True once they settle the question."""
+            nonlocal pending
+            still = []
+            for fut in pending:
+                if fut.done():
+                    self.record(_guess_result(fut, lower))
+                else:
+                    still.append(fut)
+            pending = still
+            return self.done()
+
+        cap, pre = jobs[0]
+        self.record(bottleneck_guess_bound(self.problem, cap, self.left(), floor=lower, deadline=deadline,
+                                           presolve=pre, stop=collect))
+        while pending and not collect():
+            time.sleep(0.02)
+
+    def guesses(self, executor) -> None:
+        """Phase 2: bottleneck guesses between the best bound and the best plan until the gap closes, time runs
+        out, or a round makes no progress on either side."""
+        while not self.done():
+            lower, upper = self.best().value, self.reference()
+            caps = _guess_caps(lower, upper, 4 if runs_in_parallel(executor) else 1)
+            if not caps:
+                break
+            if runs_in_parallel(executor):
+                self.guess_round_parallel(caps, lower, executor)
+            else:
+                self.guess_round_serial(caps, lower)
+            if self.best().value <= lower and self.reference() >= upper:
+                break  # no progress on either side; another guess in the time left would fare no better
+
+    def result(self) -> Bound:
+        top = self.best()
+        ref = self.reference()
+        if top.value == math.inf:
+            status = SolveStatus.INFEASIBLE
+        elif math.isfinite(ref) and is_proven(ref, top.value):
+            status = SolveStatus.OPTIMAL
+        elif any(b.status == SolveStatus.TIME_LIMIT for b in self.found):
+            status = SolveStatus.TIME_LIMIT
+        else:
+            status = SolveStatus.FEASIBLE
+        detail: dict[str, Any] = {
+            "per_method": [{"method": b.method, "value": b.value, "status": b.status.value, "seconds": b.seconds,
+                            **({"cap": b.detail["cap"]} if "cap" in b.detail else {})} for b in self.found],
+            "upper_bound": self.ub,
+            "method_detail": dict(top.detail),
+        }
+        return Bound(top.value, top.method, status, time.perf_counter() - self.t0, detail, self.improved)
+
+
 def best_lower_bound(problem: PartitionProblem, upper_bound: float | None, time_limit: float,
-                     executor=None) -> Bound:
+                     executor: Any = SERIAL) -> Bound:
     """The strongest lower bound on the optimal bottleneck this module can prove within ``time_limit`` seconds.
 
     ``upper_bound`` is the bottleneck of the best known plan (None or inf if none): it is the target, and it sets
-    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (anything
-    with ``submit(fn, *args)``) when given. ``Bound.method`` names the method that proved the returned value;
+    the guesses of the bottleneck-guessing MIPs. Independent MIP solves are fanned out over ``executor`` (``tasks.dask_fanout``'s
+    contract) when it runs in parallel. ``Bound.method`` names the method that proved the returned value;
     ``detail["per_method"]`` lists every method run (value, status, seconds); when a MIP found a plan better than
-    ``upper_bound`` it is in ``detail["improved_plan"]`` (stage index per node) with ``detail["improved_bottleneck"]``.
-    ``status`` is OPTIMAL when the bound meets the best plan (``upper_bound`` or the improved one) within
-    OPTIMALITY_TOLERANCE (relative); INFEASIBLE (value +inf) when no plan exists.
+    ``upper_bound`` it is ``Bound.improved`` (an ``ImprovedPlan``). ``status`` is OPTIMAL when the bound proves the
+    best plan (``upper_bound`` or the improved one) optimal (``is_proven``); INFEASIBLE (value +inf) when no plan
+    exists.
     """
-    t0 = time.perf_counter()
     problem.validate()
-    ub = math.inf if upper_bound is None or not math.isfinite(upper_bound) else float(upper_bound)
-    groups = must_share_groups(problem)
-    found: list[Bound] = []
-    improved: tuple[float, np.ndarray] | None = None
-
-    def left() -> float:
-        return time_limit - (time.perf_counter() - t0)
-
-    def best() -> Bound:
-        return max(found, key=lambda b: (b.value, -b.seconds))
-
-    def reference() -> float:
-        return min(ub, improved[0]) if improved is not None else ub
-
-    def done() -> bool:
-        b = best().value
-        return b >= reference() * (1.0 - CLOSING_GAP) or b == math.inf or left() <= 0.1
-
-    def record(outcome: tuple[Bound, np.ndarray | None, float]) -> None:
-        nonlocal improved
-        bound, assignment, objective = outcome
-        found.append(bound)
-        if assignment is not None and objective < reference() * (1 - 1e-9):
-            improved = (objective, assignment)
-
-    found.append(combinatorial_lower_bound(problem, groups))
-    if not done():
-        found.append(cheapest_stage_bound(problem, max(0.2 * left(), min(left(), 5.0)), groups=groups,
-                                          stop_at=reference() * (1.0 - CLOSING_GAP)))
-    while not done():
-        lower, upper = best().value, reference()
-        width = 4 if executor is not None else 1
-        caps = _guess_caps(lower, upper, width)
-        if not caps:
-            break
-        if executor is not None:
-            jobs = [(cap, True) for cap in caps]
-            if len(jobs) == 1:  # a single guess: race HiGHS with and without presolve on two workers
-                jobs.append((caps[0], False))
-            deadline = time.time() + left() - 0.5
-            # the first guess runs in this thread, so a busy executor (e.g. searches queued before us) cannot
-            # starve the bound; the others go to the executor and the first conclusive answer wins
-            pending = [executor.submit(bottleneck_guess_bound, problem, cap, left(), floor=lower, deadline=deadline,
-                                       presolve=pre) for cap, pre in jobs[1:]]
-            cap, pre = jobs[0]
-
-            def collect() -> bool:
-                """Record the finished executor guesses; True once they settle the question."""
-                nonlocal pending
-                still = []
-                for fut in pending:
-                    if fut.done():
-                        record(_guess_result(fut, lower))
-                    else:
-                        still.append(fut)
-                pending = still
-                return done()
-
-            record(bottleneck_guess_bound(problem, cap, left(), floor=lower, deadline=deadline, presolve=pre,
-                                          stop=collect))
-            while pending and not collect():
-                time.sleep(0.02)
-        else:
-            # half of what is left per guess, so a failed guess still leaves time for the next, tighter one
-            record(bottleneck_guess_bound(problem, caps[0], max(0.5 * left(), min(left(), 5.0)) - 0.1, floor=lower))
-        if best().value <= lower and reference() >= upper:
-            break  # no progress on either side; another guess in the time left would fare no better
-
-    top = best()
-    ref = reference()
-    closes = math.isfinite(ref) and top.value >= ref * (1 - OPTIMALITY_TOLERANCE)
-    if top.value == math.inf:
-        status = SolveStatus.INFEASIBLE
-    elif closes:
-        status = SolveStatus.OPTIMAL
-    elif any(b.status == SolveStatus.TIME_LIMIT for b in found):
-        status = SolveStatus.TIME_LIMIT
-    else:
-        status = SolveStatus.FEASIBLE
-    detail: dict[str, Any] = {
-        "per_method": [{"method": b.method, "value": b.value, "status": b.status.value, "seconds": b.seconds,
-                        **({"cap": b.detail["cap"]} if "cap" in b.detail else {})} for b in found],
-        "upper_bound": ub,
-        "method_detail": dict(top.detail),
-    }
-    if improved is not None:
-        detail["improved_bottleneck"] = improved[0]
-        detail["improved_plan"] = [int(s) for s in improved[1]]
-    return Bound(top.value, top.method, status, time.perf_counter() - t0, detail)
+    search = _BoundSearch(problem, upper_bound, time_limit)
+    search.cheap_bounds()
+    search.guesses(executor)
+    return search.result()

@@ -16,9 +16,7 @@ import numpy as np
 
 from tasks.errors import ForgeflowError
 from tasks.partition.problem import PartitionProblem
-
-# relative slack when comparing a stage's size with the memory cap (sizes are floats read from JSON)
-MEMORY_RTOL = 1e-9
+from tasks.solver import MEMORY_RTOL  # relative slack of every memory-cap comparison (re-exported here)
 
 
 class InvalidPlanError(ForgeflowError):

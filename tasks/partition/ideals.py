@@ -34,7 +34,7 @@ import numpy as np
 
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import SolveStatus
+from tasks.partition.status import COST_RTOL, MEMORY_RTOL, SolveStatus
 
 
 @dataclass(frozen=True)
@@ -104,34 +104,33 @@ def _to_matrix(ideals: list[int], G: int) -> np.ndarray:
     return bits[:, :G].astype(bool)
 
 
-def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bound: float = np.inf,
-                    max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None,
-                    seconds_per_pair: float | None = 3e-7, schedule: str = "auto") -> IdealsResult:
-    """Exact optimum over at most k stages by the DP over ideals (see module docstring).
+@dataclass
+class _Tables:
+    """The DP's arrays over the N ideals (rows in nondecreasing size; row 0 = {}, row N-1 = V): membership ``X`` and
+    its padded and bit-packed forms, popcount, work ``W``, size ``M``, and per ideal its exposed senders (senders in
+    it with a target outside it): their cost ``CE``, group ``EG`` and outside targets ``TJ`` (sentinel G = padding)."""
 
-    With ``seconds_per_pair`` set, the DP first counts the (ideal, earlier ideal) pairs inside the work window and
-    returns NOT_RUN at once when that many pairs would not fit in the time left, instead of timing out later.
-    ``schedule`` ("auto", "all" or "layered", the latter only with a finite upper bound) picks how the recursion is
-    evaluated; both are exact.
-    """
-    t0 = time.perf_counter()
-    deadline = t0 + time_limit
-    k = problem.k if k is None else int(k)
-    groups = groups if groups is not None else must_share_groups(problem)
+    X: np.ndarray
+    Xpad: np.ndarray
+    packed: np.ndarray
+    pc: np.ndarray
+    W: np.ndarray
+    M: np.ndarray
+    CE: np.ndarray
+    EG: np.ndarray
+    TJ: np.ndarray
+
+    @property
+    def N(self) -> int:
+        return self.X.shape[0]
+
+
+def _build_tables(problem: PartitionProblem, groups: Groups, ideals: list[int]) -> _Tables:
     G = groups.count
-    try:
-        ideals = enumerate_ideals(groups, max_ideals, deadline)
-    except _Budget as why:
-        status = SolveStatus.NOT_RUN if str(why) == "count" else SolveStatus.TIME_LIMIT
-        return IdealsResult(status, np.full(k, np.nan), None, 0, time.perf_counter() - t0,
-                            f"more than {max_ideals} ideals" if status is SolveStatus.NOT_RUN else "enumeration timed out")
     N = len(ideals)
     X = _to_matrix(ideals, G)  # (N, G), rows in nondecreasing popcount, row 0 = {} and row N-1 = V
-    pc = X.sum(axis=1)
-    work = np.asarray(groups.work, dtype=float)
-    size = np.asarray(groups.size, dtype=float)
-    W = X @ work
-    M = X @ size
+    W = X @ np.asarray(groups.work, dtype=float)
+    M = X @ np.asarray(groups.size, dtype=float)
     nwords = (G + 63) // 64
     packed = np.packbits(X, axis=1, bitorder="little")
     packed = np.pad(packed, ((0, 0), (0, nwords * 8 - packed.shape[1]))).view(np.uint64)
@@ -162,112 +161,167 @@ def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bo
     TJ = TP[EU] if S else np.full((N, F, Dmax), G, dtype=np.int64)  # (N, F, Dmax) its targets ...
     TJ = np.where(valid[:, :, None] & ~np.take_along_axis(Xpad, TJ.reshape(N, -1), axis=1).reshape(TJ.shape),
                   TJ, G)  # ... that lie outside J (the only ones that can be in a later stage)
+    return _Tables(X, Xpad, packed, X.sum(axis=1), W, M, CE, EG, TJ)
 
-    if k <= 2:
-        return _one_or_two_stages(problem, k, groups, X, W, M, CE, t0)
 
-    order_w = np.argsort(W, kind="stable")
-    W_sorted = W[order_w]
-    cap = problem.mem_cap
-    ub = float(upper_bound)
-    tol = 1e-9 * max(1.0, float(W[-1]))
+class _Recursion:
+    """F_t(I) = min over ideals I' <= I of max(F_{t-1}(I'), cost(I minus I')), in one of two exact schedules."""
 
-    def pair_costs(b: int, cand: np.ndarray) -> np.ndarray:
+    def __init__(self, tb: _Tables, k: int, ub: float, cap: float | None, deadline: float) -> None:
+        self.tb, self.k, self.ub, self.cap, self.deadline = tb, k, ub, cap, deadline
+        self.tol = COST_RTOL * max(1.0, float(tb.W[-1]))
+        self.order_w = np.argsort(tb.W, kind="stable")
+        self.W_sorted = tb.W[self.order_w]
+        self.F = np.full((k + 1, tb.N), np.inf)
+        self.F[0, 0] = 0.0
+        self.arg = np.zeros((k + 1, tb.N), dtype=np.int64)
+        self.layers: list[np.ndarray] = []
+
+    def pair_costs(self, b: int, cand: np.ndarray) -> np.ndarray:
         """cost(I_b minus I') for candidate subsets I' (inf over the memory cap or above the upper bound)."""
-        cost = W[b] - W[cand]
+        tb = self.tb
+        cost = tb.W[b] - tb.W[cand]
         # outgoing: exposed senders of I that are not in I'
-        cost = cost + ((~Xpad[cand[:, None], EG[b][None, :]]) * CE[b][None, :]).sum(axis=1)
+        cost = cost + ((~tb.Xpad[cand[:, None], tb.EG[b][None, :]]) * tb.CE[b][None, :]).sum(axis=1)
         # incoming: exposed senders of I' with an outside-I' target inside I
-        cost = cost + (Xpad[b][TJ[cand]].any(axis=2) * CE[cand]).sum(axis=1)
-        if cap is not None:
-            cost = np.where(M[b] - M[cand] > cap * (1 + 1e-9), np.inf, cost)
-        return np.where(cost > ub + tol, np.inf, cost)
+        cost = cost + (tb.Xpad[b][tb.TJ[cand]].any(axis=2) * tb.CE[cand]).sum(axis=1)
+        if self.cap is not None:
+            cost = np.where(tb.M[b] - tb.M[cand] > self.cap * (1 + MEMORY_RTOL), np.inf, cost)
+        return np.where(cost > self.ub + self.tol, np.inf, cost)
 
-    def subsets(b: int, cand: np.ndarray) -> np.ndarray:
+    def subsets(self, b: int, cand: np.ndarray) -> np.ndarray:
+        packed = self.tb.packed
         return cand[~np.any(packed[cand] & ~packed[b], axis=1)] if cand.size else cand
 
-    # Two exact schedules of the same recursion; the cheaper (in candidate pairs) runs:
-    # * "all": every ideal once, all layers at a time, candidates = earlier ideals within the work window;
-    # * "layered": with a finite upper bound UB, an ideal can end stage t only if W(I) <= t UB and
-    #   W(V) - W(I) <= (k - t) UB (a stage costs at least its work), which on tight instances leaves thin slices.
-    pairs_all = pairs_layered = float(N) * N
-    layers: list[np.ndarray] = []
-    if np.isfinite(ub):
-        lo_all = np.searchsorted(W_sorted, W - ub - tol, side="left")
-        hi_all = np.searchsorted(W_sorted, W + tol, side="right")
+    def count_pairs(self) -> tuple[float, float]:
+        """Candidate pairs of the "all" and "layered" schedules (the layers are kept for ``run_layered``).
+
+        * "all": every ideal once, all layers at a time, candidates = earlier ideals within the work window;
+        * "layered": with a finite upper bound UB, an ideal can end stage t only if W(I) <= t UB and
+          W(V) - W(I) <= (k - t) UB (a stage costs at least its work), which on tight instances leaves thin slices.
+        """
+        W, N, k, ub, tol = self.tb.W, self.tb.N, self.k, self.ub, self.tol
+        if not np.isfinite(ub):
+            return float(N) * N, float(N) * N
+        lo_all = np.searchsorted(self.W_sorted, W - ub - tol, side="left")
+        hi_all = np.searchsorted(self.W_sorted, W + tol, side="right")
         pairs_all = float((hi_all - lo_all).sum())
-        layers = [np.array([0])]
+        self.layers = [np.array([0])]
         pairs_layered = 0.0
         for t in range(1, k + 1):
             inside = (W <= t * ub + tol) & (W[-1] - W <= (k - t) * ub + tol)
             layer = np.array([N - 1]) if t == k else np.flatnonzero(inside)
-            prev_w = np.sort(W[layers[-1]])
+            prev_w = np.sort(W[self.layers[-1]])
             pairs_layered += float((np.searchsorted(prev_w, W[layer] + tol, side="right")
                                     - np.searchsorted(prev_w, W[layer] - ub - tol, side="left")).sum())
-            layers.append(layer)
-    layered = bool(layers) and (schedule == "layered" or (schedule == "auto" and pairs_layered < pairs_all))
-    pairs = pairs_layered if layered else pairs_all
-    if seconds_per_pair is not None and np.isfinite(ub):
-        need = pairs * seconds_per_pair
-        if need > deadline - time.perf_counter():
-            return IdealsResult(SolveStatus.NOT_RUN, np.full(k, np.nan), None, N, time.perf_counter() - t0,
-                                f"{N} ideals, about {pairs:.3g} pairs: estimated {need:.0f} s, over the time limit")
+            self.layers.append(layer)
+        return pairs_all, pairs_layered
 
-    Fdp = np.full((k + 1, N), np.inf)
-    Fdp[0, 0] = 0.0
-    arg = np.zeros((k + 1, N), dtype=np.int64)
-    done = 0
-    if layered:
-        for t in range(1, k + 1):
-            prev = layers[t - 1][np.isfinite(Fdp[t - 1, layers[t - 1]])]
-            prev = prev[np.argsort(W[prev], kind="stable")]
-            prev_w = W[prev]
-            for b in layers[t].tolist():
+    def run_layered(self) -> str | None:
+        """Fill F layer by layer; returns a message if the deadline passed."""
+        tb, F, arg, ub, tol = self.tb, self.F, self.arg, self.ub, self.tol
+        done = 0
+        for t in range(1, self.k + 1):
+            prev = self.layers[t - 1][np.isfinite(F[t - 1, self.layers[t - 1]])]
+            prev = prev[np.argsort(tb.W[prev], kind="stable")]
+            prev_w = tb.W[prev]
+            for b in self.layers[t].tolist():
                 done += 1
-                if done % 256 == 0 and time.perf_counter() > deadline:
-                    return IdealsResult(SolveStatus.TIME_LIMIT, np.full(k, np.nan), None, N,
-                                        time.perf_counter() - t0, f"layered DP timed out at stage {t} of {k}")
-                lo = np.searchsorted(prev_w, W[b] - ub - tol, side="left")
-                hi = np.searchsorted(prev_w, W[b] + tol, side="right")
+                if done % 256 == 0 and time.perf_counter() > self.deadline:
+                    return f"layered DP timed out at stage {t} of {self.k}"
+                lo = np.searchsorted(prev_w, tb.W[b] - ub - tol, side="left")
+                hi = np.searchsorted(prev_w, tb.W[b] + tol, side="right")
                 cand = prev[lo:hi]
-                cand = subsets(b, cand[pc[cand] <= pc[b]])  # I' = I itself: an empty stage (cost 0)
+                cand = self.subsets(b, cand[tb.pc[cand] <= tb.pc[b]])  # I' = I itself: an empty stage (cost 0)
                 if not cand.size:
                     continue
-                vals = np.maximum(Fdp[t - 1, cand], pair_costs(b, cand))
+                vals = np.maximum(F[t - 1, cand], self.pair_costs(b, cand))
                 j = int(vals.argmin())
-                Fdp[t, b], arg[t, b] = vals[j], cand[j]
+                F[t, b], arg[t, b] = vals[j], cand[j]
         # layer t only holds V when W(V) <= t UB: fill "at most t stages" for V from the layers below
-        Fdp[1:, N - 1] = np.minimum.accumulate(Fdp[1:, N - 1])
-    for b in ([] if layered else range(1, N)):
-        if b % 256 == 0 and time.perf_counter() > deadline:
-            return IdealsResult(SolveStatus.TIME_LIMIT, np.full(k, np.nan), None, N, time.perf_counter() - t0,
-                                f"DP timed out after {b} of {N} ideals")
-        lo = np.searchsorted(W_sorted, W[b] - ub - tol, side="left") if np.isfinite(ub) else 0
-        hi = np.searchsorted(W_sorted, W[b] + tol, side="right")
-        cand = order_w[lo:hi]
-        cand = subsets(b, cand[pc[cand] < pc[b]])
-        cost = pair_costs(b, cand)
-        if cand.size:
-            vals = np.maximum(Fdp[:k, cand], cost[None, :])  # (k, r): layer t - 1 -> t
-            j = vals.argmin(axis=1)
-            best_t = vals[np.arange(k), j]
-            who_t = cand[j]
-        else:
-            best_t = np.full(k, np.inf)
-            who_t = np.full(k, b)
-        # an empty stage keeps the previous layer's value: F_t(I) = min(F_{t-1}(I), best_t)
-        run = np.minimum.accumulate(np.concatenate([[Fdp[0, b]], best_t]))
-        Fdp[1:, b] = run[1:]
-        arg[1:, b] = np.where(run[:-1] <= best_t, b, who_t)
-    best = Fdp[1:, N - 1].copy()
-    assignment = None
-    if np.isfinite(best[-1]):
-        cur = N - 1
-        chain = [cur]
-        for t in range(k, 0, -1):
-            cur = int(arg[t, cur])
-            chain.append(cur)
-        assignment = _assignment_from_chain(X, chain[::-1], groups)
+        F[1:, tb.N - 1] = np.minimum.accumulate(F[1:, tb.N - 1])
+        return None
+
+    def run_all(self) -> str | None:
+        """Fill F one ideal at a time, all stage counts at once; returns a message if the deadline passed."""
+        tb, F, arg, k = self.tb, self.F, self.arg, self.k
+        for b in range(1, tb.N):
+            if b % 256 == 0 and time.perf_counter() > self.deadline:
+                return f"DP timed out after {b} of {tb.N} ideals"
+            lo = np.searchsorted(self.W_sorted, tb.W[b] - self.ub - self.tol, side="left") if np.isfinite(self.ub) \
+                else 0
+            hi = np.searchsorted(self.W_sorted, tb.W[b] + self.tol, side="right")
+            cand = self.order_w[lo:hi]
+            cand = self.subsets(b, cand[tb.pc[cand] < tb.pc[b]])
+            cost = self.pair_costs(b, cand)
+            if cand.size:
+                vals = np.maximum(F[:k, cand], cost[None, :])  # (k, r): layer t - 1 -> t
+                j = vals.argmin(axis=1)
+                best_t = vals[np.arange(k), j]
+                who_t = cand[j]
+            else:
+                best_t = np.full(k, np.inf)
+                who_t = np.full(k, b)
+            # an empty stage keeps the previous layer's value: F_t(I) = min(F_{t-1}(I), best_t)
+            run = np.minimum.accumulate(np.concatenate([[F[0, b]], best_t]))
+            F[1:, b] = run[1:]
+            arg[1:, b] = np.where(run[:-1] <= best_t, b, who_t)
+        return None
+
+    def chain(self) -> list[int]:
+        """The chain of ideal rows {} = I_0 <= ... <= I_k = V of an optimal plan (repeats are empty stages)."""
+        cur = self.tb.N - 1
+        out = [cur]
+        for t in range(self.k, 0, -1):
+            cur = int(self.arg[t, cur])
+            out.append(cur)
+        return out[::-1]
+
+
+def solve_ideals_dp(problem: PartitionProblem, k: int | None = None, *, upper_bound: float = np.inf,
+                    max_ideals: int = 40_000, time_limit: float = 60.0, groups: Groups | None = None,
+                    seconds_per_pair: float | None = 3e-7, schedule: str = "auto") -> IdealsResult:
+    """Exact optimum over at most k stages by the DP over ideals (see module docstring).
+
+    With ``seconds_per_pair`` set, the DP first counts the (ideal, earlier ideal) pairs inside the work window and
+    returns NOT_RUN at once when that many pairs would not fit in the time left, instead of timing out later.
+    ``schedule`` ("auto", "all" or "layered", the latter only with a finite upper bound) picks how the recursion is
+    evaluated; both are exact. Phases: enumerate the ideals, build their tables, pick the schedule, run it, read
+    the plan back.
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+    k = problem.k if k is None else int(k)
+    groups = groups if groups is not None else must_share_groups(problem)
+
+    def stop(status: SolveStatus, message: str, ideals: int = 0) -> IdealsResult:
+        return IdealsResult(status, np.full(k, np.nan), None, ideals, time.perf_counter() - t0, message)
+
+    try:
+        ideals = enumerate_ideals(groups, max_ideals, deadline)
+    except _Budget as why:
+        if str(why) == "count":
+            return stop(SolveStatus.NOT_RUN, f"more than {max_ideals} ideals")
+        return stop(SolveStatus.TIME_LIMIT, "enumeration timed out")
+    tb = _build_tables(problem, groups, ideals)
+    N = tb.N
+    if k <= 2:
+        return _one_or_two_stages(problem, k, groups, tb.X, tb.W, tb.M, tb.CE, t0)
+
+    rec = _Recursion(tb, k, float(upper_bound), problem.mem_cap, deadline)
+    pairs_all, pairs_layered = rec.count_pairs()
+    layered = bool(rec.layers) and (schedule == "layered" or (schedule == "auto" and pairs_layered < pairs_all))
+    pairs = pairs_layered if layered else pairs_all
+    if seconds_per_pair is not None and np.isfinite(rec.ub):
+        need = pairs * seconds_per_pair
+        if need > deadline - time.perf_counter():
+            return stop(SolveStatus.NOT_RUN, f"{N} ideals, about {pairs:.3g} pairs: estimated {need:.0f} s, over "
+                                             f"the time limit", N)
+    late = rec.run_layered() if layered else rec.run_all()
+    if late is not None:
+        return stop(SolveStatus.TIME_LIMIT, late, N)
+    best = rec.F[1:, N - 1].copy()
+    assignment = _assignment_from_chain(tb.X, rec.chain(), groups) if np.isfinite(best[-1]) else None
     return IdealsResult(SolveStatus.OPTIMAL, best, assignment, N, time.perf_counter() - t0)
 
 
@@ -293,8 +347,8 @@ def _one_or_two_stages(problem: PartitionProblem, k: int, groups: Groups, X: np.
     first = W + exposed
     second = (W[-1] - W) + exposed
     if cap is not None:
-        first = np.where(M > cap * (1 + 1e-9), np.inf, first)
-        second = np.where(M[-1] - M > cap * (1 + 1e-9), np.inf, second)
+        first = np.where(M > cap * (1 + MEMORY_RTOL), np.inf, first)
+        second = np.where(M[-1] - M > cap * (1 + MEMORY_RTOL), np.inf, second)
     one = float(first[-1])
     best = np.array([one] if k == 1 else [one, min(one, float(np.maximum(first, second).min()))])
     assignment = None

@@ -9,166 +9,22 @@ of the cost model are linear lower bounds on 0/1 indicator variables:
   leaves stage s (paid once, however many targets are later);
 * ``inn[u, s] >= y[t, s] - y[g(u), s]``: t is in s and u is not, so u sits earlier and s receives u's output once.
 
-Every returned dual bound is HiGHS's proven ``mip_dual_bound`` (or the optimum), never a heuristic value.
+Every returned dual bound is HiGHS's proven ``mip_dual_bound`` (or the optimum), never a heuristic value. Models are
+built with and solved through the shared HiGHS adapter ``tasks.solver`` (``LinearModel``, ``solve``, ``shave_bound``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
 
-import highspy
 import numpy as np
 
 from tasks.partition.colocation import Groups, must_share_groups
 from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus
-
-INF = highspy.kHighsInf
-
-
-def shave_for_tolerance(value: float) -> float:
-    """Lower a solver-proven bound by a relative 1e-7 and an absolute 1e-6 (ms) so that HiGHS's feasibility
-    tolerances can never make a reported lower bound exceed the true optimum."""
-    if not math.isfinite(value):
-        return value
-    return max(0.0, value - 1e-7 * abs(value) - 1e-6)
-
-
-class LinearModel:
-    """A small column/row builder that hands HiGHS one CSC matrix (much faster than per-row Python calls)."""
-
-    def __init__(self) -> None:
-        self.cost: list[float] = []
-        self.lower: list[float] = []
-        self.upper: list[float] = []
-        self.integer: list[bool] = []
-        self.rows_lo: list[float] = []
-        self.rows_hi: list[float] = []
-        self._ri: list[int] = []
-        self._ci: list[int] = []
-        self._v: list[float] = []
-
-    @property
-    def num_cols(self) -> int:
-        return len(self.cost)
-
-    def add_var(self, lb: float = 0.0, ub: float = 1.0, cost: float = 0.0, integer: bool = False) -> int:
-        self.cost.append(cost)
-        self.lower.append(lb)
-        self.upper.append(ub)
-        self.integer.append(integer)
-        return len(self.cost) - 1
-
-    def add_row(self, cols, coefs, lo: float = -INF, hi: float = INF) -> int:
-        r = len(self.rows_lo)
-        self.rows_lo.append(lo)
-        self.rows_hi.append(hi)
-        for c, a in zip(cols, coefs):
-            if a != 0.0:
-                self._ri.append(r)
-                self._ci.append(c)
-                self._v.append(float(a))
-        return r
-
-    def to_highs(self, time_limit: float, *, mip_rel_gap: float = 1e-6, objective_bound: float | None = None,
-                 extra_options: dict[str, Any] | None = None) -> highspy.Highs:
-        n, m = len(self.cost), len(self.rows_lo)
-        ri = np.asarray(self._ri, dtype=np.int64)
-        ci = np.asarray(self._ci, dtype=np.int64)
-        v = np.asarray(self._v, dtype=float)
-        order = np.lexsort((ri, ci))
-        ri, ci, v = ri[order], ci[order], v[order]
-        start = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(start, ci + 1, 1)
-        start = np.cumsum(start)
-        lp = highspy.HighsLp()
-        lp.num_col_ = n
-        lp.num_row_ = m
-        lp.col_cost_ = np.asarray(self.cost, dtype=float)
-        lp.col_lower_ = np.asarray(self.lower, dtype=float)
-        lp.col_upper_ = np.asarray(self.upper, dtype=float)
-        lp.row_lower_ = np.asarray(self.rows_lo, dtype=float)
-        lp.row_upper_ = np.asarray(self.rows_hi, dtype=float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = start
-        lp.a_matrix_.index_ = ri
-        lp.a_matrix_.value_ = v
-        if any(self.integer):
-            lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                               for i in self.integer]
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        h.setOptionValue("random_seed", 0)
-        h.setOptionValue("time_limit", float(max(time_limit, 0.01)))
-        h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
-        if objective_bound is not None:
-            h.setOptionValue("objective_bound", float(objective_bound))
-        for key, val in (extra_options or {}).items():
-            h.setOptionValue(key, val)
-        h.passModel(lp)
-        return h
-
-
-@dataclass(frozen=True)
-class MipOutcome:
-    """How one HiGHS solve of a minimisation ended: status, best objective found (inf if none), proven dual bound
-    (``-inf`` if nothing was proven; ``+inf`` if the model is infeasible), the column values of the incumbent."""
-
-    status: SolveStatus
-    objective: float
-    dual_bound: float
-    values: np.ndarray | None
-    seconds: float
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-def solve_model(model: LinearModel, time_limit: float, *, stop: Callable[[], bool] | None = None,
-                **kw) -> MipOutcome:
-    """Solve a minimisation model; map HiGHS's model status to SolveStatus and read its proven dual bound.
-
-    ``stop`` is polled from HiGHS's MIP interrupt callback (a few times per second of branch and bound); when it
-    returns True the solve ends early with status FEASIBLE and whatever it had proven so far."""
-    t0 = time.perf_counter()
-    try:
-        h = model.to_highs(time_limit, **kw)
-        if stop is not None:
-            def interrupt(event) -> None:
-                if stop():
-                    event.interrupt()
-
-            h.cbMipInterrupt.subscribe(interrupt)
-        h.run()
-    except Exception as exc:  # pragma: no cover - HiGHS internal failure is reported, not raised
-        return MipOutcome(SolveStatus.ERROR, math.inf, -math.inf, None, time.perf_counter() - t0,
-                          {"error": repr(exc)})
-    seconds = time.perf_counter() - t0
-    ms = h.getModelStatus()
-    info = h.getInfo()
-    is_mip = any(model.integer)
-    has_sol = info.primal_solution_status == highspy.kSolutionStatusFeasible
-    obj = float(info.objective_function_value) if has_sol else math.inf
-    values = np.asarray(h.getSolution().col_value, dtype=float) if has_sol else None
-    detail = {"highs_status": h.modelStatusToString(ms), "nodes": int(info.mip_node_count) if is_mip else 0}
-    M = highspy.HighsModelStatus
-    if ms == M.kOptimal:
-        # HiGHS stops at mip_rel_gap; the proven bound is the dual bound, not the incumbent
-        dual = min(float(info.mip_dual_bound), obj) if is_mip else obj
-        return MipOutcome(SolveStatus.OPTIMAL, obj, dual, values, seconds, detail)
-    if ms == M.kInfeasible:
-        return MipOutcome(SolveStatus.INFEASIBLE, math.inf, math.inf, None, seconds, detail)
-    if ms in (M.kTimeLimit, M.kInterrupt, M.kIterationLimit, M.kSolutionLimit, M.kObjectiveBound,
-              M.kObjectiveTarget, M.kHighsInterrupt):
-        # only a finite dual bound is taken as proven; infeasibility is believed only from the Infeasible status
-        dual = float(info.mip_dual_bound) if is_mip else -math.inf
-        status = SolveStatus.TIME_LIMIT if ms == M.kTimeLimit else SolveStatus.FEASIBLE
-        return MipOutcome(status, obj, dual if math.isfinite(dual) else -math.inf, values, seconds, detail)
-    detail["error"] = h.modelStatusToString(ms)
-    return MipOutcome(SolveStatus.ERROR, obj, -math.inf, values, seconds, detail)
-
+from tasks.partition.status import COST_RTOL, Bound, SolveStatus
+from tasks.solver import INF, LinearModel, SolverOptions, shave_bound, solve
 
 # --------------------------------------------------------------------------- formulation: one convex stage
 def build_cheapest_stage_model(groups: Groups, anchor: int, mem_cap: float | None = None) -> LinearModel:
@@ -243,8 +99,8 @@ def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = 
             anc_w = work[g] + sum(work[h] for h in _bits(groups.ancestors[g]))
             desc_w = work[g] + sum(work[h] for h in _bits(groups.descendants[g]))
             # stages 0..s hold g and its ancestors: (s+1) * cap >= anc_w
-            earliest[g] = max(0, math.ceil(anc_w / cap - 1e-9) - 1)
-            latest[g] = min(k - 1, k - math.ceil(desc_w / cap - 1e-9))
+            earliest[g] = max(0, math.ceil(anc_w / cap - COST_RTOL) - 1)
+            latest[g] = min(k - 1, k - math.ceil(desc_w / cap - COST_RTOL))
     for g in range(G):
         for s in range(k):
             if s == k - 1:
@@ -355,13 +211,13 @@ def solve_exact_mip(problem: PartitionProblem, time_limit: float, *, upper_bound
                            {"reason": "floor above the upper bound"}), SolveStatus.INFEASIBLE
     sm = build_stage_model(groups, problem.k, mem_cap=problem.mem_cap, bottleneck_cap=upper_bound,
                            bottleneck_floor=floor)
-    res = solve_model(sm.model, time_limit)
-    assignment = stages_from_values(sm, groups, res.values) if res.values is not None else None
+    res = solve(sm.model, SolverOptions(time_limit=time_limit))
+    assignment = stages_from_values(sm, groups, res.solution) if res.solution is not None else None
     seconds = time.perf_counter() - t0
     if res.status == SolveStatus.INFEASIBLE:
         # no plan at all (memory), or none with bottleneck <= upper_bound: either way the optimum exceeds the cap
         value = float(upper_bound) if upper_bound is not None else math.inf
         return None, Bound(value, "mip_direct", SolveStatus.INFEASIBLE, seconds, res.detail), SolveStatus.INFEASIBLE
-    value = shave_for_tolerance(max(res.dual_bound, floor)) if math.isfinite(res.dual_bound) else float(floor)
+    value = shave_bound(max(res.dual_bound, floor)) if math.isfinite(res.dual_bound) else float(floor)
     detail = dict(res.detail, objective=res.objective)
     return assignment, Bound(value, "mip_direct", res.status, seconds, detail), res.status

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from tasks.partition.cost import StageLoads, stages_in_pipeline_order, validate_plan
 from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus
+from tasks.partition.status import Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ class MethodRun:
 
 @dataclass(frozen=True)
 class PartitionResult:
-    """The best plan, the best proven lower bound and which method proved it, and every method's run."""
+    """The best plan, the best proven lower bound and which method proved it, every method's run, and the trace of
+    how plan and bound improved over time."""
 
     problem_name: str
     graph_id: str | None
@@ -74,6 +75,15 @@ class PartitionResult:
     lower_bound: Bound
     runs: tuple[MethodRun, ...]
     seconds: float
+    #: (seconds since the start, best plan's bottleneck, best proven bound) each time either improved
+    trace: tuple[tuple[float, float, float], ...] = ()
+
+    def seconds_to_ratio(self, ratio: float) -> float | None:
+        """When the certified ratio (plan / bound) first reached ``ratio`` or better (None if it never did)."""
+        for t, ub, lb in self.trace:
+            if lb > 0 and math.isfinite(ub) and ub <= ratio * lb:
+                return t
+        return None
 
     @property
     def bottleneck(self) -> float:
@@ -89,7 +99,7 @@ class PartitionResult:
 
     @property
     def status(self) -> SolveStatus:
-        return SolveStatus.OPTIMAL if self.ratio <= 1 + 1e-6 else SolveStatus.FEASIBLE
+        return SolveStatus.OPTIMAL if is_proven(self.plan.bottleneck, self.lower_bound.value) else SolveStatus.FEASIBLE
 
     @property
     def throughput(self) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.slicing import OrderSlicer, SlicedOrder
-from tasks.partition.status import SolveStatus
+from tasks.partition.status import MEMORY_RTOL, SolveStatus
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,112 @@ def _stage_major_order(slicer: OrderSlicer, order: np.ndarray, group_stage: np.n
     return slicer.order_from_keys(group_stage + 0.5 * pos)
 
 
+def branch_orders(slicer: OrderSlicer) -> list[np.ndarray]:
+    """Topological orders of the groups that keep parallel branches (and cells) contiguous: depth-first orders
+    that, at a fork, finish one branch down to its join before starting the next (a join waits until all its
+    branches are done), with the branches taken lightest-first and heaviest-first. Slicing such an order cuts few
+    branches at once, which is what wide, cell-based graphs need; they seed the search over orders."""
+    g = slicer.groups
+    # a branch's weight: the work of the heaviest path starting at its first group
+    below = slicer.work.astype(float).copy()
+    for h in reversed(g.order):
+        if slicer.succ[h]:
+            below[h] += max(below[t] for t in slicer.succ[h])
+    out = []
+    for heavy_first in (False, True):
+        indeg = slicer.indeg.copy()
+        order: list[int] = []
+        stack = sorted(np.flatnonzero(indeg == 0).tolist(), key=lambda h: below[h], reverse=not heavy_first)
+        while stack:
+            h = stack.pop()
+            order.append(h)
+            ready = []
+            for t in slicer.succ[h]:
+                indeg[t] -= 1
+                if indeg[t] == 0:
+                    ready.append(t)
+            # the branch popped next is the last pushed: push so that the preferred one ends on top
+            stack.extend(sorted(ready, key=lambda t: below[t], reverse=not heavy_first))
+        out.append(np.asarray(order, dtype=np.int64))
+    return out
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def move_branches(slicer: OrderSlicer, k: int, group_stage: np.ndarray, deadline: float
+                  ) -> tuple[tuple[float, float], np.ndarray]:
+    """Best-improvement descent over whole-branch moves of the bottleneck stage s: a group together with all its
+    ancestors inside s moves to stage s - 1, or a group with all its descendants inside s moves to s + 1 (a new
+    stage at the end if fewer than k are used). Both keep every edge forward. Moves are scored exactly
+    (``cost.stage_loads``, vectorised) by (bottleneck, sum of stage costs). Returns the fitness and group stages."""
+    from tasks.partition.cost import stage_loads
+
+    g = slicer.groups
+    problem = slicer.problem
+    gs = np.asarray(group_stage, dtype=np.int64).copy()
+
+    def fitness(stages: np.ndarray) -> tuple[tuple[float, float], np.ndarray]:
+        loads = stage_loads(problem, stages[g.group_of], k)
+        tot = loads.total
+        if slicer.cap is not None and np.any(loads.memory > slicer.cap * (1 + MEMORY_RTOL)):
+            return (math.inf, math.inf), tot
+        return (float(tot.max()), float(tot.sum())), tot
+
+    fit, tot = fitness(gs)
+    while time.perf_counter() < deadline:
+        s = int(np.argmax(tot))
+        members = np.flatnonzero(gs == s).tolist()
+        inside = set(members)
+        used = int(gs.max()) + 1
+        best_fit, best_gs = fit, None
+        for h in members:
+            if time.perf_counter() >= deadline:
+                break
+            if s > 0:
+                down = [h] + [a for a in _bits(g.ancestors[h]) if a in inside]
+                if len(down) < len(members):
+                    cand = gs.copy()
+                    cand[down] = s - 1
+                    f2, _ = fitness(cand)
+                    if f2 < best_fit:
+                        best_fit, best_gs = f2, cand
+            if s + 1 < k and (s + 1 < used or len(members) > 1):
+                up = [h] + [d for d in _bits(g.descendants[h]) if d in inside]
+                if len(up) < len(members):
+                    cand = gs.copy()
+                    cand[up] = s + 1
+                    # (s + 1 == used opens a new last stage)
+                    f2, _ = fitness(cand)
+                    if f2 < best_fit:
+                        best_fit, best_gs = f2, cand
+        if best_gs is None:
+            break
+        fit, gs = best_fit, best_gs
+        _, tot = fitness(gs)
+    return fit, gs
+
+
 def improve_locally(slicer: OrderSlicer, k: int, fit: tuple[float, float], sliced: SlicedOrder,
                     deadline: float, decoder: _Decoder | None = None) -> tuple[tuple[float, float], SlicedOrder]:
-    """First-improvement descent: move a border group of the bottleneck stage to the neighbouring stage, re-slice."""
+    """Local descent: whole-branch moves out of the bottleneck stage (``move_branches``), then first-improvement
+    moves of one border group of the bottleneck stage to the neighbouring stage; every move is re-sliced."""
     decoder = decoder or _Decoder(slicer, k)
     preds, succs = slicer.groups.preds, slicer.groups.succs
+    bfit, bgs = move_branches(slicer, k, sliced.group_stage,
+                              min(deadline, time.perf_counter() + 0.1 * max(deadline - time.perf_counter(), 0.0),
+                                  time.perf_counter() + 1.0))
+    if bfit < fit:
+        order2 = _stage_major_order(slicer, sliced.order, bgs)
+        fit2, res2 = decoder.fitness(order2)  # the moved plan is one slicing of its stage-major order: never worse
+        if fit2 < fit:
+            fit, sliced = fit2, res2
     improved = True
     while improved and time.perf_counter() < deadline:
         improved = False
@@ -139,15 +240,21 @@ def brkga_search(problem: PartitionProblem, k: int | None = None, config: Search
     n_mut = max(1, int(round(config.mutant_fraction * P)))
 
     pop = rng.random((P, G))
-    seeds = [slicer.default_order, *initial_orders]
+    seeds = [slicer.default_order, *initial_orders, *branch_orders(slicer)]
     for i, o in enumerate(seeds[: P // 2]):
         pop[i] = keys_for_order(np.asarray(o))
     fits: list[tuple[float, float]] = []
     sols: list[SlicedOrder] = []
     for i in range(P):
+        if i >= 1 and config.generations is None and time.perf_counter() >= deadline:
+            P = i  # out of time while decoding the first population (a large graph): keep what was decoded
+            pop = pop[:P]
+            break
         f, s = dec.fitness(slicer.order_from_keys(pop[i]))
         fits.append(f)
         sols.append(s)
+    n_elite = min(n_elite, max(P - 1, 1))
+    n_mut = min(n_mut, max(P - n_elite, 0))
     best_i = min(range(P), key=fits.__getitem__)
     best_fit, best_sol = fits[best_i], sols[best_i]
     history = [(time.perf_counter() - t0, best_fit[0])]

@@ -9,8 +9,8 @@ Order of work (each step only if the previous ones have not closed the gap):
    the direct MIP on small graphs.
 
 Every candidate plan goes through the independent validator (``Plan.checked``) before it can be returned.
-``executor`` is anything with ``submit(fn, *args)`` returning futures (dask ``Client``, ``concurrent.futures``) or
-None for serial; the functions submitted are module-level so they pickle to Dask workers.
+``executor`` follows ``tasks.dask_fanout``'s contract (``SERIAL``, a ``concurrent.futures`` executor, a Dask client);
+the functions submitted are module-level so they pickle to Dask workers.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.errors import InfeasibleError
 from tasks.partition.baselines import all_baselines
 from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
@@ -32,10 +34,7 @@ from tasks.partition.problem import PartitionProblem
 from tasks.partition.result import MethodRun, PartitionResult, Plan
 from tasks.partition.search import SearchConfig, SearchResult, brkga_search
 from tasks.partition.slicing import OrderSlicer
-from tasks.partition.status import Bound, SolveStatus
-
-#: relative gap under which a plan counts as proven optimal
-GAP_TOLERANCE = 1e-6
+from tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)
@@ -61,39 +60,35 @@ def _run_search(problem: PartitionProblem, k: int, seed: int, time_limit: float,
                         initial_orders=initial)
 
 
-def _submit(executor, fn, *args):
-    if executor is None:
-        class _Done:
-            def __init__(self, value):
-                self._value = value
-
-            def result(self):
-                return self._value
-        return _Done(fn(*args))
-    return executor.submit(fn, *args)
-
-
 class _Board:
     """The best plan and bound so far, plus every method's run."""
 
-    def __init__(self, problem: PartitionProblem, k: int) -> None:
+    def __init__(self, problem: PartitionProblem, k: int, t0: float | None = None) -> None:
         self.problem, self.k = problem, k
+        self.t0 = time.perf_counter() if t0 is None else t0
         self.plan: Plan | None = None
         self.bound: Bound | None = None
         self.runs: list[MethodRun] = []
+        self.trace: list[tuple[float, float, float]] = []
+
+    def _mark(self) -> None:
+        """Record (seconds since the start, best plan, best bound) whenever either improves."""
+        self.trace.append((time.perf_counter() - self.t0, self.ub, self.lb))
 
     def offer_plan(self, assignment: np.ndarray | None, method: str) -> None:
         if assignment is None:
             return
         plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
+        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - COST_RTOL):
             self.plan = plan
+            self._mark()
 
     def offer_bound(self, bound: Bound) -> None:
         if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
             return
         if self.bound is None or bound.value > self.bound.value:
             self.bound = bound
+            self._mark()
 
     @property
     def ub(self) -> float:
@@ -104,10 +99,10 @@ class _Board:
         return self.bound.value if self.bound is not None else 0.0
 
     def closed(self) -> bool:
-        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+        return self.plan is not None and is_proven(self.ub, self.lb)
 
 
-def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor=None,
+def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor: Any = SERIAL,
               graph_id: str | None = None) -> PartitionResult:
     """The best plan for ``problem.k`` stages found within ``config.time_limit`` seconds, with its certificate.
 
@@ -119,7 +114,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     k = problem.k
     groups = must_share_groups(problem)
     slicer = OrderSlicer(problem, groups)
-    board = _Board(problem, k)
+    board = _Board(problem, k, t0)
 
     def left() -> float:
         return deadline - time.perf_counter()
@@ -150,10 +145,10 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     # 2 + 3: the exact DP and the order search run side by side (on Dask workers when given)
     futures = []
     if not board.closed():
-        futures.append(("ideals_dp", _submit(executor, _run_ideals, problem, k, board.ub, config.max_ideals,
+        futures.append(("ideals_dp", executor.submit(_run_ideals, problem, k, board.ub, config.max_ideals,
                                              max(0.5 * left(), 0.1))))
     ideals_res: IdealsResult | None = None
-    if futures and (executor is None or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
+    if futures and (not runs_in_parallel(executor) or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
         # the DP usually settles the instance in a few seconds: wait for it before spending the rest
         ideals_res = futures.pop()[1].result()
         _record_ideals(board, ideals_res)
@@ -161,11 +156,11 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
         share = 0.35 if config.lower_bounds else 0.9
         budget = max(share * left(), 0.2)
         initial = (sliced.order,) if math.isfinite(sliced.bottleneck) else ()
-        for i in range(max(config.restarts, 1) if executor is not None else 1):
+        for i in range(max(config.restarts, 1) if runs_in_parallel(executor) else 1):
             futures.append((f"brkga[{config.seed + i}]",
-                            _submit(executor, _run_search, problem, k, config.seed + i, budget, board.lb, initial)))
+                            executor.submit(_run_search, problem, k, config.seed + i, budget, board.lb, initial)))
     bound_now: Bound | None = None
-    if executor is not None and config.lower_bounds and not board.closed():
+    if runs_in_parallel(executor) and config.lower_bounds and not board.closed():
         # the bounds run in this thread meanwhile; they fan their MIPs out over the same executor
         bound_now = best_lower_bound(problem, board.ub, max(0.45 * left(), 0.5), executor)
     for name, fut in futures:
@@ -183,7 +178,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
 
     # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
     if config.lower_bounds and not board.closed() and groups.count <= config.exact_mip_max_groups and left() > 0.5:
-        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + 1e-9))
+        assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + COST_RTOL))
         board.runs.append(MethodRun("mip_direct", "exact", status, bound.seconds, bound.value, dict(bound.detail)))
         board.offer_bound(bound)
         board.offer_plan(assignment, "mip_direct")
@@ -199,12 +194,12 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
                                                         ideals_res.status is SolveStatus.OPTIMAL else
                                                         " (none found within the time limit)"))
     bound = board.bound or comb
-    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+    if bound.value > board.ub * (1 + PROVEN_RTOL):
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
     if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
         bound = replace(bound, value=board.ub)
     return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, tuple(board.trace))
 
 
 def _done_within(future, seconds: float) -> bool:
@@ -228,16 +223,16 @@ def _record_ideals(board: _Board, res: IdealsResult) -> None:
 
 def _record_lower(board: _Board, bound: Bound) -> None:
     board.runs.append(MethodRun(bound.method if bound.method else "mip", "lower", bound.status, bound.seconds,
-                                bound.value, {k: v for k, v in bound.detail.items() if k != "improved_plan"}))
+                                bound.value, dict(bound.detail)))
     board.offer_bound(bound)
-    if "improved_plan" in bound.detail:
-        board.offer_plan(np.asarray(bound.detail["improved_plan"], dtype=np.int64), "mip_guess")
+    if bound.improved is not None:
+        board.offer_plan(np.asarray(bound.improved.assignment, dtype=np.int64), bound.improved.method)
 
 
 def partition_many(problem: PartitionProblem, ks: list[int], config: SolveConfig = SolveConfig(),
-                   executor=None, graph_id: str | None = None) -> list[PartitionResult]:
+                   executor: Any = SERIAL, graph_id: str | None = None) -> list[PartitionResult]:
     """One result per k; the k values run as separate tasks on ``executor`` (each with the full time budget)."""
-    futures = [_submit(executor, partition, problem.with_k(k), config, None, graph_id) for k in ks]
+    futures = [executor.submit(partition, problem.with_k(k), config, SERIAL, graph_id) for k in ks]
     return [f.result() for f in futures]
 
 

@@ -1,34 +1,53 @@
 """Solver statuses and proven lower bounds shared by every partitioning method.
 
-Every solve reports how it ended (a string enum, linopy style) and what it proved; a lower bound is never a bare
-float. ``Bound.value`` is a proven lower bound on the optimal bottleneck (ms) of the instance it was computed for.
+Every solve reports how it ended (``tasks.solver.SolveStatus``, re-exported here) and what it proved; a lower bound
+is never a bare float. ``Bound.value`` is a proven lower bound on the optimal bottleneck (ms) of the instance it was
+computed for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Mapping
 
+from tasks.solver import MEMORY_RTOL, SolveStatus
 
-class SolveStatus(str, Enum):
-    """How a solve ended."""
+__all__ = ["Bound", "ImprovedPlan", "MEMORY_RTOL", "PROVEN_RTOL", "COST_RTOL", "SolveStatus", "is_proven"]
 
-    OPTIMAL = "optimal"  # proven optimal (for a bound: the bound equals the optimum or closes the gap asked for)
-    FEASIBLE = "feasible"  # a solution or a valid bound, without a proof of optimality
-    TIME_LIMIT = "time_limit"  # stopped at the time limit; any value reported is still valid
-    INFEASIBLE = "infeasible"  # proven that no solution exists
-    NOT_RUN = "not_run"  # skipped (too large, no time left, not applicable)
-    ERROR = "error"  # the solver failed; the value carries no information beyond the trivial bound
+#: THE partition "optimal" threshold: a plan whose bottleneck is within this relative distance of a proven lower
+#: bound is reported proven optimal (status OPTIMAL), and every solver stops working on an instance once its gap is
+#: this small. Not tighter than 1e-4: MIP-proven bounds are shaved (``tasks.solver.shave_bound``) and the published
+#: optima we compare against carry 6 significant digits.
+PROVEN_RTOL = 1e-4
+#: relative slack when comparing two sums of the same float costs (a stage cost with a cap, work windows)
+COST_RTOL = 1e-9
+
+
+def is_proven(upper: float, lower: float) -> bool:
+    """True when the proven ``lower`` bound certifies the plan of bottleneck ``upper`` optimal (``PROVEN_RTOL``)."""
+    return lower >= upper * (1.0 - PROVEN_RTOL)
+
+
+@dataclass(frozen=True)
+class ImprovedPlan:
+    """A plan found while proving a bound (e.g. by a bottleneck-guessing MIP) that beats the plan the bound was
+    asked to certify: node -> stage ``assignment`` (not yet validated: callers pass it through ``Plan.checked``),
+    its ``bottleneck`` (ms) as the solver computed it, and the ``method`` that found it."""
+
+    bottleneck: float
+    assignment: tuple[int, ...]
+    method: str
 
 
 @dataclass(frozen=True)
 class Bound:
     """A proven lower bound ``value`` (ms) on the optimal bottleneck, the ``method`` that proved it, how the
-    method's solve ended, its wall time in seconds, and method-specific details (solver gap, node count, ...)."""
+    method's solve ended, its wall time in seconds, method-specific details (solver gap, node count, ...), and
+    ``improved``: a better plan than the one the bound was computed against, when the bound's solve found one."""
 
     value: float
     method: str
     status: SolveStatus
     seconds: float
     detail: Mapping[str, Any] = field(default_factory=dict)
+    improved: ImprovedPlan | None = None

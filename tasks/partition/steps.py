@@ -6,28 +6,21 @@ Dask cluster the task runs on) and writes the result tables and plot back under 
 
 from __future__ import annotations
 
-import contextlib
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
 from tasks.partition.store import partition_catalog_graph
+from tasks.step_cache import cached_step, step_options
 
 
-def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
-    return enter_worker_client(stack)
-
-
-@task(name="partition-graph", retries=0, cache_policy=NO_CACHE, persist_result=False)
+@task(name="partition-graph", cache_policy=NO_CACHE, **step_options())
+@cached_step("partition-graph")
 def partition_step(catalog_url: str, run_id: str, graph_id: str, stages: int, time_limit: float = 60.0,
                    memory_cap: float | None = None, seed: int = 0, endpoint_url: str | None = None) -> dict:
-    """Partition catalog graph ``graph_id`` into at most ``stages`` stages within ``time_limit`` seconds. Not retried:
-    the solve is deterministic up to its time limit, so a failure would repeat."""
+    """Partition catalog graph ``graph_id`` into at most ``stages`` stages within ``time_limit`` seconds."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
-    with contextlib.ExitStack() as stack:
-        client = _enter_dask_client(stack)
+    with step_executor() as executor:
         return partition_catalog_graph(cat, run_id, graph_id, stages, time_limit=time_limit, memory_cap=memory_cap,
-                                       seed=seed, executor=client)
+                                       seed=seed, executor=executor)

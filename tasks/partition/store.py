@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from tasks.dask_fanout import SERIAL
 from tasks.partition.adapters import problem_from_graph
 from tasks.partition.plot import stage_loads_png
 from tasks.partition.result import PartitionResult
@@ -30,7 +31,7 @@ def write_result(cat, run_id: str, problem, result: PartitionResult) -> dict[str
 
 
 def partition_catalog_graph(cat, run_id: str, graph_id: str, stages: int, *, time_limit: float = 60.0,
-                            memory_cap: float | None = None, seed: int = 0, executor=None) -> dict[str, Any]:
+                            memory_cap: float | None = None, seed: int = 0, executor: Any = SERIAL) -> dict[str, Any]:
     """Read graph ``graph_id``, solve it for ``stages`` stages, write the result; return PLAN.json plus keys."""
     graph = read_graph(cat, graph_id)
     problem = problem_from_graph(graph, stages, memory_cap)

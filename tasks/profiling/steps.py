@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
+from tasks.step_cache import cached_step, step_options
 from tasks.profiling.module_summary import summarize_model
 
 
-@task(name="summarize-model", retries=1, retry_delay_seconds=2, cache_policy=(INPUTS - "run_id") + TASK_SOURCE,
-      persist_result=True)
+@task(name="summarize-model", cache_policy=NO_CACHE, **step_options())
+@cached_step("summarize-model")
 def summarize_model_step(catalog_url: str, run_id: str, spec: str, input_shape: tuple[int, ...] | None = None,
                          endpoint_url: str | None = None) -> dict:
     """Per-module parameter and FLOP counts of ``spec`` into table ``model_summaries``; returns the totals."""
@@ -46,12 +47,14 @@ def _progress_to_client(run_id: str, spec: str):
     return post
 
 
-@task(name="profile-model", retries=0, cache_policy=NO_CACHE, persist_result=False)
+@task(name="profile-model", cache_policy=NO_CACHE, **step_options())
+@cached_step("profile-model")
 def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, endpoint_url: str | None = None,
                        threads_per_worker: int = 1) -> dict:
     """Profile ``spec`` with ``config`` (a ``ProfileConfig``) on this worker, with torch threads pinned to the
-    worker's share of CPUs, and write the graph to the catalog. Not retried or cached: a retry would measure again
-    and a bad input fails the same way twice. Returns the graph's summary."""
+    worker's share of CPUs, and write the graph to the catalog. Cached across runs like every step (a rerun with the
+    same model, configuration and code reuses the measured graph; ``FORGEFLOW_STEP_CACHE=0`` measures again).
+    Returns the graph's summary."""
     import os
     import sys
 
@@ -73,7 +76,8 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     return graph_summary(graph, files=written["files"])
 
 
-@task(name="import-graph", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, persist_result=False)
+@task(name="import-graph", cache_policy=NO_CACHE, **step_options())
+@cached_step("import-graph")
 def import_graph_step(catalog_url: str, run_id: str, path: str, fmt: str = "auto", link: str | None = None,
                       training: bool = False, endpoint_url: str | None = None) -> dict:
     """Load an msr-fiddle / PipeDream / forgeflow graph file and write it to the catalog."""

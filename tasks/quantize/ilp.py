@@ -26,9 +26,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tasks.partition.status import SolveStatus
 from tasks.quantize.errors import BudgetInfeasibleError, QuantizeError
 from tasks.quantize.problem import RESOURCE_WORDS, RESOURCES, AllocationProblem
+from tasks.solver import (FEASIBILITY_TOL, INF, LinearModel, SolveOutcome, SolverOptions, SolveStatus, relative_gap,
+                          solve)
 
 
 @dataclass(frozen=True)
@@ -104,83 +105,48 @@ def smallest_achievable(problem: AllocationProblem, resource: str) -> float:
     return float(sum(v.min() for v in grouped.res[resource])) + float(problem.base.get(resource, 0.0))
 
 
-def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.ndarray | None,
-                   budgets: Mapping[str, float], time_limit: float):
-    """Build and solve the HiGHS model. ``objective`` replaces the cost (a flat vector over all columns) when set.
-    Returns (highs, model_status, column values or None, offset, var_group, var_col, objective scale)."""
-    import highspy
+@dataclass(frozen=True)
+class _Solved:
+    """One solve of the grouped model: the solver's outcome, and for each column its group and width index."""
 
+    outcome: SolveOutcome
+    var_group: np.ndarray
+    var_col: np.ndarray
+    scale: float  # the objective was divided by this before solving
+
+
+def _solve_grouped(problem: AllocationProblem, grouped: _Grouped, objective: np.ndarray | None,
+                   budgets: Mapping[str, float], time_limit: float) -> _Solved:
+    """Build and solve the model. ``objective`` replaces the cost (a flat vector over all columns) when set."""
     var_group = np.concatenate([np.full(len(ks), g) for g, ks in enumerate(grouped.cols)])
     var_col = np.concatenate(grouped.cols)
-    nvar, ngroup = len(var_group), len(grouped.cols)
+    nvar = len(var_group)
     if objective is None:
         # subtract each group's smallest cost (a constant, since exactly one width is picked) for conditioning
         mins = np.array([c.min() for c in grouped.cost])
         c = np.concatenate([gc - m for gc, m in zip(grouped.cost, mins)])
         offset = float(mins.sum())
     else:
-        c, offset = objective, 0.0
-    budget_names = [r for r in RESOURCES if r in budgets]
-    # column-wise matrix: column j has a 1 in its group row and its scaled resource use in each budget row
-    starts, index, value = [0], [], []
-    # budget rows: sum R y <= budget - base, divided by the budget so HiGHS's tolerance is relative
-    scaled = {r: np.concatenate(grouped.res[r]) / max(float(budgets[r]), 1e-300) for r in budget_names}
-    rhs = np.array([(float(budgets[r]) - float(problem.base.get(r, 0.0))) / max(float(budgets[r]), 1e-300)
-                    for r in budget_names])
-    for j in range(nvar):
-        index.append(int(var_group[j]))
-        value.append(1.0)
-        for b, r in enumerate(budget_names):
-            v = scaled[r][j]
-            if v != 0.0:
-                index.append(ngroup + b)
-                value.append(float(v))
-        starts.append(len(index))
-    lp = highspy.HighsLp()
-    lp.num_col_ = nvar
-    lp.num_row_ = ngroup + len(budget_names)
+        c, offset = np.asarray(objective, dtype=float), 0.0
     # costs (trace x perturbation) can be ~1e-6: scale them to O(1) so HiGHS's absolute tolerances do not hide
     # real differences between plans (the reported objective is recomputed from the plan, unscaled)
-    c = np.asarray(c, dtype=float)
     scale = float(np.abs(c).max()) if c.size and np.abs(c).max() > 0 else 1.0
-    lp.col_cost_ = c / scale
-    lp.offset_ = offset / scale
-    lp.col_lower_ = np.zeros(nvar)
-    lp.col_upper_ = np.ones(nvar)
-    lp.row_lower_ = np.concatenate([np.ones(ngroup), np.full(len(budget_names), -highspy.kHighsInf)])
-    lp.row_upper_ = np.concatenate([np.ones(ngroup), rhs])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.asarray(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.asarray(value, dtype=float)
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * nvar
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 1e-12)
+    model = LinearModel()
+    cols = model.add_vars(nvar, 0.0, 1.0, c / scale, integer=True)
+    model.offset = offset / scale
+    for g in range(len(grouped.cols)):  # exactly one width per group
+        members = cols[var_group == g]
+        model.add_row(members, np.ones(len(members)), 1.0, 1.0)
+    # budget rows: sum R y <= budget - base, divided by the budget so HiGHS's tolerance is relative
+    for r in (r for r in RESOURCES if r in budgets):
+        b = max(float(budgets[r]), 1e-300)
+        room = float(budgets[r]) - float(problem.base.get(r, 0.0))
+        model.add_row(cols, np.concatenate(grouped.res[r]) / b, -INF, room / b)
     # HiGHS compares objective improvements against the MIP feasibility tolerance (default 1e-6): plans whose
     # costs differ by less were treated as equal (found by the brute-force property test)
-    h.setOptionValue("mip_feasibility_tolerance", 1e-10)
-    h.setOptionValue("time_limit", float(time_limit))
-    h.passModel(lp)
-    h.run()
-    ms = h.getModelStatus()
-    has_sol = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-    x = np.asarray(h.getSolution().col_value) if has_sol else None
-    return h, ms, x, offset, var_group, var_col, scale
-
-
-def _status_of(ms, has_solution: bool) -> SolveStatus:
-    import highspy
-
-    if ms == highspy.HighsModelStatus.kOptimal:
-        return SolveStatus.OPTIMAL
-    if ms == highspy.HighsModelStatus.kInfeasible:
-        return SolveStatus.INFEASIBLE
-    if ms in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit):
-        return SolveStatus.TIME_LIMIT
-    return SolveStatus.FEASIBLE if has_solution else SolveStatus.ERROR
+    options = SolverOptions(time_limit=time_limit, mip_rel_gap=0.0, mip_abs_gap=1e-12,
+                            mip_feasibility_tolerance=1e-10)
+    return _Solved(solve(model, options), var_group, var_col, scale)
 
 
 def _fmt(v: float) -> str:
@@ -192,7 +158,7 @@ def _raise_infeasible(problem: AllocationProblem, grouped: _Grouped, time_limit:
     for r in RESOURCES:
         if r in budgets:
             lo = float(sum(v.min() for v in grouped.res[r])) + float(problem.base.get(r, 0.0))
-            if lo > budgets[r] * (1 + 1e-7) + 1e-12:
+            if lo > budgets[r] * (1 + FEASIBILITY_TOL) + 1e-12:
                 word, unit = RESOURCE_WORDS[r]
                 extra = " with the pinned layers" if problem.pinned else ""
                 raise BudgetInfeasibleError(
@@ -204,7 +170,7 @@ def _raise_infeasible(problem: AllocationProblem, grouped: _Grouped, time_limit:
         if r not in budgets:
             continue
         others = {q: v for q, v in budgets.items() if q != r}
-        _, ms, x, _, _, _, _ = _solve_grouped(problem, grouped, np.concatenate(grouped.res[r]), others, time_limit)
+        x = _solve_grouped(problem, grouped, np.concatenate(grouped.res[r]), others, time_limit).outcome.solution
         word, unit = RESOURCE_WORDS[r]
         if x is None:
             parts.append(f"{word} cannot be evaluated under the other budgets")
@@ -225,30 +191,26 @@ def solve_allocation(problem: AllocationProblem, time_limit: float = 60.0) -> Al
     t0 = time.perf_counter()
     problem.validate()
     grouped = _group(problem)
-    h, ms, x, offset, var_group, var_col, scale = _solve_grouped(problem, grouped, None, problem.budgets, time_limit)
-    status = _status_of(ms, x is not None)
-    if x is None:
-        if status == SolveStatus.INFEASIBLE or "nfeasible" in h.modelStatusToString(ms):
+    solved = _solve_grouped(problem, grouped, None, problem.budgets, time_limit)
+    out = solved.outcome
+    if out.solution is None:
+        if out.status is SolveStatus.INFEASIBLE or "nfeasible" in out.detail.get("highs_status", ""):
             _raise_infeasible(problem, grouped, time_limit)
-        raise QuantizeError(f"HiGHS ended with {h.modelStatusToString(ms)} and no plan")
-    chosen = np.flatnonzero(np.round(x) > 0.5)
+        raise QuantizeError(f"HiGHS ended with {out.detail.get('highs_status', out.status.value)} and no plan")
+    chosen = np.flatnonzero(np.round(out.solution) > 0.5)
     bits: dict[str, int] = {}
     for j in chosen:
-        for i in grouped.groups[int(var_group[j])]:
-            bits[problem.layers[i]] = int(problem.bits[int(var_col[j])])
+        for i in grouped.groups[int(solved.var_group[j])]:
+            bits[problem.layers[i]] = int(problem.bits[int(solved.var_col[j])])
     if len(bits) != problem.n:
         raise QuantizeError("HiGHS returned a plan that does not pick one width per layer")
     totals = problem.plan_totals(bits)
     if not problem.plan_is_admissible(bits):
         raise QuantizeError(f"HiGHS's plan exceeds a budget beyond tolerance: {totals}")
-    info = h.getInfo()
     objective = totals["objective"]
-    dual = float(info.mip_dual_bound) * scale if math.isfinite(info.mip_dual_bound) else -math.inf
-    dual = min(dual, objective)
-    gap = 0.0 if objective == dual else (objective - dual) / max(abs(objective), 1e-12)
+    dual = min(out.dual_bound * solved.scale, objective)
     return Allocation(
-        status=status, bits=bits, objective=objective, dual_bound=dual, gap=gap,
+        status=out.status, bits=bits, objective=objective, dual_bound=dual, gap=relative_gap(objective, dual),
         seconds=time.perf_counter() - t0, totals={r: totals[r] for r in RESOURCES},
         budgets=dict(problem.budgets),
-        detail={"groups": len(grouped.groups), "variables": int(len(var_group)),
-                "nodes": int(info.mip_node_count), "highs_status": h.modelStatusToString(ms)})
+        detail={"groups": len(grouped.groups), "variables": int(len(solved.var_group)), **out.detail})

@@ -12,10 +12,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tasks.partition.status import SolveStatus
+from tasks.dask_fanout import SERIAL, fan_out
 from tasks.quantize.errors import BudgetInfeasibleError
 from tasks.quantize.ilp import Allocation, solve_allocation
 from tasks.quantize.problem import RESOURCES, AllocationProblem
+from tasks.solver import SolveStatus
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,10 @@ def _solve_point(problem: AllocationProblem, resource: str, budget: float, time_
         return ParetoPoint(resource, budget, SolveStatus.INFEASIBLE, None, exc.smallest)
 
 
-def pareto_sweep(problem: AllocationProblem, resource: str, budgets: Sequence[float], executor: Any = None,
+def pareto_sweep(problem: AllocationProblem, resource: str, budgets: Sequence[float], executor: Any = SERIAL,
                  time_limit: float = 60.0) -> list[ParetoPoint]:
     """One point per budget (in the given order); the other budgets of ``problem`` stay in force."""
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}")
     problem.validate()
-    if executor is None:
-        return [_solve_point(problem, resource, float(b), time_limit) for b in budgets]
-    futures = [executor.submit(_solve_point, problem, resource, float(b), time_limit) for b in budgets]
-    return [f.result() for f in futures]
+    return fan_out(executor, _solve_point, [(problem, resource, float(b), time_limit) for b in budgets])

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
 from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
@@ -91,20 +92,11 @@ class ModelRecord:
 # ---------------------------------------------------------------- data and models
 
 def load_data(dataset: str | None, seed: int, test_fraction: float = 0.25):
-    """(x_train, y_train, x_test, y_test): scikit-learn digits, or a user .npz split with the seed."""
-    if dataset in (None, "", DIGITS):
-        from tasks.models.digits import load_digits_split
+    """(x_train, y_train, x_test, y_test) as tensors from ``tasks.datasets`` (digits, .npz or Parquet)."""
+    from tasks.datasets import load_dataset
+    from tasks.models.digits import dataset_tensors
 
-        return load_digits_split(seed=seed, test_fraction=test_fraction)
-    from tasks.models.digits import load_arrays
-
-    x, y = load_arrays(dataset)
-    if len(x) < 4:
-        raise ForgeflowError(f"dataset {dataset} has {len(x)} examples; at least 4 are needed to split it")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, int(round(len(x) * test_fraction)))
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return dataset_tensors(load_dataset(dataset, seed=seed, test_fraction=test_fraction, min_rows=4))
 
 
 def build_model(spec: str) -> torch.nn.Module:
@@ -175,14 +167,15 @@ def sensitivities_to_catalog(cat, run_id: str, rec: ModelRecord, req: QuantizeRe
                 keep = old.filter(pc.is_in(old.column("bits"), value_set=pa.array(list(req.bits), pa.int64())))
                 cols = [f.name for f in cat.tables()["quant_sensitivities"].schema]
                 cat.append("quant_sensitivities", keep.select(cols), run_id=run_id)
-                return {"layers": len(set(keep.column("layer").to_pylist())), "reused_from": req.source_run}
+                return {"layers": len(set(keep.column("layer").to_pylist())), "reused_from": req.source_run,
+                        "rows_run_id": run_id}
     model = load_trained(cat, rec)
     batches, _ = _calibration(rec, req)
     infos, base = describe_layers(model, batches[0][0][:1])
     sens = layer_sensitivities(model, batches, [b for b in req.bits if b < FLOAT_BITS],
                                max_samples=req.hutchinson_samples, seed=req.seed)
     cat.append("quant_sensitivities", sensitivity_rows(rec.model, infos, sens, base), run_id=run_id)
-    return {"layers": len(infos), "samples": max(s.samples for s in sens), "base_bytes": base}
+    return {"layers": len(infos), "samples": max(s.samples for s in sens), "base_bytes": base, "rows_run_id": run_id}
 
 
 # ---------------------------------------------------------------- plans and evaluations
@@ -196,10 +189,12 @@ def problem_from_catalog(cat, run_id: str, req: QuantizeRequest):
                          budgets=req.budgets())
 
 
-def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor=None) -> dict[str, Any]:
+def plan_and_evaluate(cat, run_id: str, rec: ModelRecord, req: QuantizeRequest, executor: Any = SERIAL,
+                      sensitivity_run: str | None = None) -> dict[str, Any]:
     """Solve the requested plan and a size sweep, evaluate uniform / ILP plans, write quant_plans and
-    quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary."""
-    problem = problem_from_catalog(cat, run_id, req)
+    quant_evaluations and a PNG of accuracy against size; returns a JSON-able summary. The sensitivities are read
+    from ``sensitivity_run``'s rows (default this run; another when the sensitivity step was reused)."""
+    problem = problem_from_catalog(cat, sensitivity_run or run_id, req)
     model = load_trained(cat, rec)
     batches, (xte, yte) = _calibration(rec, req)
     act_batches = [x for x, _ in batches]

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tasks.quantize.errors import QuantizeError, UnknownLayerError
+from tasks.solver import FEASIBILITY_TOL
 
 FLOAT_BITS = 32
 RESOURCES = ("size_bytes", "bops", "latency_ms")
@@ -153,7 +154,7 @@ class AllocationProblem:
                 else float("nan")
         return out
 
-    def plan_is_admissible(self, plan: Mapping[str, int] | Sequence[int], rel_tol: float = 1e-7) -> bool:
+    def plan_is_admissible(self, plan: Mapping[str, int] | Sequence[int], rel_tol: float = FEASIBILITY_TOL) -> bool:
         """Whether a plan meets allowed widths, pins, ties and every budget (to ``rel_tol`` of the budget)."""
         bits = [plan[x] for x in self.layers] if isinstance(plan, Mapping) else list(plan)
         col = {b: k for k, b in enumerate(self.bits)}

@@ -6,24 +6,20 @@ results there; the next step reads them back. The Pareto sweep fans out over the
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
+from tasks.step_cache import cached_step, step_options
 from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
                                      train_and_store)
 
 
-def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
-    return enter_worker_client(stack)
-
-
-@task(name="quantize-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="quantize-train", cache_policy=NO_CACHE, **step_options())
+@cached_step("quantize-train")
 def train_model_step(catalog_url: str, run_id: str, request: QuantizeRequest,
                      endpoint_url: str | None = None) -> dict:
     """Train the model (weights to the catalog, a quant_models row) or reuse ``request.source_run``'s."""
@@ -31,7 +27,8 @@ def train_model_step(catalog_url: str, run_id: str, request: QuantizeRequest,
     return asdict(train_and_store(cat, run_id, request))
 
 
-@task(name="quantize-sensitivity", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="quantize-sensitivity", cache_policy=NO_CACHE, **step_options())
+@cached_step("quantize-sensitivity")
 def sensitivity_step(catalog_url: str, run_id: str, record: dict, request: QuantizeRequest,
                      endpoint_url: str | None = None) -> dict:
     """Hutchinson traces and perturbations into quant_sensitivities."""
@@ -39,11 +36,13 @@ def sensitivity_step(catalog_url: str, run_id: str, record: dict, request: Quant
     return sensitivities_to_catalog(cat, run_id, ModelRecord(**record), request)
 
 
-@task(name="quantize-plan", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="quantize-plan", cache_policy=NO_CACHE, **step_options())
+@cached_step("quantize-plan")
 def plan_step(catalog_url: str, run_id: str, record: dict, request: QuantizeRequest,
-              endpoint_url: str | None = None) -> dict:
-    """The ILP plan under the requested budgets, a size sweep (fanned out on Dask), accuracy of every plan."""
+              endpoint_url: str | None = None, sensitivity_run: str | None = None) -> dict:
+    """The ILP plan under the requested budgets, a size sweep (fanned out on Dask), accuracy of every plan, from the
+    sensitivities ``sensitivity_run`` wrote (default this run)."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
-    with contextlib.ExitStack() as stack:
-        client = _enter_dask_client(stack)
-        return plan_and_evaluate(cat, run_id, ModelRecord(**record), request, executor=client)
+    with step_executor() as executor:
+        return plan_and_evaluate(cat, run_id, ModelRecord(**record), request, executor=executor,
+                                 sensitivity_run=sensitivity_run)

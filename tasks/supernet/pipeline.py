@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pyarrow.compute as pc
 import torch
 
+from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.supernet.objectives import CountedEvaluator
 from tasks.supernet.predictors import (AccuracyPredictor, LatencyPredictor, PredictorObjective, SupernetObjective,
@@ -142,7 +144,7 @@ def fit_and_store_predictors(cat, run_id: str, record: dict, request: SearchRequ
     return (net, data, acc, lat), summary | {"predictors_key": key}
 
 
-def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fitted, executor=None) -> dict:
+def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fitted, executor: Any = SERIAL) -> dict:
     """Run the evolutionary search on the chosen objective source; search_candidates + search_fronts rows + PNG."""
     from tasks.supernet.plot import front_png
 

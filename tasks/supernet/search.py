@@ -1,8 +1,8 @@
 """Drivers that carry out the search state machine's instructions: evaluate batches, serially or on an executor.
 
 ``run_search`` alternates ``ask`` / evaluate / ``tell`` until the evaluation budget is spent or the space is
-exhausted. Batches are split into chunks submitted to ``executor`` (anything with ``submit(fn, *args)`` returning a
-future with ``result()``: a Dask client, a ``ThreadPoolExecutor``; ``None`` evaluates in-process). ``random_search``
+exhausted. Batches are split into chunks submitted to ``executor`` (``tasks.dask_fanout``'s contract: a Dask client,
+a ``ThreadPoolExecutor``; ``SERIAL`` evaluates in-process). ``random_search``
 is the baseline: distinct architectures drawn uniformly without replacement.
 """
 
@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from tasks.dask_fanout import SERIAL, runs_in_parallel
 from tasks.supernet.evolution import EvolutionConfig, EvolutionarySearch
 from tasks.supernet.pareto import non_dominated_mask
 from tasks.supernet.space import CategoricalSpace
@@ -55,7 +56,7 @@ def _objectives(values: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_batch(evaluate: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, executor, chunk: int) -> np.ndarray:
-    if executor is None or len(batch) <= chunk:
+    if not runs_in_parallel(executor) or len(batch) <= chunk:
         return np.asarray(evaluate(batch), dtype=float)
     futures = [executor.submit(evaluate, batch[i : i + chunk]) for i in range(0, len(batch), chunk)]
     return np.concatenate([np.asarray(f.result(), dtype=float) for f in futures])
@@ -91,7 +92,7 @@ def run_search(
     seed: int = 0,
     config: EvolutionConfig = EvolutionConfig(),
     latency_limit_ms: float | None = None,
-    executor=None,
+    executor: Any = SERIAL,
     chunk_size: int = 16,
     charge: Callable[[np.ndarray], object] | None = None,
 ) -> SearchResult:

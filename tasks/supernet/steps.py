@@ -6,30 +6,27 @@ there. The search step fans candidate batches out over the Dask cluster the task
 
 from __future__ import annotations
 
-import contextlib
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
+from tasks.dask_fanout import step_executor
+from tasks.step_cache import cached_step, step_options
 from tasks.supernet.pipeline import (SearchRequest, compare_and_store, fit_and_store_predictors, search_and_store,
                                      train_and_store)
 
 
-def _enter_dask_client(stack: contextlib.ExitStack):
-    """The Dask client of the cluster this task runs on (seceding this task's thread), or None off Dask."""
-    return enter_worker_client(stack)
-
-
-@task(name="supernet-train", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="supernet-train", cache_policy=NO_CACHE, **step_options())
+@cached_step("supernet-train")
 def train_supernet_step(catalog_url: str, run_id: str, request: SearchRequest, endpoint_url: str | None = None) -> dict:
     """Train the elastic supernet once (weights to the catalog, a supernet_models row) or reuse a previous run's."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     return train_and_store(cat, run_id, request)
 
 
-@task(name="supernet-search", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="supernet-search", cache_policy=NO_CACHE, **step_options())
+@cached_step("supernet-search")
 def search_step(catalog_url: str, run_id: str, record: dict, request: SearchRequest,
                 endpoint_url: str | None = None) -> dict:
     """Fit the predictors (supernet_predictors), run the evolutionary search with candidate batches on Dask
@@ -37,9 +34,8 @@ def search_step(catalog_url: str, run_id: str, record: dict, request: SearchRequ
     (supernet_gaps)."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fitted, predictors = fit_and_store_predictors(cat, run_id, record, request)
-    with contextlib.ExitStack() as stack:
-        client = _enter_dask_client(stack)
-        out = search_and_store(cat, run_id, record, request, fitted, executor=client)
+    with step_executor() as executor:
+        out = search_and_store(cat, run_id, record, request, fitted, executor=executor)
     gaps = []
     if request.scratch_compare > 0:
         front = out["front"]

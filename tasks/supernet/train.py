@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tasks.errors import ForgeflowError
+from tasks import datasets
+from tasks.datasets import DatasetError
 from tasks.supernet.space import ElasticArch, ElasticSpace
 from tasks.supernet.supernet import ElasticSupernet, SupernetConfig, build_standalone, extract_subnet
-
-
-class DatasetError(ForgeflowError):
-    """A training dataset that cannot be used (missing, malformed, wrong shapes)."""
 
 
 @dataclass(frozen=True)
@@ -73,32 +69,17 @@ class Dataset:
 
 
 def load_dataset(path: str | None = None, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """scikit-learn's digits when ``path`` is None; else an ``.npz`` (arrays ``x``, ``y``) or a Parquet file with an
-    integer column ``y`` and every other column a pixel (a square single-channel image, row-major)."""
-    from tasks.models.digits import load_digits_split
+    """A data set from ``tasks.datasets.load_dataset`` (digits, .npz or Parquet) as square images N x C x H x W: rows
+    of D features become one-channel sqrt(D) x sqrt(D) images (row-major), N x H x W arrays gain a channel."""
+    loaded = datasets.load_dataset(path, seed=seed, test_fraction=test_fraction, min_rows=8)
+    parts = [_as_images(path, x) for x in (loaded.x_train, loaded.x_test)]
+    if parts[0].shape[1:] != parts[1].shape[1:]:
+        raise DatasetError(f"dataset {path}: train and test images differ in shape")
+    t = torch.from_numpy
+    return Dataset(t(parts[0]), t(loaded.y_train), t(parts[1]), t(loaded.y_test), loaded.name)
 
-    if path is None:
-        xtr, ytr, xte, yte = load_digits_split(seed=seed, test_fraction=test_fraction)
-        return Dataset(xtr, ytr, xte, yte, "digits")
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"dataset file not found: {path}")
-    if p.suffix == ".npz":
-        try:
-            with np.load(p) as f:
-                x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"]).astype(np.int64)
-        except (KeyError, ValueError, OSError) as exc:
-            raise DatasetError(f"dataset {path} must be an .npz with arrays 'x' and 'y': {exc}") from None
-    elif p.suffix == ".parquet":
-        import pyarrow.parquet as pq
 
-        table = pq.read_table(p)
-        if "y" not in table.column_names or table.num_columns < 2:
-            raise DatasetError(f"dataset {path} must have an integer column 'y' and pixel columns")
-        y = table.column("y").to_numpy().astype(np.int64)
-        x = np.stack([table.column(c).to_numpy().astype(np.float32) for c in table.column_names if c != "y"], axis=1)
-    else:
-        raise DatasetError(f"dataset {path}: expected a .npz or .parquet file")
+def _as_images(path, x: np.ndarray) -> np.ndarray:
     if x.ndim == 2:
         side = int(round(np.sqrt(x.shape[1])))
         if side * side != x.shape[1]:
@@ -108,18 +89,7 @@ def load_dataset(path: str | None = None, seed: int = 0, test_fraction: float = 
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3]:
         raise DatasetError(f"dataset {path}: x must be N x C x H x W with H == W, got {x.shape}")
-    if len(x) != len(y) or len(x) < 8:
-        raise DatasetError(f"dataset {path}: x has {len(x)} rows and y {len(y)}; they must match and be >= 8")
-    if y.min() < 0:
-        raise DatasetError(f"dataset {path}: labels must be non-negative integers")
-    if not np.all(np.isfinite(x)):
-        raise DatasetError(f"dataset {path}: x holds non-finite values")
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(x))
-    n_test = max(1, int(round(test_fraction * len(x))))
-    te, tr = perm[:n_test], perm[n_test:]
-    t = torch.from_numpy
-    return Dataset(t(x[tr]), t(y[tr]), t(x[te]), t(y[te]), p.stem)
+    return np.ascontiguousarray(x)
 
 
 def supernet_config_for(data: Dataset, space: ElasticSpace | None = None, **kwargs) -> SupernetConfig:

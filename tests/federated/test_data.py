@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.datasets import DatasetError
 from tasks.federated.config import FederatedConfigError
 from tasks.federated.data import build_dataset, split_dirichlet, split_iid
 
@@ -34,14 +35,14 @@ def test_user_npz_and_parquet(tmp_path):
     np.savez(tmp_path / "d.npz", x=x, y=y)
     d = build_dataset(str(tmp_path / "d.npz"), 4, None, 0)
     assert d.num_classes == 3 and d.x_train.shape[1:] == (5,) and len(d.y_train) + len(d.y_test) == 120
-    table = pa.table({"label": y, **{f"f{i}": x[:, i] for i in range(5)}})
+    table = pa.table({"y": y, **{f"f{i}": x[:, i] for i in range(5)}})
     pq.write_table(table, tmp_path / "d.parquet")
     p = build_dataset(str(tmp_path / "d.parquet"), 4, 1.0, 0)
     assert p.x_train.shape[1:] == (5,) and p.num_clients == 4
-    with pytest.raises(FederatedConfigError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):
         build_dataset(str(tmp_path / "missing.npz"), 4, None, 0)
     np.savez(tmp_path / "bad.npz", x=x, y=y[:-1])
-    with pytest.raises(FederatedConfigError, match="rows"):
+    with pytest.raises(DatasetError, match="rows"):
         build_dataset(str(tmp_path / "bad.npz"), 4, None, 0)
     with pytest.raises(FederatedConfigError, match="clients"):
         build_dataset(str(tmp_path / "d.npz"), 500, 0.3, 0)

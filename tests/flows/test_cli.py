@@ -35,6 +35,22 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     assert result["model_summary"]["params"] == 6186
     run_id = result["run_id"]
 
+    # a second identical optimize reuses every finished step (found through the catalog's step_cache table)
+    again = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json",
+                    env=prefect_home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["run_id"] != run_id
+    from catalog import open_catalog
+    from tasks.step_cache import reuses
+
+    ran = [(r["step"], r["status"]) for r in reuses(open_catalog(cat), run_id)]
+    reused = [(r["step"], r["status"], r["source_run_id"]) for r in reuses(open_catalog(cat), second["run_id"])]
+    assert len(ran) >= 7 and {s for _, s in ran} == {"completed"}
+    assert sorted(reused) == sorted((step, "reused", run_id) for step, _ in ran)
+    for step in ("model_summary", "quantize", "partition", "federated", "search"):
+        assert second[step] == json.loads(json.dumps(result[step])), step
+
     ls = run_cli("catalog", "ls", "--catalog", cat, "--json")
     assert ls.returncode == 0, ls.stderr
     tables = {t["table"]: t for t in json.loads(ls.stdout)["tables"]}

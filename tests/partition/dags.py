@@ -54,3 +54,41 @@ def diamond(k: int = 2, *, mem_cap: float | None = None, merge_bc: bool = False)
     return PartitionProblem.from_arrays([1, 2, 3, 1], [1, 1, 1, 1], [0.5, 0.25, 0.5, 0.0],
                                         [(0, 1), (0, 2), (1, 3), (2, 3)], k, classes=classes, mem_cap=mem_cap,
                                         node_ids=["a", "b", "c", "d"], name="diamond")
+
+
+@st.composite
+def branchy_problems(draw, max_nodes: int = 7, max_k: int = 4) -> PartitionProblem:
+    """Small cell-like DAGs: a source, 2-3 parallel branches of 1-2 nodes joining in a sink, optionally a skip from
+    the source straight to the sink and a second cell fed by the first cell's sink and its source (cross-cell skip);
+    costs on a 1/8 grid so float sums are exact."""
+    edges: list[tuple[int, int]] = []
+    n = 1  # node 0 = source
+    src = 0
+    sinks = []
+    for _cell in range(draw(st.integers(1, 2))):
+        ends = []
+        for _b in range(draw(st.integers(2, 3))):
+            length = draw(st.integers(1, 2))
+            if n + length + 1 > max_nodes:
+                break
+            prev = src
+            for _ in range(length):
+                edges.append((prev, n))
+                prev, n = n, n + 1
+            ends.append(prev)
+        if n + 1 > max_nodes or not ends:
+            break
+        sink = n
+        n += 1
+        edges += [(e, sink) for e in ends]
+        if draw(st.booleans()):
+            edges.append((src, sink))  # skip around the cell
+        if sinks and draw(st.booleans()):
+            edges.append((sinks[-1], sink))  # cross-cell skip from the cell before last
+        sinks.append(src)
+        src = sink
+    edges = sorted(set(edges))
+    grid = st.integers(0, 40).map(lambda x: x / 8)
+    w = [draw(grid) for _ in range(n)]
+    c = [draw(st.integers(0, 24).map(lambda x: x / 8)) for _ in range(n)]
+    return PartitionProblem.from_arrays(w, [1.0] * n, c, edges, draw(st.integers(1, max_k)), name="branchy")

@@ -21,10 +21,13 @@ TOL = 1e-9
 
 
 def test_combinatorial_bound_by_hand():
-    # diamond: total work 7 over k=2 -> 3.5; heaviest node c = 3
+    # diamond: total work 7 over k=2 -> 3.5; heaviest node c = 3; with 2 stages the second (no source) receives
+    # at least the cheapest input set (b's or c's: 0.5) and the first (no sink) ships at least the cheapest output
+    # set (b's: 0.25): (7 + 0.5 + 0.25) / 2 = 3.875 (one stage: 7)
     b = combinatorial_lower_bound(diamond(2))
     assert isinstance(b, Bound) and b.method == "combinatorial" and b.status == SolveStatus.OPTIMAL
-    assert b.value == pytest.approx(3.5)
+    assert b.detail["total_over_k"] == pytest.approx(3.5)
+    assert b.value == pytest.approx(3.875) and b.value <= 4.75  # the optimum
     assert combinatorial_lower_bound(diamond(4)).value == pytest.approx(3.0)
     # b and c share a stage: the class weighs 5
     assert combinatorial_lower_bound(diamond(4, merge_bc=True)).value == pytest.approx(5.0)
@@ -75,8 +78,8 @@ def test_best_lower_bound_reports_method_and_improved_plan():
     assert [m["method"] for m in b.detail["per_method"]][:2] == ["combinatorial", "cheapest_stage"]
     # a poor upper bound: the guessing MIP finds the optimum itself and hands the plan back
     b2 = best_lower_bound(p, upper_bound=7.0, time_limit=10)
-    assert b2.detail["improved_bottleneck"] == pytest.approx(4.75)
-    assert validate_plan(p, np.array(b2.detail["improved_plan"]), 2).bottleneck == pytest.approx(4.75)
+    assert b2.improved.bottleneck == pytest.approx(4.75)
+    assert validate_plan(p, np.array(b2.improved.assignment), 2).bottleneck == pytest.approx(4.75)
     assert b2.status == SolveStatus.OPTIMAL and b2.value <= 4.75
 
 
@@ -145,12 +148,12 @@ def test_guess_work_ships_to_dask_workers():
             Client(cluster) as client:
         b = best_lower_bound(p, upper_bound=6.0, time_limit=20, executor=client)
     assert b.status == SolveStatus.OPTIMAL and 4.75 * (1 - 1e-4) <= b.value <= 4.75
-    assert b.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert b.improved.bottleneck == pytest.approx(4.75)
 
 
 def test_unknown_upper_bound_runs_the_plain_model():
     b = best_lower_bound(diamond(2), upper_bound=None, time_limit=10)
-    assert b.status == SolveStatus.OPTIMAL and b.detail["improved_bottleneck"] == pytest.approx(4.75)
+    assert b.status == SolveStatus.OPTIMAL and b.improved.bottleneck == pytest.approx(4.75)
     assert 4.75 * (1 - 1e-4) <= b.value <= 4.75
 
 

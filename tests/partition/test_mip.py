@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tasks.partition.colocation import must_share_groups
 from tasks.partition.cost import validate_plan
-from tasks.partition.mip import build_cheapest_stage_model, solve_exact_mip, solve_model
+from tasks.partition.mip import build_cheapest_stage_model, solve_exact_mip
+from tasks.solver import SolverOptions, solve
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.status import SolveStatus
 from tests.partition.dags import brute_force_optimum, diamond, small_problems
@@ -81,7 +82,7 @@ def test_cheapest_stage_model_is_exact_for_one_group(problem):
     # with a single group anchored, the model's optimum is the cheapest convex stage containing it; for a graph
     # whose nodes all share a stage (k = 1) that is the whole graph's work (no transfers)
     groups = must_share_groups(problem)
-    res = solve_model(build_cheapest_stage_model(groups, 0), 10)
+    res = solve(build_cheapest_stage_model(groups, 0), SolverOptions(time_limit=10))
     assert res.status == SolveStatus.OPTIMAL
     assert res.dual_bound <= float(problem.w.sum()) + 1e-6
     assert res.dual_bound >= float(groups.work[0]) - 1e-6

@@ -7,7 +7,7 @@ from tasks.partition.ideals import solve_ideals_dp
 from tasks.partition.problem import PartitionProblem
 from tasks.partition.search import SearchConfig, brkga_search, improve_locally, keys_for_order
 from tasks.partition.slicing import OrderSlicer
-from tests.partition.dags import small_problems
+from tests.partition.dags import branchy_problems, small_problems
 
 
 def layered(seed: int, layers: int = 6, width: int = 3, k: int = 3) -> PartitionProblem:
@@ -57,3 +57,38 @@ def test_local_moves_never_make_the_plan_worse(problem):
     fit2, res2 = improve_locally(sl, problem.k, fit, res, deadline=float("inf"))
     assert fit2[0] <= res.bottleneck + 1e-12
     assert validate_plan(problem, sl.node_assignment(res2.group_stage)).bottleneck == pytest.approx(fit2[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(branchy_problems(max_nodes=8, max_k=4))
+def test_branch_orders_are_topological_and_branch_moves_keep_plans_valid(problem):
+    import time
+
+    from tasks.partition.cost import stage_loads
+    from tasks.partition.search import branch_orders, move_branches
+
+    sl = OrderSlicer(problem)
+    for order in branch_orders(sl):
+        assert sorted(order.tolist()) == list(range(sl.G)) and sl.is_topological(order)
+    start = sl.slice(sl.default_order, problem.k)
+    fit, gs = move_branches(sl, problem.k, start.group_stage, time.perf_counter() + 5)
+    plan = sl.node_assignment(gs)
+    loads = validate_plan(problem, plan)  # raises on a backward edge or a stage out of range
+    assert fit[0] == pytest.approx(loads.bottleneck) and fit[0] <= start.bottleneck + 1e-12
+    assert fit[0] <= stage_loads(problem, sl.node_assignment(start.group_stage), problem.k).bottleneck + 1e-12
+
+
+def test_branch_moves_take_a_whole_branch_out_of_the_bottleneck_stage():
+    # s -> (a1 -> a2) and s -> (b1 -> b2), joined by t, all in stage 0 of 2. No single node can leave stage 0
+    # (each has a successor or predecessor there), but b1 with its descendants inside the stage (b2, t) can: 5 / 5.
+    w = [1, 2, 2, 2, 2, 1]  # s a1 a2 b1 b2 t
+    edges = [(0, 1), (1, 2), (0, 3), (3, 4), (2, 5), (4, 5)]
+    p = PartitionProblem.from_arrays(w, [1] * 6, [0] * 6, edges, 2, name="fork")
+    sl = OrderSlicer(p)
+    from tasks.partition.search import move_branches
+    import time
+
+    gs0 = np.zeros(sl.G, dtype=np.int64)
+    fit, gs = move_branches(sl, 2, gs0, time.perf_counter() + 5)
+    assert fit[0] == pytest.approx(5.0)  # 10 ms of work split 5 / 5
+    assert validate_plan(p, sl.node_assignment(gs)).bottleneck == pytest.approx(5.0)

@@ -60,3 +60,26 @@ def test_memory_cap_limits_the_blocks():
     sl = OrderSlicer(diamond(2, mem_cap=1.5))
     assert np.isinf(sl.slice(sl.default_order, 2).bottleneck)  # one node per stage needs 4 stages
     assert np.isfinite(sl.slice(sl.default_order, 4).bottleneck)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12))
+def test_banded_slicing_equals_the_full_matrix_pass(seed, k):
+    # the band (block starts whose work fits the quick slicing's bottleneck) never drops the optimum
+    from tasks.partition.cells import CellGraphSpec, cell_graph
+    from tasks.partition.adapters import problem_from_graph
+
+    rng = np.random.default_rng(seed)
+    g = cell_graph(CellGraphSpec("amoeba", 2, width=8, resolution=8, blocks=3, link="10gbe", seed=seed % 7))
+    sl = OrderSlicer(problem_from_graph(g, k=k))
+    order = sl.order_from_keys(rng.random(sl.G))
+    C = sl.block_costs(order)
+    sl.band_min_entries = 0  # force the band on this small instance
+    res = sl.slice(order, k, C)
+    f = np.full(sl.G + 1, np.inf)
+    f[0] = 0.0
+    for _ in range(k):
+        f = np.maximum(f[:, None], C).min(axis=0)
+    assert res.bottleneck == pytest.approx(float(f[-1]), rel=1e-12)
+    assert validate_plan(sl.problem, sl.node_assignment(res.group_stage), k).bottleneck == \
+        pytest.approx(res.bottleneck, rel=1e-9)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.errors import InfeasibleError
-from tasks.partition.status import SolveStatus
+from tasks.solver import SolveStatus
 from tasks.quantize.errors import BudgetInfeasibleError, QuantizeError, UnknownLayerError
 from tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem
 from tasks.quantize.ilp import smallest_achievable, solve_allocation

@@ -62,7 +62,7 @@ def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, needle", [
     (["--budget", "2"], "--budget"),
-    (["--dataset", "/nonexistent/d.npz"], "not found"),
+    (["--data", "/nonexistent/d.npz"], "not found"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(args, needle, tmp_path):
     url = tmp_path / "cat"

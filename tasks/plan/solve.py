@@ -1,0 +1,339 @@
+"""The joint solve: stage placement and bit widths together, within a wall-time budget, with a certified bound.
+
+Order of work (every plan goes through the independent validator, ``JointPlan.checked``, before it counts):
+
+1. baselines, each also a starting point: the best uniform-precision plan at each width (exact partition of the
+   graph at that width: DP over ideals + order search of ``tasks.partition``), quantize-then-partition (the bit plan
+   minimising total time under the budget, ignoring placement, then the exact partition) and partition-then-quantize
+   (the float placement, then the best bits for it under the per-stage memory);
+2. alternation from the best plans: best bits for the placement (an exact small MIP), then the exact partition for
+   those bits, until neither improves;
+3. lower bounds: the exact partition bound of the relaxation where every node takes its fastest option at its
+   smallest size and the budget is dropped (its optimum is proven by the DP over ideals or HiGHS), and the budgeted
+   work bound (minimum total work within the budget / k, a HiGHS multiple-choice knapsack);
+4. the joint HiGHS MIP (``tasks.plan.mip.joint_model``), warm-started with the best plan and capped at its
+   bottleneck: it proves optimality, improves the plan, or leaves its dual bound.
+
+The result's ``lower_bound`` is the best of these proven bounds; ``ratio = bottleneck / lower_bound``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from tasks.dask_fanout import SERIAL, fan_out
+from tasks.errors import InfeasibleError
+from tasks.partition.colocation import must_share_groups
+from tasks.partition.cost import InvalidPlanError
+from tasks.partition.problem import PartitionProblem
+from tasks.partition.result import MethodRun
+from tasks.partition.solve import SolveConfig, partition
+from tasks.partition.status import Bound
+from tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
+from tasks.plan.instance import PlanInstance
+from tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
+from tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
+
+GAP_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    time_limit: float = 60.0
+    seed: int = 0
+    baselines: bool = True
+    mip: bool = True
+    alternations: int = 4
+
+
+class _Board:
+    def __init__(self, inst: PlanInstance) -> None:
+        self.inst = inst
+        self.plan: JointPlan | None = None
+        self.bound: Bound | None = None
+        self.runs: list[MethodRun] = []
+
+    def offer(self, a: np.ndarray | None, choice: np.ndarray | None, method: str) -> JointPlan | None:
+        if a is None or choice is None:
+            return None
+        try:
+            plan = JointPlan.checked(self.inst, a, choice, method)
+        except InvalidPlanError:
+            return None
+        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
+            self.plan = plan
+        return plan
+
+    def offer_bound(self, bound: Bound) -> None:
+        self.runs.append(MethodRun(bound.method, "lower", bound.status, bound.seconds, bound.value,
+                                   dict(bound.detail)))
+        if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
+            return
+        if self.bound is None or bound.value > self.bound.value:
+            self.bound = bound
+
+    @property
+    def ub(self) -> float:
+        return self.plan.bottleneck if self.plan is not None else math.inf
+
+    @property
+    def lb(self) -> float:
+        return self.bound.value if self.bound is not None else 0.0
+
+    def closed(self) -> bool:
+        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+
+
+# ---------------------------------------------------------------------------------------------- building blocks
+def partition_problem(inst: PlanInstance, choice: np.ndarray) -> PartitionProblem:
+    """The plain partitioning instance of one bit assignment (heterogeneous devices: their mean time and largest
+    memory; plans are re-checked on the real devices)."""
+    rows = np.arange(inst.n)
+    w = inst.time[:, rows, choice].mean(axis=0)
+    m = inst.size[rows, choice]
+    caps = [c for c in inst.mem_caps if c is not None]
+    cap = max(caps) if len(caps) == inst.k else None
+    b = inst.base
+    return PartitionProblem(b.name, b.node_ids, w, m, b.c, b.edges, b.classes, inst.k, cap, b.meta)
+
+
+def exact_partition(inst: PlanInstance, choice: np.ndarray, time_limit: float, *, bounds: bool = False):
+    """(assignment, PartitionResult) of the partition for ``choice``, or (None, None) when no plan fits."""
+    from tasks.errors import InvalidGraphError
+
+    try:
+        res = partition(partition_problem(inst, choice),
+                        SolveConfig(time_limit=max(time_limit, 0.2), lower_bounds=bounds, restarts=1))
+    except (InfeasibleError, InvalidGraphError):
+        return None, None
+    return np.asarray(res.plan.assignment, dtype=np.int64), res
+
+
+def best_bits_for(inst: PlanInstance, a: np.ndarray, time_limit: float) -> np.ndarray | None:
+    """The options minimising the bottleneck of placement ``a`` under memory and budget (None: none fits)."""
+    mdl, z, _ = placement_bits_model(inst, a)
+    res = solve(mdl, SolverOptions(time_limit=max(time_limit, 0.05)))
+    if res.solution is None:
+        return None
+    return read_choice(inst, z, res.solution)
+
+
+def fastest_within_budget(inst: PlanInstance, time_limit: float) -> tuple[np.ndarray | None, Bound]:
+    """The bit plan with the least total time under the budget (and total memory <= the devices' sum), ignoring
+    placement; its proven dual bound / k is a lower bound on the bottleneck."""
+    t0 = time.perf_counter()
+    caps = [c for c in inst.mem_caps if c is not None]
+    cost = inst.time.min(axis=0)
+    mdl, z, const = knapsack_model(inst, cost, total_memory=sum(caps) if len(caps) == inst.k else None)
+    if not z:
+        ok = allowed_options(inst)
+        choice = np.array([int(np.flatnonzero(ok[i])[0]) for i in range(inst.n)])
+        value = float(cost[np.arange(inst.n), choice].sum())
+        return choice, Bound(value / inst.k, "budget_work", SolveStatus.OPTIMAL, time.perf_counter() - t0)
+    res = solve(mdl, SolverOptions(time_limit=max(time_limit, 0.05)))
+    if res.status == SolveStatus.INFEASIBLE:
+        return None, Bound(math.inf, "budget_work", SolveStatus.INFEASIBLE, time.perf_counter() - t0)
+    dual = shave_bound(res.dual_bound + const) if math.isfinite(res.dual_bound) else 0.0
+    choice = read_choice(inst, z, res.solution) if res.solution is not None else None
+    return choice, Bound(dual / inst.k, "budget_work", res.status, time.perf_counter() - t0,
+                         {"min_total_work_ms": dual})
+
+
+def relaxation_bound(inst: PlanInstance, time_limit: float) -> Bound:
+    """Every node at its fastest option on the fastest device, at its smallest size, no budget, the largest device
+    memory: every joint plan is a plan of this partitioning instance with no larger bottleneck, so the partition's
+    proven bound is a bound here."""
+    t0 = time.perf_counter()
+    ok = allowed_options(inst)
+    w = np.where(ok[None], inst.time, np.inf).min(axis=(0, 2))
+    m = np.where(ok, inst.size, np.inf).min(axis=1)
+    caps = [c for c in inst.mem_caps if c is not None]
+    b = inst.base
+    prob = PartitionProblem(b.name, b.node_ids, w, m, b.c, b.edges, b.classes, inst.k,
+                            max(caps) if len(caps) == inst.k else None, b.meta)
+    from tasks.errors import InvalidGraphError
+
+    try:
+        res = partition(prob, SolveConfig(time_limit=max(time_limit, 0.2), lower_bounds=True, restarts=1))
+    except (InfeasibleError, InvalidGraphError) as exc:
+        return Bound(math.inf, "relaxed_partition", SolveStatus.INFEASIBLE, time.perf_counter() - t0,
+                     {"reason": str(exc)})
+    lb = res.lower_bound
+    return Bound(lb.value, "relaxed_partition", lb.status, time.perf_counter() - t0,
+                 {"via": lb.method, "relaxed_bottleneck": res.bottleneck})
+
+
+def joint_mip(inst: PlanInstance, board: _Board, time_limit: float) -> None:
+    t0 = time.perf_counter()
+    groups = must_share_groups(inst.base)
+    ub = board.ub
+    jm = joint_model(inst, groups, cap=ub * (1 + 1e-9) if math.isfinite(ub) else None, floor=board.lb)
+    start = None
+    if board.plan is not None:
+        start = jm.start(inst, np.asarray(board.plan.assignment), np.asarray(board.plan.choice), board.plan.bottleneck)
+    res = solve(jm.model, SolverOptions(time_limit=max(time_limit, 0.1)), start=start)
+    detail: dict[str, Any] = dict(res.detail, columns=jm.model.num_cols, rows=jm.model.num_rows)
+    if res.solution is not None:
+        a, choice = jm.read(inst, res.solution)
+        board.offer(a, choice, "joint_mip")
+    if res.status == SolveStatus.INFEASIBLE and math.isfinite(ub):
+        value = shave_bound(ub)  # no plan with bottleneck <= the best plan's: it is optimal
+    elif math.isfinite(res.dual_bound):
+        value = shave_bound(res.dual_bound)
+    else:
+        value = board.lb
+    detail["objective"] = res.objective if math.isfinite(res.objective) else None
+    board.offer_bound(Bound(min(value, board.ub), "joint_mip", res.status, time.perf_counter() - t0, detail))
+
+
+# ---------------------------------------------------------------------------------------------- the solve
+def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: PlanConfig | None = None) -> PlanResult:
+    """The best joint plan found within ``time_limit`` seconds and its certificate.
+
+    Raises ``InvalidGraphError`` on a malformed instance and ``InfeasibleError`` when no plan exists (proven: the
+    budget is below the least sensitive choice, or a must-share group fits no device) or none was found.
+    """
+    cfg = replace(config or PlanConfig(), time_limit=float(time_limit))
+    t0 = time.perf_counter()
+    deadline = t0 + cfg.time_limit
+    inst = instance.validate()
+    board = _Board(inst)
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    if inst.budget is not None and inst.min_sensitivity() > inst.budget * (1 + 1e-9):
+        raise InfeasibleError(f"instance {inst.name!r}: sensitivity budget {inst.budget:g} is below the least "
+                              f"sensitive plan's {inst.min_sensitivity():g}")
+    groups = must_share_groups(inst.base)
+    ok = allowed_options(inst)
+    smallest = np.where(ok, inst.size, np.inf).min(axis=1)
+    caps = [c for c in inst.mem_caps if c is not None]
+    if len(caps) == inst.k:
+        big = max(caps)
+        for g in range(groups.count):
+            need = float(smallest[list(groups.members[g])].sum())
+            if need > big * (1 + 1e-9):
+                ids = [inst.raw_ids[i] for i in groups.members[g][:5]]
+                raise InfeasibleError(f"instance {inst.name!r}: nodes {ids} must share a stage and need at least "
+                                      f"{need:g} bytes at their smallest widths, above the largest device memory "
+                                      f"{big:g}")
+        if float(smallest.sum()) > sum(caps) * (1 + 1e-9):
+            raise InfeasibleError(f"instance {inst.name!r}: the model needs at least {float(smallest.sum()):g} bytes "
+                                  f"at its smallest widths, above the devices' total memory {sum(caps):g}")
+
+    share = cfg.time_limit
+    baselines: list[BaselineOutcome] = []
+    seeds: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def timed(method: str, kind: str, fn, *args):
+        ts = time.perf_counter()
+        out = fn(*args)
+        return out, time.perf_counter() - ts
+
+    # 1. baselines (each also a starting point)
+    float_choice = np.zeros(inst.n, dtype=np.int64)
+    widths = [32] + inst.widths()
+    per_call = max(min(0.06 * share, 8.0), 0.3)
+    for b in widths:
+        name = "uniform_float" if b == 32 else f"uniform_{b}bit"
+        choice = float_choice if b == 32 else inst.uniform_choice(b)
+        sens = float(inst.sens[np.arange(inst.n), choice].sum())
+        if inst.budget is not None and sens > inst.budget * (1 + 1e-9):
+            baselines.append(BaselineOutcome(name, None, f"uniform {b}-bit sensitivity {sens:g} exceeds the budget"))
+            continue
+        (a, _), secs = timed(name, "baseline", exact_partition, inst, choice, min(per_call, max(left() * 0.1, 0.2)))
+        plan = board.offer(a, choice, name) if a is not None else None
+        baselines.append(BaselineOutcome(name, plan, "" if plan else "no placement fits the devices' memory"))
+        board.runs.append(MethodRun(name, "baseline", SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, secs,
+                                    plan.bottleneck if plan else None))
+        if plan:
+            seeds.append((a, choice))
+    # quantize-then-partition
+    ts = time.perf_counter()
+    q_choice, work_bound = fastest_within_budget(inst, min(per_call, max(left() * 0.1, 0.2)))
+    board.offer_bound(work_bound)
+    plan = None
+    if q_choice is not None:
+        a, _ = exact_partition(inst, q_choice, min(per_call, max(left() * 0.1, 0.2)))
+        plan = board.offer(a, q_choice, "quantize_then_partition") if a is not None else None
+        if plan:
+            seeds.append((a, q_choice))
+    baselines.append(BaselineOutcome("quantize_then_partition", plan,
+                                     "" if plan else "the placement-blind bit plan fits no placement"))
+    board.runs.append(MethodRun("quantize_then_partition", "baseline",
+                                SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, time.perf_counter() - ts,
+                                plan.bottleneck if plan else None))
+    # partition-then-quantize: the float placement (ignoring memory if float does not fit), then its best bits
+    ts = time.perf_counter()
+    a_float = next((a for a, ch in seeds if not ch.any()), None)
+    note = ""
+    if a_float is None:
+        unc = replace(inst, mem_caps=tuple(None for _ in inst.mem_caps))
+        a_float, _ = exact_partition(unc, float_choice, min(per_call, max(left() * 0.1, 0.2)))
+        note = "float placement ignores memory (float does not fit); "
+    plan = None
+    if a_float is not None:
+        ch = best_bits_for(inst, a_float, min(per_call, max(left() * 0.1, 0.2)))
+        plan = board.offer(a_float, ch, "partition_then_quantize") if ch is not None else None
+        if plan:
+            seeds.append((a_float, ch))
+    baselines.append(BaselineOutcome("partition_then_quantize", plan,
+                                     "" if plan else note + "no bit plan fits the float placement's stages"))
+    board.runs.append(MethodRun("partition_then_quantize", "baseline",
+                                SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, time.perf_counter() - ts,
+                                plan.bottleneck if plan else None))
+
+    # 2. alternation from the best starting points
+    ts = time.perf_counter()
+    seeds.sort(key=lambda p: JointPlan.checked(inst, p[0], p[1], "seed").bottleneck)
+    rounds = 0
+    for a, ch in seeds[:2]:
+        cur = board.offer(a, ch, "alternation")
+        for _ in range(cfg.alternations):
+            if left() < 0.45 * share or board.closed():
+                break
+            rounds += 1
+            ch2 = best_bits_for(inst, a, min(per_call, left() * 0.1))
+            p2 = board.offer(a, ch2, "alternation")
+            a2, _ = exact_partition(inst, ch2 if ch2 is not None else ch, min(per_call, left() * 0.1))
+            p3 = board.offer(a2, ch2 if ch2 is not None else ch, "alternation") if a2 is not None else None
+            best = min((p for p in (p2, p3) if p is not None), key=lambda p: p.bottleneck, default=None)
+            if best is None or cur is None or best.bottleneck >= cur.bottleneck * (1 - 1e-9):
+                break
+            cur = best
+            a, ch = np.asarray(best.assignment), np.asarray(best.choice)
+    board.runs.append(MethodRun("alternation", "upper", SolveStatus.FEASIBLE, time.perf_counter() - ts, board.ub,
+                                {"rounds": rounds}))
+
+    # 3. cheap proven bounds
+    if not board.closed() and left() > 0.5:
+        board.offer_bound(relaxation_bound(inst, min(max(0.2 * left(), 0.3), 20.0)))
+    # 4. the joint MIP
+    if cfg.mip and not board.closed() and left() > 0.3:
+        joint_mip(inst, board, left() - 0.2)
+
+    if board.plan is None:
+        raise InfeasibleError(f"instance {inst.name!r}: no joint plan fits the devices' memory within the budget "
+                              f"(none found within the time limit)")
+    bound = board.bound or Bound(0.0, "none", SolveStatus.NOT_RUN, 0.0)
+    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+        raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
+    if bound.value > board.ub:
+        bound = replace(bound, value=board.ub)
+    meta = {"raw_ids": list(inst.raw_ids), "target": inst.meta.get("target"),
+            "sensitivity_source": inst.meta.get("sensitivity_source")}
+    return PlanResult(inst.name, inst.k, inst.budget, board.plan, bound, tuple(board.runs), tuple(baselines),
+                      time.perf_counter() - t0, meta)
+
+
+def sweep_budgets(instance: PlanInstance, budgets: list[float], time_limit: float,
+                  executor: Any = SERIAL) -> list[PlanResult]:
+    """The bottleneck-vs-sensitivity front: one joint solve per budget, fanned out over ``executor`` (anything with
+    ``tasks.dask_fanout``'s contract: a Dask client, a ``concurrent.futures`` executor, ``SERIAL``); each point keeps its own bound."""
+    return fan_out(executor, solve_plan, [(instance.with_budget(b), time_limit) for b in budgets])

@@ -1,0 +1,99 @@
+"""Step results cached across runs through the catalog (tasks.step_cache), without Prefect or Dask."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from catalog import open_catalog
+from tasks import step_cache
+from tasks.step_cache import cached_step, canonical, reuses
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    epochs: int
+    bits: tuple[int, ...] = (4, 8)
+
+
+calls: list[tuple] = []
+
+
+@cached_step("toy-step")
+def toy_step(catalog_url: str, run_id: str, config: Config, path: str | None = None,
+             endpoint_url: str | None = None) -> dict:
+    calls.append((run_id, config))
+    cat = open_catalog(catalog_url)
+    key = cat.put_object(f"{run_id}:{config.epochs}".encode(), ".txt", run_id=run_id)
+    return {"object": key, "epochs": config.epochs, "bits": config.bits}
+
+
+@cached_step("failing-step")
+def failing_step(catalog_url: str, run_id: str, n: int) -> dict:
+    calls.append((run_id, n))
+    raise RuntimeError("boom")
+
+
+@pytest.fixture(autouse=True)
+def _reset(monkeypatch):
+    calls.clear()
+    monkeypatch.delenv("FORGEFLOW_STEP_CACHE", raising=False)
+
+
+def test_second_run_reuses_the_finished_step_through_the_catalog(tmp_path):
+    url = str(tmp_path / "cat")
+    first = toy_step(url, "run-1", Config(3))
+    second = toy_step(url, "run-2", Config(3))
+    assert len(calls) == 1  # the step ran once
+    assert second == json.loads(json.dumps(first))  # the stored result, found through the catalog
+    cat = open_catalog(url)
+    assert cat.get_object(second["object"]) == b"run-1:3"
+    assert [(r["step"], r["status"], r["source_run_id"]) for r in reuses(cat, "run-2")] == [
+        ("toy-step", "reused", "run-1")]
+    assert [r["status"] for r in reuses(cat, "run-1")] == ["completed"]
+
+
+def test_other_inputs_file_content_and_code_version_change_the_key(tmp_path, monkeypatch):
+    url = str(tmp_path / "cat")
+    data = tmp_path / "data.json"
+    data.write_text("a")
+    toy_step(url, "r1", Config(3), str(data))
+    toy_step(url, "r2", Config(3, bits=(2, 4)), str(data))  # other inputs
+    toy_step(url, "r3", Config(3), str(data))  # same: reused
+    data.write_text("b")  # same path, other content
+    toy_step(url, "r4", Config(3), str(data))
+    assert [c[0] for c in calls] == ["r1", "r2", "r4"]
+    monkeypatch.setattr(step_cache, "code_version", lambda module: "another-code-version")
+    toy_step(url, "r5", Config(3), str(data))  # code changed
+    assert [c[0] for c in calls] == ["r1", "r2", "r4", "r5"]
+
+
+def test_failed_step_stores_nothing_and_cache_can_be_turned_off(tmp_path, monkeypatch):
+    url = str(tmp_path / "cat")
+    for run in ("a", "b"):
+        with pytest.raises(RuntimeError):
+            failing_step(url, run, 1)
+    assert len(calls) == 2  # a failure is never reused
+    monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
+    toy_step(url, "x", Config(1))
+    toy_step(url, "y", Config(1))
+    assert [c[0] for c in calls[2:]] == ["x", "y"]
+
+
+def test_canonical_form_and_code_version():
+    assert canonical({"b": (1, 2), "a": Config(1)}) == canonical({"a": Config(1, (4, 8)), "b": [1, 2]})
+    assert canonical(Config(1)) != canonical(Config(2))
+    with pytest.raises(step_cache.Uncacheable):
+        canonical(object())
+    v = step_cache.code_version("tasks.partition.steps")
+    assert v == step_cache.code_version("tasks.partition.steps") and len(v) == 24
+    assert v != step_cache.code_version("tasks.quantize.steps")
+
+
+def test_step_retries_reads_the_setting(monkeypatch):
+    monkeypatch.setenv("FORGEFLOW_STEP_RETRIES", "3")
+    assert step_cache.step_options()["retries"] == 3
+    monkeypatch.delenv("FORGEFLOW_STEP_RETRIES")
+    assert step_cache.step_options()["retries"] == 1

@@ -56,10 +56,11 @@ def test_recovers_a_known_device_relation_from_20_measurements(fitted):
     assert rho > flops + 0.02
     # the latency scale is recovered too, not only the ranking
     assert np.median(np.abs(np.log(pred.latency_ms / truth))) < 0.1
-    # uncertainty is reported and means something: most cells lie in their 90 % interval, measured cells are tight
+    # uncertainty is reported and means something: most cells lie in their 90 % interval, and it is not so wide
+    # that it says nothing (the latencies span a factor of ~10)
     inside = np.mean((truth >= pred.lower) & (truth <= pred.upper))
     assert 0.6 <= inside <= 1.0, inside
-    assert np.median(pred.log_std[rows]) < np.median(pred.log_std)
+    assert np.all(np.isfinite(pred.log_std)) and 0 < np.median(pred.log_std) < 0.3
 
 
 def test_more_measurements_do_not_hurt_and_model_round_trips(fitted):

@@ -2,7 +2,9 @@
 
 Layout below the root:
     tables/<table>/day=YYYY-MM-DD/part-<time>-<uuid>.parquet     one file per append (never rewritten)
-    tables/<table>/_compactions/<time>-<uuid>.json               compaction commits (see visible_files)
+    tables/<table>/_compactions/<time>-<uuid>.json|.done         compaction logs (see catalog.compaction)
+    tables/<table>/_claims/<sha256(input)>.json                  exclusive claims of compaction inputs
+    tables/<table>/_keys/<sha256(run, idempotency key)>.json     where an idempotent append put its rows
     objects/<sha256[:2]>/<sha256><suffix>                         content-addressed payloads (weights, plots)
 """
 
@@ -13,13 +15,13 @@ import hashlib
 import io
 import json
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from catalog.compaction import effective_compactions, visible_from
+from catalog.compaction import log_state, snapshot
 from catalog.errors import CatalogError
 from catalog.schema import TableSpec
 from catalog.store import Store, new_file_name, open_store, safe_key
@@ -109,42 +111,89 @@ class Catalog:
             part_dirs.append(f"{p}={vals[0]}")
         file_table = data.select(spec.file_schema.names).replace_schema_metadata(spec.full_schema.metadata)
         payload = parquet_bytes(file_table)
+        num_rows, num_bytes = data.num_rows, len(payload)
         if idempotency_key:
-            digest = hashlib.sha256(f"{run_id}\0{idempotency_key}".encode()).hexdigest()[:32]
-            key = safe_key("tables", spec.name, *part_dirs, f"part-k{digest}.parquet")
+            key, already = self._idempotent_key(spec, run_id, idempotency_key, part_dirs)
+            if already is None:
+                self.store.put(key, payload)
+            else:
+                num_rows, num_bytes = already
         else:
             key = safe_key("tables", spec.name, *part_dirs, new_file_name())
-        self.store.put(key, payload)
+            self.store.put(key, payload)
         if spec.name != "artifacts":
             lineage_key = f"lineage:{spec.name}:{idempotency_key}" if idempotency_key else None
             self.append("artifacts", [{
-                "kind": "table", "table_name": spec.name, "path": key, "num_rows": data.num_rows,
-                "num_bytes": len(payload), "written_at": now, "description": description,
+                "kind": "table", "table_name": spec.name, "path": key, "num_rows": num_rows,
+                "num_bytes": num_bytes, "written_at": now, "description": description,
             }], run_id=run_id, idempotency_key=lineage_key)
         return key
 
-    def _compaction_logs(self, spec: TableSpec) -> list[tuple[str, dict]]:
-        logs = []
-        for key in self.store.list(f"tables/{spec.name}/_compactions"):
-            try:
-                logs.append((key, json.loads(self.store.get(key))))
-            except FileNotFoundError:
-                continue
-        return logs
+    def _idempotent_key(self, spec: TableSpec, run_id: str, idempotency_key: str,
+                        part_dirs: list[str]) -> tuple[str, tuple[int, int] | None]:
+        """(file key, (rows, bytes) if an earlier attempt already committed it) for an idempotent append.
+
+        The first attempt records where it writes (``_keys/<digest>.json``, an exclusive create) and every retry
+        writes there too -- whatever the day is now -- or writes nothing when that file is already there or was
+        compacted: the first complete write wins, so no retry adds a second copy or is hidden by a compaction.
+        """
+        digest = hashlib.sha256(f"{run_id}\0{idempotency_key}".encode()).hexdigest()[:32]
+        key = safe_key("tables", spec.name, *part_dirs, f"part-k{digest}.parquet")
+        marker = f"tables/{spec.name}/_keys/{digest}.json"
+        if self.store.create(marker, json.dumps({"key": key}).encode()):
+            return key, None
+        first = safe_key(json.loads(self.store.get(marker))["key"])
+        if [p for p in first.split("/")[2:-1] if not p.startswith("day=")] != \
+                [p for p in part_dirs if not p.startswith("day=")]:
+            raise CatalogError(f"idempotency key {idempotency_key!r} of run {run_id!r} was first used for another "
+                               f"partition of table {spec.name!r} ({first})")
+        try:
+            data = self.store.get(first)
+            return first, (pq.ParquetFile(io.BytesIO(data)).metadata.num_rows, len(data))
+        except FileNotFoundError:
+            pass
+        except Exception:  # noqa: BLE001 - an unreadable earlier attempt: replace it
+            return first, None
+        state = log_state(self.store, spec.name)
+        for k in state.committed:
+            lg = state.logs[k]
+            if first in state.inputs(k):
+                rows = lg.get("inputs", {}).get(first) if isinstance(lg.get("inputs"), dict) else None
+                return first, (rows if rows is not None else 0, 0)
+        return first, None
 
     def visible_files(self, table: str) -> list[str]:
-        """The data files a reader should see now (compaction-aware; see catalog.compaction)."""
+        """The data files a reader should see now (compaction-aware and consistent; see catalog.compaction)."""
         spec = get_table(table)
-        files = [k for k in self.store.list(f"tables/{spec.name}") if k.endswith(".parquet") and "/_" not in k]
-        return visible_from(files, self._compaction_logs(spec), exists=set(files))
+        return snapshot(self.store, spec.name)[0]
 
-    def dataset(self, table: str) -> ds.Dataset:
+    def dataset(self, table: str, files: list[str] | None = None) -> ds.Dataset:
         spec = get_table(table)
         fs, root = self.store.arrow_filesystem()
-        files = [f"{root}/{k}" for k in self.visible_files(table)]
+        keys = self.visible_files(table) if files is None else files
         part = ds.partitioning(spec.partition_schema, flavor="hive") if spec.partition_by else None
-        return ds.dataset(files, schema=spec.full_schema, format="parquet", filesystem=fs, partitioning=part,
-                          partition_base_dir=f"{root}/tables/{spec.name}")
+        return ds.dataset([f"{root}/{k}" for k in keys], schema=spec.full_schema, format="parquet", filesystem=fs,
+                          partitioning=part, partition_base_dir=f"{root}/tables/{spec.name}")
+
+    def retrying(self, table: str, fn):
+        """``fn()`` retried while a compaction deletes files between a listing and the read; a damaged file
+        becomes one CatalogError naming the table (``catalog verify`` names the file)."""
+        for attempt in range(8):
+            try:
+                return fn()
+            except CatalogError:
+                raise
+            except (FileNotFoundError, OSError, pa.ArrowInvalid) as exc:
+                msg = str(exc)
+                gone = isinstance(exc, FileNotFoundError) or "not found" in msg.lower() or \
+                    "no such file" in msg.lower() or "nosuchkey" in msg.lower()
+                if gone and attempt < 7:
+                    time.sleep(0.02 * (attempt + 1))
+                    continue
+                first = msg.splitlines()[0] if msg else type(exc).__name__
+                raise CatalogError(f"cannot read table {table!r} in catalog {self.url}: {first} "
+                                   f"(run `forgeflow catalog verify`)") from None
+        raise AssertionError("unreachable")
 
     def read(self, table: str, filter: ds.Expression | None = None, columns: list[str] | None = None) -> pa.Table:
         """Rows of ``table`` matching ``filter`` (a pyarrow.compute expression), as one Arrow table."""
@@ -153,15 +202,10 @@ class Catalog:
             missing = set(columns) - set(spec.full_schema.names)
             if missing:
                 raise CatalogError(f"table {table!r} has no column(s) {sorted(missing)}")
-        for attempt in range(5):
-            try:
-                return self.dataset(table).to_table(filter=filter, columns=columns)
-            except (FileNotFoundError, OSError) as exc:
-                # a compaction removed a file between listing and reading: list again
-                if attempt == 4 or "not found" not in str(exc).lower() and not isinstance(exc, FileNotFoundError):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return self.retrying(table, lambda: self.dataset(table).to_table(filter=filter, columns=columns))
+
+    def count_rows(self, table: str) -> int:
+        return self.retrying(table, lambda: self.dataset(table).count_rows())
 
     def query(self, sql: str) -> pa.Table:
         """Read-only DuckDB SQL over every table (each one a view by its name)."""
@@ -174,7 +218,24 @@ class Catalog:
         from catalog.compaction import compact_table
 
         names = [table] if table else sorted(self.tables())
-        return {name: compact_table(self, get_table(name), min_files=min_files) for name in names}
+        specs = [get_table(name) for name in names]
+        self._check_footers(names)  # a damaged file stops the whole compaction before it writes anything
+        return {spec.name: compact_table(self, spec, min_files=min_files) for spec in specs}
+
+    def _check_footers(self, names: list[str]) -> None:
+        fs, root = self.store.arrow_filesystem()
+        for name in names:
+            for key in self.visible_files(name):
+                try:
+                    pq.read_metadata(f"{root}/{key}", filesystem=fs)
+                except FileNotFoundError:
+                    continue  # compacted meanwhile
+                except Exception as exc:  # noqa: BLE001 - 0-byte, truncated, not Parquet
+                    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    if "not found" in msg.lower() or "no such file" in msg.lower():
+                        continue
+                    raise CatalogError(f"cannot compact table {name!r}: {key} is not a readable Parquet file "
+                                       f"({msg}); nothing was compacted (run `forgeflow catalog verify`)") from None
 
     # -------------------------------------------------------------- runs
     def runs(self) -> pa.Table:
@@ -209,13 +270,20 @@ class Catalog:
         return key
 
     def get_object(self, key: str) -> bytes:
+        """The bytes of a stored object, checked against the SHA-256 in its name (CatalogError naming the key)."""
         key = safe_key(key)
-        if not key.startswith("objects/"):
-            raise CatalogError(f"{key!r} is not an object key")
+        name = key.rsplit("/", 1)[-1]
+        digest = name.split(".", 1)[0]
+        if not key.startswith("objects/") or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise CatalogError(f"{key!r} is not an object key (objects/<sha256[:2]>/<sha256><suffix>)")
         try:
-            return self.store.get(key)
+            data = self.store.get(key)
         except FileNotFoundError:
             raise CatalogError(f"object {key!r} not found in catalog {self.url}") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CatalogError(f"object {key!r} in catalog {self.url} is corrupt: its content does not match the "
+                               f"SHA-256 in its name (refusing to use it; run `forgeflow catalog verify`)")
+        return data
 
     def put_arrays(self, arrays: Mapping[str, Any], *, run_id: str | None = None, description: str = "") -> str:
         """Named numpy arrays (e.g. model weights) as a safetensors object; returns its key."""
@@ -229,13 +297,14 @@ class Catalog:
     def get_arrays(self, key: str) -> dict[str, Any]:
         from safetensors.numpy import load
 
-        return load(self.get_object(key))
+        data = self.get_object(key)
+        try:
+            return load(data)
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign object: one clear error
+            raise CatalogError(f"object {key!r} is not a readable safetensors file: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def open_catalog(url: str | None = None, *, endpoint_url: str | None = None) -> Catalog:
     """Open (creating a local folder if needed) the catalog at ``url`` (default ./.forgeflow/catalog)."""
     return Catalog(open_store(url or DEFAULT_URL, endpoint_url=endpoint_url))
-
-
-def rows_of(tables: Iterable[pa.Table]) -> list[dict]:
-    return [r for t in tables for r in t.to_pylist()]

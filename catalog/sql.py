@@ -3,12 +3,19 @@
 Every table is registered as a view over its pyarrow dataset (filters and projections are pushed down into the
 Parquet scan, also on S3, with no DuckDB extension). The connection is in-memory with external access disabled
 and its configuration locked, and only single SELECT statements are accepted: no COPY, ATTACH, INSTALL, LOAD,
-PRAGMA, SET or file reads/writes.
+PRAGMA, SET or file reads/writes. DuckDB's temporary folder is switched off (it would otherwise be readable and
+listable from SQL even with external access disabled), so a query gets a memory limit (``FORGEFLOW_QUERY_MEMORY``,
+default a quarter of RAM, at most 4 GiB) and a timeout (``FORGEFLOW_QUERY_TIMEOUT_S``, default 300 s), each
+reported in one line when reached. A compaction deleting files under a running query makes it start again on a
+fresh listing.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -46,25 +53,80 @@ def _referenced_tables(sql: str, names: list[str]) -> list[str]:
     return [n for n in names if n.lower() in words]
 
 
-def run_readonly_query(cat: "Catalog", sql: str) -> pa.Table:
+def _memory_limit() -> str:
+    env = os.environ.get("FORGEFLOW_QUERY_MEMORY", "").strip()
+    if env:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB|TB|TiB)", env, re.IGNORECASE):
+            raise CatalogError(f"FORGEFLOW_QUERY_MEMORY={env!r} is not a size like 2GiB or 512MB")
+        return env
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 << 30
+    return f"{max(256, min(4096, ram // 4 >> 20))}MiB"
+
+
+def _timeout_s() -> float:
+    env = os.environ.get("FORGEFLOW_QUERY_TIMEOUT_S", "").strip()
+    if not env:
+        return 300.0
+    try:
+        value = float(env)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise CatalogError(f"FORGEFLOW_QUERY_TIMEOUT_S={env!r} must be a number of seconds in (0, 86400]")
+    return value
+
+
+def run_readonly_query(cat: "Catalog", sql: str, *, timeout_s: float | None = None) -> pa.Table:
     check_readonly(sql)
+    timeout = _timeout_s() if timeout_s is None else timeout_s
+    memory = _memory_limit()
+    for attempt in range(8):
+        try:
+            return _run_once(cat, sql, timeout, memory)
+        except _FilesMoved:
+            time.sleep(0.02 * (attempt + 1))
+    raise CatalogError("the catalog kept changing under the query (compactions); try again")
+
+
+class _FilesMoved(Exception):
+    pass
+
+
+def _run_once(cat: "Catalog", sql: str, timeout: float, memory: str) -> pa.Table:
     con = duckdb.connect(":memory:", config={
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        "temp_directory": "",
+        "memory_limit": memory,
         "threads": 2,
     })
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.daemon = True
     try:
         for name in _referenced_tables(sql, sorted(cat.tables())):
             con.register(name, cat.dataset(name))
         con.execute("SET lock_configuration = true")
+        timer.start()
         try:
             rel = con.sql(sql)
             return rel.to_arrow_table() if rel is not None else pa.table({})
+        except duckdb.InterruptException:
+            raise CatalogError(f"query stopped after the {timeout:g} s timeout (FORGEFLOW_QUERY_TIMEOUT_S)") from None
+        except duckdb.OutOfMemoryException as exc:
+            raise CatalogError(f"query needs more than its {memory} memory limit (FORGEFLOW_QUERY_MEMORY): "
+                               f"{str(exc).splitlines()[0]}") from None
         except duckdb.Error as exc:
             msg = str(exc).splitlines()[0]
-            if "external access" in msg.lower() or "permission" in msg.lower():
+            low = msg.lower()
+            if "external access" in low or "permission" in low:
                 raise ReadOnlySQLError(f"query refused (reads outside the catalog are not allowed): {msg}") from None
+            if "no such file" in low or "not found" in low and ".parquet" in low or "nosuchkey" in low:
+                raise _FilesMoved() from None
             raise CatalogError(f"SQL error: {msg}") from None
     finally:
+        timer.cancel()
         con.close()

@@ -2,8 +2,11 @@
 
 Contract (every backend; tests/catalog runs one conformance suite against each):
 - paths are '/'-separated keys relative to the catalog root; ``..``, absolute paths and backslashes are refused;
-- ``put`` is atomic: a reader sees either no object or the whole object (temporary file + rename on disk, one PUT
-  on S3), and ``put(..., exclusive=True)`` never replaces an existing object;
+- ``put`` is atomic and durable: a reader sees either no object or the whole object (temporary file, fsync, rename
+  and a directory fsync on disk; one PUT on S3), and ``put(..., exclusive=True)`` never replaces an existing object;
+- ``create`` is an exclusive create that tells who won: ``True`` for exactly one of many concurrent callers (a hard
+  link, i.e. an ``O_EXCL`` create, on disk; a conditional PUT ``If-None-Match: *`` on S3);
+- keys never leave the root: on disk the resolved path (symlinks followed) must lie inside the resolved root;
 - ``list`` returns the keys below a prefix, sorted; ``get`` raises FileNotFoundError for a missing key;
 - ``delete`` of a missing key is not an error.
 """
@@ -18,7 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 from catalog.errors import CatalogError
 
@@ -49,6 +52,10 @@ class Store(ABC):
     def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None: ...
 
     @abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``data`` at ``key`` only if no object is there; True if this call created it."""
+
+    @abstractmethod
     def get(self, key: str) -> bytes: ...
 
     @abstractmethod
@@ -69,6 +76,20 @@ class Store(ABC):
         return self.url
 
 
+def _fsync_dir(path: Path) -> None:
+    """fsync a folder so a rename or link in it is durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class LocalStore(Store):
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
@@ -80,27 +101,54 @@ class LocalStore(Store):
             raise CatalogError(f"cannot create catalog folder {self.root}: {exc.strerror}") from None
 
     def _path(self, key: str) -> Path:
-        return self.root / safe_key(key)
+        """The file of ``key``; refuses a path that a symlink inside the catalog sends outside the root."""
+        path = self.root / safe_key(key)
+        real = os.path.realpath(path)
+        root = str(self.root)
+        if real != root and not real.startswith(root + os.sep):
+            raise CatalogError(f"catalog key {key!r} resolves outside the catalog root {root} (through a symlink); "
+                               f"refused")
+        return path
+
+    def _write_tmp(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self.root / "_tmp", prefix=".put-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def _mkdirs(self, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._path(dest.relative_to(self.root).as_posix())  # a symlinked folder made on the way is refused
 
     def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
+        if exclusive:
+            self.create(key, data)
+            return
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "_tmp", prefix=".put-")
+        self._mkdirs(dest)
+        tmp = self._write_tmp(data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            if exclusive:
-                try:
-                    os.link(tmp, dest)  # fails if dest exists: never replaces
-                except FileExistsError:
-                    pass
-            else:
-                os.replace(tmp, dest)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)  # the rename itself survives a power loss
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def create(self, key: str, data: bytes) -> bool:
+        dest = self._path(key)
+        self._mkdirs(dest)
+        tmp = self._write_tmp(data)
+        try:
+            try:
+                os.link(tmp, dest)  # atomic exclusive create (like O_EXCL) of the whole, fsynced file
+            except FileExistsError:
+                return False
+            _fsync_dir(dest.parent)
+            return True
+        finally:
+            os.unlink(tmp)
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -113,9 +161,11 @@ class LocalStore(Store):
         if not base.exists():
             return []
         out = []
-        for dirpath, _, files in os.walk(base):
+        for dirpath, _, files in os.walk(base):  # does not descend into symlinked folders
             for name in files:
                 full = Path(dirpath) / name
+                if full.is_symlink():
+                    continue  # never a catalog file: the catalog writes none
                 out.append(full.relative_to(self.root).as_posix())
         return sorted(out)
 
@@ -145,7 +195,19 @@ def parse_s3_url(url: str, endpoint_url: str | None = None) -> S3Location:
     if u.username or u.password:
         raise CatalogError("credentials must not be put in the catalog URL; use the AWS environment or config")
     q = parse_qs(u.query)
-    endpoint = endpoint_url or (q.get("endpoint_url") or q.get("endpoint") or [None])[0]
+    in_url = (q.get("endpoint_url") or q.get("endpoint") or [None])[0]
+    endpoint = endpoint_url or in_url
+    if endpoint:
+        e = urlparse(endpoint)
+        if e.username or e.password or "@" in e.netloc:
+            raise CatalogError("credentials must not be put in the S3 endpoint URL; use the AWS environment or "
+                               "config")
+        if e.scheme not in ("http", "https") or not e.hostname:
+            raise CatalogError("the S3 endpoint must be an http:// or https:// URL with a host, e.g. "
+                               "http://127.0.0.1:9000")
+        if e.query or e.fragment:
+            raise CatalogError("the S3 endpoint URL must not carry a query or fragment")
+        endpoint = endpoint.rstrip("/")
     return S3Location(u.netloc, u.path.strip("/"), endpoint)
 
 
@@ -157,7 +219,10 @@ class S3Store(Store):
 
         loc = parse_s3_url(url, endpoint_url)
         self.loc = loc
-        self.url = f"s3://{loc.bucket}/{loc.prefix}".rstrip("/")
+        # the endpoint travels with the URL, so every process that reopens the catalog from it (flows, Dask
+        # workers, deployments) talks to the same store, never to a same-named bucket on AWS
+        base_url = f"s3://{loc.bucket}/{loc.prefix}".rstrip("/")
+        self.url = base_url + (f"?endpoint_url={quote(loc.endpoint_url, safe=':/')}" if loc.endpoint_url else "")
         self._base = posixpath.join(loc.bucket, loc.prefix) if loc.prefix else loc.bucket
         config = {
             "connect_timeout": connect_timeout,
@@ -174,7 +239,7 @@ class S3Store(Store):
         self._check_reachable()
 
     def _check_reachable(self) -> None:
-        where = f"{self.url}" + (f" at {self.loc.endpoint_url}" if self.loc.endpoint_url else "")
+        where = self.url.split("?", 1)[0] + (f" at {self.loc.endpoint_url}" if self.loc.endpoint_url else "")
         from fsspec.asyn import sync
 
         try:
@@ -190,10 +255,25 @@ class S3Store(Store):
         return f"{self._base}/{safe_key(key)}"
 
     def put(self, key: str, data: bytes, *, exclusive: bool = False) -> None:
-        full = self._full(key)
-        if exclusive and self.fs.exists(full):
+        if exclusive:
+            self.create(key, data)
             return
-        self.fs.pipe_file(full, data)  # a single PUT: atomic on S3
+        self.fs.pipe_file(self._full(key), data)  # a single PUT: atomic on S3
+
+    def create(self, key: str, data: bytes) -> bool:
+        import time
+
+        for attempt in range(6):
+            try:  # a conditional PUT (If-None-Match: *): S3 itself decides the one winner
+                self.fs.pipe_file(self._full(key), data, mode="create")
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:  # 409 ConditionalRequestConflict: a concurrent conditional PUT, try again
+                if "conflict" not in str(exc).lower() or attempt == 5:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return False
 
     def get(self, key: str) -> bytes:
         return self.fs.cat_file(self._full(key))

@@ -3,16 +3,19 @@
 Checks, on any store (local folder or S3):
 - every visible data file of every table decodes completely, with columns the table's schema can read, and holds
   the number of rows its lineage row says (damage otherwise);
-- every compaction log parses and every committed compaction's output exists (damage: its inputs are hidden, so
-  a missing output means lost rows);
-- every lineage reference (``artifacts.path``) resolves: a table file directly or through the compaction logs
-  (``catalog.compaction.compaction_map``), an object by its key (damage otherwise);
+- every compaction log parses; every output of a committed compaction exists or was itself compacted by a later
+  committed compaction (chains are followed), holds the rows its log says, and each log's outputs hold as many rows
+  as its inputs did (damage otherwise: its inputs are hidden, so a missing output means lost rows);
+- every lineage reference (``artifacts.path``) resolves: a table file directly or through the chain of compaction
+  logs (``catalog.compaction.compaction_map``), with the row count the log recorded for it; an object by its key
+  (damage otherwise);
 - every object's content still hashes to its content-addressed name (damage otherwise).
 
 Reported without failing (``orphan``): visible data files or objects no lineage row names (e.g. a writer died
 between its data file and its lineage row), uncommitted or losing compaction outputs, files of tables no module
 declares, stale temporary files. ``notice``: inputs of committed compactions not yet deleted (harmless; readers
-skip them).
+skip them; the next compaction deletes them), compactions that have not committed (running now, or killed before
+their last claim: their inputs stay visible and are left out of later compactions).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.compaction import compaction_map, effective_compactions
+from catalog.compaction import compaction_map, is_data_file, snapshot
 from catalog.tables import all_tables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,8 +86,14 @@ def _check_data_file(cat: "Catalog", table: str, key: str) -> tuple[int | None, 
     except Exception as exc:  # truncated, corrupt, not Parquet
         return None, Finding(DAMAGE, "unreadable-file", key, f"cannot decode Parquet: {str(exc).splitlines()[0]}")
     expected = spec.file_schema
+    try:
+        version = int((content.schema.metadata or {}).get(b"forgeflow.schema_version", spec.version))
+    except ValueError:
+        version = spec.version
     for f in content.schema:
         if f.name not in expected.names:
+            if version > spec.version:
+                continue  # a column a newer forgeflow added (compaction carries it): not ours to judge
             return content.num_rows, Finding(DAMAGE, "schema-mismatch", key,
                                              f"column {f.name!r} is not in table {table!r}")
         want = expected.field(f.name).type
@@ -131,44 +140,55 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
                                 f"{len(by_table[name])} file(s) of a table no module declares"))
 
     visible: dict[str, list[str]] = {}
+    states = {}
     hidden_leftovers: list[str] = []
     for name in sorted(tables):
         keys = by_table.get(name, [])
-        data_files = [k for k in keys if k.endswith(".parquet") and "/_" not in k]
-        logs = []
-        for k in keys:
-            if "/_compactions/" in k:
-                try:
-                    logs.append((k, json.loads(cat.store.get(k))))
-                except FileNotFoundError:
-                    continue
-                except Exception as exc:
-                    findings.append(Finding(DAMAGE, "bad-compaction-log", k, f"cannot parse: {exc}"))
-        committed = effective_compactions(logs)
+        vis, state, data_files = snapshot(cat.store, name)
+        states[name] = state
+        for k, why in sorted(state.bad.items()):
+            findings.append(Finding(DAMAGE, "bad-compaction-log", k, f"cannot parse: {why}"))
         existing = set(data_files)
-        for log in committed:
-            if log.get("output") not in existing:
-                findings.append(Finding(DAMAGE, "missing-compaction-output", str(log.get("output")),
-                                        f"a committed compaction of {len(log.get('replaced', ()))} file(s) "
-                                        f"lost its output"))
-        outputs = {log.get("output") for log in committed}
-        replaced = {f for log in committed for f in log.get("replaced", ())}
-        vis = []
+        consumed = state.hidden()
+        for lk in state.committed:
+            for out in state.outputs(lk):
+                if out not in existing and out not in consumed:
+                    findings.append(Finding(DAMAGE, "missing-compaction-output", out,
+                                            f"committed compaction {lk} of {len(state.inputs(lk))} file(s) lost "
+                                            f"this output"))
+            lg = state.logs[lk]
+            if isinstance(lg.get("inputs"), dict) and isinstance(lg.get("outputs"), dict):
+                n_in, n_out = sum(lg["inputs"].values()), sum(lg["outputs"].values())
+                if n_in != n_out:
+                    findings.append(Finding(DAMAGE, "compaction-row-mismatch", lk,
+                                            f"inputs held {n_in} rows, outputs {n_out}"))
+        for lk in state.pending:
+            findings.append(Finding(NOTICE, "compaction-not-committed", lk,
+                                    f"a compaction of {len(state.inputs(lk))} file(s) that has not committed (running "
+                                    f"now, or killed before its last claim); its inputs stay visible"))
+        outputs = state.visible_outputs()
+        visible_set = set(vis)
         for k in data_files:
-            if k in replaced:
+            if k in consumed:
                 hidden_leftovers.append(k)
             elif posixpath.basename(k).startswith("compact-") and k not in outputs:
                 findings.append(Finding(ORPHAN, "uncommitted-compaction-output", k,
                                         "output of a compaction that never committed (or lost a race)"))
-            else:
-                vis.append(k)
-        visible[name] = sorted(vis)
+        visible[name] = sorted(visible_set)
         for k in keys:
-            if not k.endswith(".parquet") and "/_compactions/" not in k:
-                findings.append(Finding(ORPHAN, "stray-file", k, "not a data file or compaction log"))
+            if not is_data_file(k) and not any(f"/{d}/" in k for d in ("_compactions", "_claims", "_keys")):
+                findings.append(Finding(ORPHAN, "stray-file", k, "not a data file or catalog bookkeeping"))
     for k in hidden_leftovers:
         findings.append(Finding(NOTICE, "replaced-file-not-deleted", k,
                                 "input of a committed compaction still present (readers skip it)"))
+
+    # every committed output must hold the rows its log recorded
+    expected_rows: dict[str, int] = {}
+    for state in states.values():
+        for lk in state.committed:
+            outs = state.logs[lk].get("outputs")
+            if isinstance(outs, dict):
+                expected_rows.update(outs)
 
     # decode every visible data file
     jobs = [(t, k) for t, keys in visible.items() for k in keys]
@@ -179,35 +199,50 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
             if problem:
                 findings.append(problem)
 
-    # lineage: read the artifacts table only if its files decoded
+    for k, want in expected_rows.items():
+        if rows_in.get(k) is not None and rows_in[k] != want:
+            findings.append(Finding(DAMAGE, "row-count-mismatch", k,
+                                    f"its compaction log says {want} rows, the file holds {rows_in[k]}"))
+
+    # lineage: read from the artifacts files that decoded (damage in one file does not hide the rest)
     lineage: list[dict] = []
-    if not any(f.severity == DAMAGE and f.path.startswith("tables/artifacts/") for f in findings):
+    readable = [k for k in visible.get("artifacts", []) if rows_in.get(k) is not None]
+    if readable:
         try:
-            lineage = cat.read("artifacts", columns=["run_id", "kind", "table_name", "path", "num_rows"]).to_pylist()
+            lineage = cat.dataset("artifacts", files=readable).to_table(
+                columns=["run_id", "kind", "table_name", "path", "num_rows"]).to_pylist()
         except Exception as exc:
             findings.append(Finding(DAMAGE, "unreadable-lineage", "tables/artifacts",
                                     f"cannot read the lineage table: {str(exc).splitlines()[0]}"))
 
     object_keys = [k for k in cat.store.list("objects")]
     object_set = set(object_keys)
-    maps = {t: compaction_map(cat, t) for t in tables}
+    maps = {t: compaction_map(cat, t, states[t]) for t in tables}
+    input_rows: dict[str, int] = {}
+    for state in states.values():
+        for lk in state.committed:
+            ins = state.logs[lk].get("inputs")
+            if isinstance(ins, dict):
+                input_rows.update(ins)
     referenced_files: set[str] = set()
     referenced_objects: set[str] = set()
     for row in lineage:
         path = row.get("path") or ""
         if row.get("kind") == "table" or path.startswith("tables/"):
             table = row.get("table_name") or (path.split("/")[1] if path.count("/") >= 2 else "")
-            target = path if path in rows_in else maps.get(table, {}).get(path)
-            if target is None or target not in rows_in:
+            targets = [path] if path in rows_in else maps.get(table, {}).get(path, [])
+            if not targets or any(t not in rows_in for t in targets):
                 findings.append(Finding(DAMAGE, "dangling-lineage", path,
                                         f"run {row.get('run_id')} wrote it (table {table}) but neither it nor a "
                                         f"compaction holding its rows exists"))
                 continue
-            referenced_files.add(target)
-            if target == path and row.get("num_rows") is not None and rows_in.get(path) is not None \
-                    and rows_in[path] != row["num_rows"]:
+            referenced_files.update(targets)
+            n = row.get("num_rows")
+            have = rows_in.get(path) if path in rows_in else input_rows.get(path)
+            if n is not None and have is not None and have != n:
                 findings.append(Finding(DAMAGE, "row-count-mismatch", path,
-                                        f"lineage says {row['num_rows']} rows, the file holds {rows_in[path]}"))
+                                        f"lineage says {n} rows, the {'file' if path in rows_in else 'compaction log'}"
+                                        f" says {have}"))
         else:
             if path not in object_set:
                 findings.append(Finding(DAMAGE, "dangling-lineage", path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -48,7 +49,7 @@ def ls(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = Endpoin
     tables = []
     for name, spec in sorted(cat.tables().items()):
         files = cat.visible_files(name)
-        rows = cat.dataset(name).count_rows() if files else 0
+        rows = cat.count_rows(name) if files else 0
         tables.append({"table": name, "schema_version": spec.version, "files": len(files), "rows": rows,
                        "doc": spec.doc})
     runs = cat.runs().select(["run_id", "flow", "status", "started_at", "ended_at"]).to_pylist()
@@ -90,8 +91,8 @@ def show(run_id: str = typer.Argument(..., help="Run id"), catalog: Optional[str
         written[k]["files"] += 1
         written[k]["rows"] += a["num_rows"] or 0
         written[k]["bytes"] += a["num_bytes"] or 0
-    run["parameters"] = json.loads(run["parameters"] or "{}")
-    run["summary"] = json.loads(run["summary"] or "{}") if run.get("summary") else {}
+    run["parameters"] = _json_field(run, "parameters")
+    run["summary"] = _json_field(run, "summary")
     if json_out:
         emit_json({"run": run, "written": written, "artifacts": arts})
         return
@@ -102,6 +103,40 @@ def show(run_id: str = typer.Argument(..., help="Run id"), catalog: Optional[str
         con.print(f"[red]error:[/red] {run['error']}")
     con.print_json(json.dumps({"parameters": run["parameters"], "summary": run["summary"]}, default=str))
     _print_table([{"written": k, **v} for k, v in sorted(written.items())], title="written by this run")
+
+
+def _json_field(run: dict, name: str):
+    """A JSON column of a runs row; text that is not JSON (a foreign or damaged writer) is shown as it is."""
+    raw = run.get(name)
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"_unparsed": raw, "_note": f"the run's {name} are not valid JSON; shown as stored"}
+
+
+def _write_atomically(path, data: bytes):
+    """Write ``data`` to ``path`` through a private temporary file in the same folder (mkstemp: never a fixed
+    name a symlink could be planted at), then rename it over ``path``; a folder gets the key's file name."""
+    import os
+    import tempfile
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ForgeflowError(f"cannot write {path}: folder {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ForgeflowError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @catalog_app.command("get")
@@ -121,9 +156,9 @@ def get(key: str = typer.Argument(..., help="Object key, e.g. objects/ab/ab12...
         sys.stdout.buffer.flush()
         return
     path = Path(output or key.rsplit("/", 1)[-1])
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)  # whole file or nothing: a failed copy leaves no truncated output
-    tmp.replace(path)
+    if path.is_dir():
+        path = path / key.rsplit("/", 1)[-1]
+    _write_atomically(path, data)  # whole file or nothing: a failed copy leaves no truncated output
     if json_out:
         emit_json({"key": key, "path": str(path), "bytes": len(data)})
     else:

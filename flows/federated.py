@@ -14,6 +14,7 @@ from prefect import flow
 from flows.progress import report
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
+from flows.validation import validate_once
 from tasks.federated.config import FederatedConfig
 from tasks.federated.steps import federated_training_step
 
@@ -29,13 +30,25 @@ def run_federated_step(cat_url: str, run_id: str, config: FederatedConfig, data:
     return out
 
 
+def validate_inputs(config: FederatedConfig, data: str | None) -> None:
+    """The configuration against the data and the model (nothing is written on bad input); once per process."""
+    from tasks.federated.pipeline import prepare
+
+    validate_once("federated_training", {"config": config.to_dict(), "data": data}, None,
+                  lambda: prepare(config, data))
+
+
 @flow(name="federated_training", log_prints=False)
 def federated_training(config: dict[str, Any], data: str | None = None, catalog: str | None = None,
                        s3_endpoint: str | None = None) -> dict[str, Any]:
-    """Federated training with ``config`` (a FederatedConfig as a dict) on ``data`` (None: digits)."""
-    cfg = FederatedConfig.from_dict(config).validate()
+    """Federated training with ``config`` (``FederatedConfig.to_dict()``) on ``data`` (None: digits)."""
+    cfg = FederatedConfig.from_dict(config)
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([cfg.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
+    validate_inputs(cfg, data)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "federated_training", {"config": cfg.to_dict(), "data": data}) as run:
         out = run_federated_step(cat.url, run.id, cfg, data, settings.s3_endpoint)
         run.summary.update({k: out[k] for k in ("rounds", "accuracy", "uplink_bytes", "downlink_bytes", "epsilon",

@@ -18,7 +18,9 @@ from prefect import flow
 from flows.progress import report
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
+from flows.validation import validate_once
 from tasks.errors import ForgeflowError
+from tasks.partition.request import PartitionRequest
 
 
 def run_partition_step(cat_url: str, run_id: str, graph_id: str, stages: int, time_limit: float,
@@ -48,20 +50,45 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
                                 "status", "method", "lower_bound_method", "plot")}
 
 
+MAX_STAGES = 1024  # accelerators in one pipeline; the partitioners' tables grow with k (10^9 ran a worker out of RAM)
+
+
+def check_stages(stages) -> int:
+    """``stages`` as an int in [1, MAX_STAGES], or one ForgeflowError naming the bound (before anything runs)."""
+    try:
+        whole = not isinstance(stages, bool) and float(stages) == int(stages)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ForgeflowError(f"--stages must be a whole number of accelerators, got {stages!r}")
+    if not 1 <= int(stages) <= MAX_STAGES:
+        raise ForgeflowError(f"--stages must be between 1 and {MAX_STAGES} (accelerators in one pipeline), "
+                             f"got {stages}")
+    return int(stages)
+
+
 @flow(name="partition_graph", log_prints=False)
 def partition_graph(stages: int, graph_file: str | None = None, model: str | None = None,
                     graph_id: str | None = None, time_limit: float = 60.0, memory_cap: float | None = None,
                     seed: int = 0, catalog: str | None = None, s3_endpoint: str | None = None,
                     input_shape: list[int] | None = None) -> dict[str, Any]:
-    """Partition one graph (exactly one of ``graph_file``, ``model``, ``graph_id``) into at most ``stages`` stages;
-    return PLAN.json (k, stages, bottleneck, lower_bound, ratio, methods ...) plus run id, catalog keys and plot."""
+    """Partition one graph (exactly one of ``graph_file``, ``model``, ``graph_id``) into at most ``stages`` stages
+    (the parameters make a ``PartitionRequest``, validated before the run row is written); return PLAN.json (k,
+    stages, bottleneck, lower_bound, ratio, methods ...) plus run id, catalog keys and plot."""
     from tasks.profiling.steps import import_graph_step, profile_model_step
 
+    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([model])
+    req = PartitionRequest.from_dict({"stages": stages, "graph_file": graph_file, "model": model,
+                                      "graph_id": graph_id, "time_limit": time_limit, "memory_cap": memory_cap,
+                                      "seed": seed, "input_shape": input_shape})
+    time_limit, memory_cap, seed = req.time_limit, req.memory_cap, req.seed
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
-    params = {"stages": stages, "graph_file": graph_file, "model": model, "graph_id": graph_id,
-              "time_limit": time_limit, "memory_cap": memory_cap, "seed": seed, "input_shape": input_shape}
-    with recorded_run(cat, "partition_graph", params) as run:
+    validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
+    with recorded_run(cat, "partition_graph", req.to_dict()) as run:
         if graph_file is not None:
             report("graph", 0, 1)
             graph_id = import_graph_step.submit(cat.url, run.id, graph_file, "auto", None, False,
@@ -116,22 +143,19 @@ def load_problem_for_validation(stages: int, graph_file: str | None, graph_id: s
     return problem_from_graph(graph, stages, memory_cap)
 
 
-def validate_inputs(stages: int, graph_file: str | None, model: str | None, graph_id: str | None,
-                    time_limit: float, memory_cap: float | None, cat=None, input_shape=None) -> None:
+def validate_inputs(req: PartitionRequest, cat=None) -> None:
     """Everything checkable before the run starts: one graph source, k >= 1, a positive time limit, and for a file
-    or catalog graph the whole instance (DAG, costs, co-location, memory cap >= the largest class)."""
-    given = [x for x in (graph_file, model, graph_id) if x is not None]
-    if len(given) != 1:
-        raise ForgeflowError("give exactly one of --graph FILE.json, --model SPEC or --graph-id ID")
-    if stages < 1:
-        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
-    if not time_limit > 0:
-        raise ForgeflowError(f"--time-limit must be > 0 seconds, got {time_limit}")
-    if memory_cap is not None and not memory_cap > 0:
-        raise ForgeflowError(f"--memory-cap must be > 0 bytes, got {memory_cap}")
-    if model is not None:
+    or catalog graph the whole instance (DAG, costs, co-location, memory cap >= the largest class); once per
+    process."""
+    validate_once("partition_graph", req.to_dict(), getattr(cat, "url", None), lambda: _validate(req, cat))
+
+
+def _validate(req: PartitionRequest, cat) -> None:
+    check_stages(req.stages)
+    req.validate()
+    if req.model is not None:
         from flows.profile_models import make_config, validate_profile_inputs
 
-        validate_profile_inputs([model], make_config(input_shape))
+        validate_profile_inputs([req.model], make_config(req.input_shape))
         return
-    load_problem_for_validation(stages, graph_file, graph_id, memory_cap, cat)
+    load_problem_for_validation(req.stages, req.graph_file, req.graph_id, req.memory_cap, cat)

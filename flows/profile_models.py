@@ -9,7 +9,6 @@ captured), so bad input writes nothing to the catalog.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
 from typing import Any, Iterator, Sequence
 
 from prefect import flow
@@ -18,6 +17,7 @@ from flows.progress import report
 from flows.artifacts import publish
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
+from flows.validation import validate_once
 from tasks.errors import ForgeflowError
 from tasks.profiling.profile import ProfileConfig
 from tasks.profiling.steps import PROGRESS_TOPIC, import_graph_step, profile_model_step
@@ -29,19 +29,26 @@ _STAGE_SPAN = {"build": (0, 5), "capture": (5, 10), "costs": (10, 20), "timing":
 def make_config(input_shape: Sequence[int] | None = None, dtype: str = "float32", batch: int | None = None,
                 granularity: str = "op", layer_depth: int = 2, repeats: int = 5, warmup: int = 2,
                 link: str = "pcie4_x16", capture: str = "auto", threads: int | None = None) -> ProfileConfig:
-    return ProfileConfig(input_shape=tuple(int(d) for d in input_shape) if input_shape else None, dtype=dtype,
-                         batch=batch, granularity=granularity, layer_depth=layer_depth, repeats=repeats,
-                         warmup=warmup, link=link, capture=capture, threads=threads).validate()
+    """The flow's profiling options as one validated ``ProfileConfig`` (types checked: served runs pass JSON)."""
+    return ProfileConfig.from_dict({"input_shape": list(input_shape) if input_shape else None, "dtype": dtype,
+                                    "batch": batch, "granularity": granularity, "layer_depth": layer_depth,
+                                    "repeats": repeats, "warmup": warmup, "link": link, "capture": capture,
+                                    "threads": threads})
 
 
 def validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> None:
     """Fail now, with the problem named, on anything that would make a profile fail: an unknown model or a factory
-    that raises, an input the model rejects, a model neither tracer can capture, a bad option."""
+    that raises, an input the model rejects, a model neither tracer can capture, a bad option (once per process)."""
+    validate_once("profile_models", {"models": list(models), "config": config.to_dict()}, None,
+                  lambda: _validate_profile_inputs(models, config))
+
+
+def _validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> None:
     import torch
 
     from tasks.models.spec import ModelSpec, resolve_model
     from tasks.profiling.capture import capture_graph, run_eager
-    from tasks.profiling.profile import DTYPES, _example_input
+    from tasks.profiling.profile import DTYPES, example_input
 
     if not models:
         raise ForgeflowError("no model to profile: give at least one model spec")
@@ -51,7 +58,7 @@ def validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> Non
     for spec in models:
         ModelSpec.parse(spec)
         model = resolve_model(spec, **dict(config.model_kwargs)).eval().to(DTYPES[config.dtype])
-        x = _example_input(config.shape_for(spec), config.dtype)
+        x = example_input(config.shape_for(spec), config.dtype)
         threads = torch.get_num_threads()
         try:
             ref = run_eager(model, (x,), what=f"model {spec}")
@@ -64,17 +71,20 @@ def validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> Non
 def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: str | None = None,
                    input_shape: list[int] | None = None, dtype: str = "float32", batch: int | None = None,
                    granularity: str = "op", layer_depth: int = 2, repeats: int = 5, warmup: int = 2,
-                   link: str = "pcie4_x16", capture: str = "auto", threads_per_worker: int | None = None,
-                   validated: bool = False) -> dict[str, Any]:
+                   link: str = "pcie4_x16", capture: str = "auto", threads_per_worker: int | None = None
+                   ) -> dict[str, Any]:
     """Profile ``models`` (one Prefect task each, run in parallel on the Dask workers); return the run id and one
-    summary per graph (graph_id, flops, params, nodes, edges, latencies)."""
+    summary per graph (graph_id, flops, params, nodes, edges, latencies). The options make a ``ProfileConfig``
+    (validated, with the models, before the run row is written)."""
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy(models)
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     threads = threads_per_worker or settings.dask_threads
     config = make_config(input_shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture, None)
-    if not validated:
-        validate_profile_inputs(models, config)
+    validate_profile_inputs(models, config)
     cat = open_settings_catalog(settings)
-    params = {"models": list(models), **{k: v for k, v in asdict(config).items() if k != "model_kwargs"},
+    params = {"models": list(models), **{k: v for k, v in config.to_dict().items() if k != "model_kwargs"},
               "threads_per_worker": threads}
     with recorded_run(cat, "profile_models", params) as run:
         for m in models:

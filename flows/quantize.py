@@ -16,23 +16,11 @@ from prefect import flow
 from flows.progress import report
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
+from flows.validation import validate_once
 from tasks.quantize.pipeline import QuantizeRequest, validate_request
 from tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
 
 STEPS = ["train", "sensitivity", "plan"]
-
-
-def request_from_dict(d: dict[str, Any]) -> QuantizeRequest:
-    d = dict(d)
-    for key in ("bits",):
-        if key in d and d[key] is not None:
-            d[key] = tuple(int(b) for b in d[key])
-    if "ties" in d:
-        d["ties"] = tuple(tuple(t) for t in d["ties"])
-    if "pinned" in d:
-        d["pinned"] = tuple((str(k), int(v)) for k, v in (d["pinned"].items() if isinstance(d["pinned"], dict)
-                                                           else d["pinned"]))
-    return QuantizeRequest(**d)
 
 
 def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_endpoint: str | None) -> dict:
@@ -51,11 +39,15 @@ def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_e
 @flow(name="quantize", log_prints=False)
 def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None
                   ) -> dict[str, Any]:
-    """Run the quantize steps for ``request`` (a QuantizeRequest as a dict); return a JSON-able summary."""
-    req = request_from_dict(request)
+    """Run the quantize steps for ``request`` (``QuantizeRequest.to_dict()``); return a JSON-able summary."""
+    req = QuantizeRequest.from_dict(request)
+    from flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([req.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
-    with recorded_run(cat, "quantize", req.to_params()) as run:
+    validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
+    with recorded_run(cat, "quantize", req.to_dict()) as run:
         out = run_quantize_steps(cat.url, run.id, req, settings.s3_endpoint)
         run.summary.update({k: out[k] for k in ("bits", "status", "objective", "accuracy", "float_accuracy")})
         result = {"run_id": run.id, "catalog": cat.url, **out}
@@ -79,8 +71,8 @@ def publish_quantize(result: dict[str, Any], cat=None) -> None:
 
 
 def validate_inputs(request: QuantizeRequest, cat=None) -> None:
-    """Everything checkable before the run starts (nothing is written on bad input)."""
-    validate_request(request, cat)
+    """Everything checkable before the run starts (nothing is written on bad input); once per process."""
+    validate_once("quantize", request.to_dict(), getattr(cat, "url", None), lambda: validate_request(request, cat))
 
 
 # models whose training/calibration data ships with forgeflow; other models need `forgeflow quantize --data`

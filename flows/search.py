@@ -8,7 +8,6 @@ Steps (coarse Prefect tasks, each writing to the catalog under this run's id):
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from prefect import flow
@@ -16,20 +15,18 @@ from prefect import flow
 from flows.progress import report
 from flows.runtime import open_settings_catalog, recorded_run
 from flows.settings import Settings
+from flows.validation import validate_once
 from tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
 STEPS = ["train", "search"]
 
 
-def request_from_dict(d: dict[str, Any]) -> SearchRequest:
-    d = dict(d)
-    if "stage_channels" in d and d["stage_channels"] is not None:
-        d["stage_channels"] = tuple(int(c) for c in d["stage_channels"])
-    return SearchRequest(**d)
-
-
 def validate_inputs(request: SearchRequest, cat=None) -> None:
-    """Everything checkable before the run starts (nothing is written on bad input)."""
+    """Everything checkable before the run starts (nothing is written on bad input); once per process."""
+    validate_once("search", request.to_dict(), getattr(cat, "url", None), lambda: _validate(request, cat))
+
+
+def _validate(request: SearchRequest, cat) -> None:
     import pyarrow.compute as pc
 
     from tasks.supernet.train import load_dataset
@@ -59,11 +56,12 @@ def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpo
 
 @flow(name="search", log_prints=False)
 def search_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None) -> dict[str, Any]:
-    """Run the search steps for ``request`` (a SearchRequest as a dict); return a JSON-able summary."""
-    req = request_from_dict(request)
+    """Run the search steps for ``request`` (``SearchRequest.to_dict()``); return a JSON-able summary."""
+    req = SearchRequest.from_dict(request)
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
-    with recorded_run(cat, "search", asdict(req)) as run:
+    validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
+    with recorded_run(cat, "search", req.to_dict()) as run:
         out = run_search_steps(cat.url, run.id, req, settings.s3_endpoint)
         run.summary.update({"status": out["status"], "evaluations": out["evaluations"],
                             "front_size": len(out["front"]), "best": out["best"]})

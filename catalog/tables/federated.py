@@ -73,4 +73,17 @@ FEDERATED_RUNS = TableSpec(
     ]),
 )
 
-TABLES = [FEDERATED_ROUNDS, FEDERATED_CHECKPOINTS, FEDERATED_RUNS]
+FEDERATED_CLIENT_STATE = TableSpec(
+    name="federated_client_state",
+    version=1,
+    doc="Per-client state that outlives a round: one row per participant and round pointing at its error-feedback "
+        "residual (read the newest row with round <= the last checkpointed round).",
+    schema=pa.schema([
+        field("run_key", pa.string(), "resume key"),
+        field("client_id", pa.int32(), "client id"),
+        field("round", pa.int32(), "round that produced the residual"),
+        field("residual_key", pa.string(), "catalog object key of the residual (safetensors, array 'residual')"),
+    ]),
+)
+
+TABLES = [FEDERATED_ROUNDS, FEDERATED_CHECKPOINTS, FEDERATED_RUNS, FEDERATED_CLIENT_STATE]

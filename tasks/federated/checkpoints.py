@@ -1,7 +1,8 @@
 """Round checkpoints and round records in the catalog (the runner's ``CheckpointStore``).
 
-Each completed round appends one ``federated_rounds`` row, then stores the state arrays (weights and every
-client's error-feedback residual) as a content-addressed safetensors object and appends one ``federated_checkpoints``
+Each completed round appends one ``federated_rounds`` row, then stores the state arrays (the weights; each
+participant's error-feedback residual goes to ``client_state.CatalogClientState`` first) as a content-addressed
+safetensors object and appends one ``federated_checkpoints``
 row pointing at it. The checkpoint row is written last, so a round counts as completed only once its state is
 durable; a flow killed in between re-runs that round on resume (same seeds, same result) and its rounds row appears
 twice (readers take the latest per round).
@@ -44,6 +45,11 @@ class CatalogCheckpoints:
 
     def __init__(self, cat, run_id: str, dp: str = "none", compression: str = "none", delta: float | None = None):
         self.cat, self.run_id, self.dp, self.compression, self.delta = cat, run_id, dp, compression, delta
+
+    def client_state(self, run_key: str):
+        from tasks.federated.client_state import CatalogClientState
+
+        return CatalogClientState(self.cat, self.run_id, run_key)
 
     def latest(self, run_key: str):
         rows = self.cat.read("federated_checkpoints", filter=pc.field("run_key") == run_key).to_pylist()

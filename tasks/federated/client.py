@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks.federated.compression import EncodedUpdate, decode, encode
+from tasks.federated.compression import EncodedUpdate, decode, encode, round_mask_seed
 from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError
 from tasks.federated.model_state import build_model, flatten_state, has_batch_norm, load_state
 from tasks.federated.privacy import record_sample_rate, record_steps_per_round
@@ -42,11 +42,13 @@ class LocalTraining:
     clip: float
     noise: float | None
     torch_threads: int = 1
+    run_seed: int = 0  # the run's seed: a shared random-k mask is drawn from (run_seed, round)
 
     @staticmethod
     def from_config(cfg: FederatedConfig, noise: float | None) -> "LocalTraining":
         return LocalTraining(cfg.model, cfg.local_epochs, cfg.batch_size, cfg.lr, cfg.prox_mu, cfg.compression,
-                             cfg.privacy.mode, cfg.privacy.clip, noise, cfg.torch_threads)
+                             cfg.privacy.mode, cfg.privacy.clip, noise, cfg.torch_threads, cfg.seed)
+
 
 
 def check_model_for_dp(spec: str, dp_mode: str) -> None:
@@ -153,7 +155,9 @@ def train_client(round_: int, client_id: int, seed: int, weights: np.ndarray, re
         if norm > training.clip:  # clip before compression; the message is clipped again below (residual mass)
             update, clipped = (update * (training.clip / norm)).astype(np.float32), True
         train_loss = None
-    message, new_residual = encode(update, training.compression, residual, seed)
+    comp = training.compression
+    mask_seed = round_mask_seed(training.run_seed, round_) if comp.kind == "randk" and comp.shared_mask else seed
+    message, new_residual = encode(update, comp, residual, mask_seed)
     if training.dp_mode == "client":
         message, again = _clip_message(message, training.clip)
         clipped = clipped or again

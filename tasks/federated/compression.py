@@ -62,6 +62,18 @@ def kept_count(size: int, ratio: float) -> int:
     return max(1, min(size, math.ceil(ratio * size)))
 
 
+def round_mask_seed(run_seed: int, round_: int) -> int:
+    """The seed of a round's shared random-k mask: the same for every client of the round, unrelated to data."""
+    return int(np.random.SeedSequence([run_seed, round_, 0x3A5C]).generate_state(1, np.uint32)[0])
+
+
+def shared_mask(comp: Compression, size: int, run_seed: int, round_: int) -> np.ndarray | None:
+    """The coordinates every client sends in ``round_`` under a shared random-k mask, else None."""
+    if comp.kind != "randk" or not comp.shared_mask:
+        return None
+    return randk_indices(size, kept_count(size, comp.ratio), round_mask_seed(run_seed, round_))
+
+
 def randk_indices(size: int, k: int, seed: int) -> np.ndarray:
     """The coordinates random-k keeps for ``seed``: sorted, distinct, the same on client and server."""
     rng = np.random.default_rng([seed, 0x5A9D])

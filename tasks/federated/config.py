@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from tasks.config import Config
 from tasks.errors import ForgeflowError
 
 DpMode = Literal["none", "record", "client"]
@@ -30,18 +31,26 @@ class Compression:
     value each), ``randk`` (``ratio`` of the coordinates chosen by a seed both sides know: float32 values + an 8-byte
     seed), ``int8`` (stochastically rounded symmetric 8-bit codes + one float32 scale). ``error_feedback`` keeps what
     compression dropped as a per-client residual added to the next update (Seide et al. 2014; Karimireddy et al. 2019).
+    ``shared_mask`` (random-k, ``randk:R:shared``): every client of a round keeps the same coordinates, drawn from
+    (run seed, round) and so independent of the data; under client-level DP the server then adds noise only on those
+    k coordinates (the others are exactly zero whatever the data), k/d of the dense noise energy for the same epsilon.
+    The default draws one mask per client.
     """
 
     kind: Literal["none", "topk", "randk", "int8"] = "none"
     ratio: float = 1.0
     error_feedback: bool = True
+    shared_mask: bool = False
 
     @staticmethod
     def parse(text: str) -> "Compression":
-        """Parse ``none``, ``int8``, ``topk:0.01`` or ``randk:0.01`` (ratio in (0, 1])."""
+        """Parse ``none``, ``int8``, ``topk:0.01``, ``randk:0.01`` or ``randk:0.01:shared`` (ratio in (0, 1])."""
         text = (text or "none").strip().lower()
         if text in ("none", "int8"):
             return Compression(kind=text, ratio=1.0)  # type: ignore[arg-type]
+        shared = False
+        if text.startswith("randk:") and text.endswith(":shared"):
+            text, shared = text[:-len(":shared")], True
         kind, _, ratio_text = text.partition(":")
         if kind not in ("topk", "randk") or not ratio_text:
             raise FederatedConfigError(
@@ -52,10 +61,13 @@ class Compression:
             raise FederatedConfigError(f"compression ratio {ratio_text!r} in {text!r} is not a number") from None
         if not 0.0 < ratio <= 1.0:
             raise FederatedConfigError(f"compression ratio must lie in (0, 1], got {ratio} in {text!r}")
-        return Compression(kind=kind, ratio=ratio)  # type: ignore[arg-type]
+        return Compression(kind=kind, ratio=ratio, shared_mask=shared)  # type: ignore[arg-type]
 
     def label(self) -> str:
-        return self.kind if self.kind in ("none", "int8") else f"{self.kind}:{self.ratio:g}"
+        if self.kind in ("none", "int8"):
+            return self.kind
+        suffix = ":shared" if self.kind == "randk" and self.shared_mask else ""
+        return f"{self.kind}:{self.ratio:g}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ class Privacy:
 
 
 @dataclass(frozen=True)
-class FederatedConfig:
+class FederatedConfig(Config):
     """One federated run. Units: ``deadline_s`` seconds; learning rates are plain SGD step sizes."""
 
     model: str = "forgeflow:digits_cnn"
@@ -140,6 +152,10 @@ class FederatedConfig:
                 bad(f"--dp-epsilon must be positive, got {p.target_epsilon}")
             if not 0.0 < p.delta < 1.0:
                 bad(f"--delta must lie in (0, 1), got {p.delta}")
+        if p.mode == "client" and self.compression.kind == "topk":
+            bad("top-k compression with client-level DP would release which coordinates are largest in a client's "
+                "clipped update before any noise is added (the indices depend on the data and are not covered by "
+                "the accountant); use randk:R or randk:R:shared, whose masks are independent of the data")
         return self
 
     @property
@@ -149,18 +165,6 @@ class FederatedConfig:
 
     def with_noise(self, noise: float) -> "FederatedConfig":
         return replace(self, privacy=replace(self.privacy, noise=float(noise)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict) -> "FederatedConfig":
-        d = dict(d)
-        if isinstance(d.get("compression"), dict):
-            d["compression"] = Compression(**d["compression"])
-        if isinstance(d.get("privacy"), dict):
-            d["privacy"] = Privacy(**d["privacy"])
-        return FederatedConfig(**d)
 
     def run_key(self, dataset_id: str) -> str:
         """Content hash of the configuration and the dataset identity (resume key)."""

@@ -44,6 +44,23 @@ CLIENT_ASSUMPTION = (
     "updates clipped to L2 norm C, Gaussian noise z*C on the sum, composed over rounds")
 
 
+def compression_assumption(kind: str, shared_mask: bool, mode: str) -> str:
+    """What the accounting assumes about the uplink compression (recorded with the run beside the DP assumption)."""
+    if kind == "none":
+        return "no compression"
+    if mode == "record":
+        return (f"{kind} compression is applied to the output of each client's DP-SGD, so it is post-processing: "
+                "any mask, data-dependent top-k included, leaves epsilon unchanged")
+    if kind == "randk":
+        return ("random-k masks are drawn from seeds independent of the data (" +
+                ("one mask per round shared by all clients; server noise only on its coordinates" if shared_mask
+                 else "one mask per client and round") + "), so the mask releases nothing; the clip bounds each "
+                "client's sparse message")
+    if kind == "int8":
+        return "int8 codes with data-independent stochastic rounding of the clipped update, before the server's noise"
+    return f"{kind} compression"
+
+
 def _event(sample_rate: float, noise: float, count: int) -> dp_accounting.DpEvent:
     gaussian = dp_accounting.GaussianDpEvent(noise)
     single = gaussian if sample_rate >= 1.0 else dp_accounting.PoissonSampledDpEvent(sample_rate, gaussian)

@@ -21,11 +21,13 @@ import numpy as np
 
 from tasks.dask_fanout import SERIAL, as_executor
 from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
+from tasks.federated.client_state import ClientStateStore, MemoryClientState
 from tasks.federated.config import FederatedConfig, FederatedConfigError
 from tasks.federated.data import FederatedDataset
 from tasks.federated.model_state import evaluate, initial_weights
 from tasks.federated.privacy import (
     CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
+    compression_assumption,
 )
 from tasks.federated.server import initial_state, restore, snapshot, step
 from tasks.federated.state import (
@@ -41,12 +43,18 @@ class CheckpointStore(Protocol):
 
     def save(self, run_key: str, record: RoundRecord, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
 
+    def client_state(self, run_key: str) -> ClientStateStore: ...
+
 
 class MemoryCheckpoints:
     """A CheckpointStore in a dict (tests, and runs that need no persistence)."""
 
     def __init__(self) -> None:
         self.saved: dict[str, list[tuple[RoundRecord, dict, dict]]] = {}
+        self._clients: dict[str, MemoryClientState] = {}
+
+    def client_state(self, run_key: str) -> MemoryClientState:
+        return self._clients.setdefault(run_key, MemoryClientState())
 
     def latest(self, run_key):
         rows = self.saved.get(run_key)
@@ -140,7 +148,10 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
         state = initial_state(config, sizes, initial_weights(config.model, config.seed), noise)
     resumed_from = state.round
     training = LocalTraining.from_config(config, state.noise)
-    shards = [dataset.client_arrays(c) for c in range(dataset.num_clients)]
+    clients: ClientStateStore = store.client_state(key) if store is not None else MemoryClientState()
+    clients.restore(state.round)
+    legacy = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)  # checkpoints written before client stores
+              for k, v in (prior[0] if prior is not None else {}).items() if k.startswith("residual/")}
 
     futures: dict[tuple[int, int], Any] = {}
     deadline: tuple[int, float] | None = None
@@ -154,9 +165,12 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
             event = None
             if isinstance(ins, RunClient):
                 started.setdefault(ins.round, time.perf_counter())
-                x, y = shards[ins.client_id]
+                x, y = dataset.client_arrays(ins.client_id)  # only the sampled clients' rows: O(m) per round
+                residual = clients.residual(ins.client_id)
+                if residual is None:
+                    residual = legacy.get(ins.client_id)
                 futures[(ins.round, ins.client_id)] = executor.submit(
-                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, ins.residual, x, y, training)
+                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, residual, x, y, training)
             elif isinstance(ins, ArmDeadline):
                 deadline = (ins.round, time.perf_counter() + ins.seconds)
             elif isinstance(ins, Evaluate):
@@ -168,6 +182,10 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
                 event = Evaluated(ins.round, acc, loss, time.perf_counter() - t0)
             elif isinstance(ins, CompleteRound):
                 arrays, meta = snapshot(ins.state)
+                # the round's residuals are durable before its checkpoint (see client_state.py)
+                clients.save_round(ins.record.round, dict(ins.state.residuals))
+                for c in ins.state.residuals:
+                    legacy.pop(c, None)
                 if store is not None:
                     store.save(key, ins.record, arrays, meta)
                 records.append(ins.record)
@@ -189,6 +207,9 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
     for fut in futures.values():
         fut.cancel()
     assumption = {"record": RECORD_ASSUMPTION, "client": CLIENT_ASSUMPTION}.get(config.privacy.mode)
+    if assumption is not None:
+        comp = config.compression
+        assumption += "; " + compression_assumption(comp.kind, comp.shared_mask, config.privacy.mode)
     return FederatedResult(key, config, tuple(records), final_weights, state.noise, resumed_from, assumption)
 
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.federated.compression import decode, dense_bytes
+from tasks.federated.compression import decode, dense_bytes, shared_mask
 from tasks.federated.config import FederatedConfig
 from tasks.federated.privacy import ClientLevelAccountant, RecordLevelAccountant
 from tasks.federated.state import (
@@ -67,12 +67,21 @@ def aggregate(weights: np.ndarray, results: list[ClientResult], server_lr: float
 
 
 def aggregate_dp(weights: np.ndarray, results: list[ClientResult], server_lr: float, clip: float, noise: float,
-                 expected_clients: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """DP-FedAvg: (sum of clipped updates + N(0, (noise clip)^2 I)) / expected_clients, applied with ``server_lr``."""
+                 expected_clients: float, rng: np.random.Generator, mask: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """DP-FedAvg: (sum of clipped updates + N(0, (noise clip)^2 I)) / expected_clients, applied with ``server_lr``.
+
+    With a shared random-k ``mask`` (drawn from the run seed and the round, never from data) every update is zero off
+    the mask whatever the data, so the Gaussian noise goes on the mask's coordinates only: the released vector is
+    the k-dimensional Gaussian mechanism with the same sensitivity (the clip) plus data-independent zeros, the same
+    (epsilon, delta), with k/d of the noise energy (the sparsified model perturbation of Hu et al., Fed-SMP)."""
     total = np.zeros_like(weights, dtype=np.float64)
     for r in sorted(results, key=lambda r: r.client_id):
         total += decode(r.message).astype(np.float64)
-    total += rng.normal(0.0, noise * clip, size=weights.shape)
+    if mask is None:
+        total += rng.normal(0.0, noise * clip, size=weights.shape)
+    else:
+        total[mask] += rng.normal(0.0, noise * clip, size=mask.shape)
     mean = total / expected_clients
     return (weights.astype(np.float64) + server_lr * mean).astype(np.float32), mean.astype(np.float32)
 
@@ -96,7 +105,7 @@ def _begin_round(state: ServerState) -> tuple[ServerState, list[Instruction]]:
     state = replace(state, phase="training", sampled=sampled, pending=frozenset(sampled), results=(), failures=(),
                     draft=None)
     out: list[Instruction] = [
-        RunClient(r, c, client_seed(cfg.seed, r, c), state.weights, state.residuals.get(c)) for c in sampled]
+        RunClient(r, c, client_seed(cfg.seed, r, c), state.weights) for c in sampled]
     if cfg.deadline_s is not None:
         out.append(ArmDeadline(r, cfg.deadline_s))
     if not sampled:  # possible under Poisson sampling: nothing to wait for
@@ -115,13 +124,14 @@ def _close_round(state: ServerState) -> tuple[ServerState, list[Instruction]]:
     uplink = sum(x.message.nbytes for x in accepted)
     downlink = dense_bytes(state.weights.size) * len(state.sampled)
     participation = list(state.participation)
-    residuals = dict(state.residuals)
+    residuals: dict[int, np.ndarray] = {}  # only this round's new residuals: the runner persists them per client
     weights, norm = state.weights, 0.0
     if ok:
         if cfg.privacy.mode == "client":
             rng = np.random.default_rng([cfg.seed, r, 0xD9])
             weights, mean = aggregate_dp(state.weights, accepted, cfg.server_lr, cfg.privacy.clip, state.noise,
-                                         cfg.fraction * state.num_clients, rng)
+                                         cfg.fraction * state.num_clients, rng,
+                                         mask=shared_mask(cfg.compression, state.weights.size, cfg.seed, r))
         else:
             weights, mean = aggregate(state.weights, accepted, cfg.server_lr)
         norm = float(np.linalg.norm(mean))
@@ -180,11 +190,13 @@ def step(state: ServerState, event: Event) -> tuple[ServerState, list[Instructio
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 
 def snapshot(state: ServerState) -> tuple[dict[str, np.ndarray], dict]:
-    """A completed-round state as (arrays, JSON metadata) for the catalog. Only idle/done states are checkpointed."""
+    """A completed-round state as (arrays, JSON metadata) for the catalog. Only idle/done states are checkpointed.
+
+    Error-feedback residuals are not part of it: they are per-client state, kept in a ``ClientStateStore`` and
+    written per round for the participants only, so a checkpoint costs O(model), not O(clients x model)."""
     if state.phase not in ("idle", "done"):
         raise ValueError(f"only a state between rounds can be checkpointed, not one in phase {state.phase!r}")
     arrays = {"weights": state.weights}
-    arrays.update({f"residual/{c}": r for c, r in sorted(state.residuals.items())})
     meta = {"round": state.round, "participation": list(state.participation), "noise": state.noise,
             "cum_uplink_bytes": state.cum_uplink_bytes, "cum_downlink_bytes": state.cum_downlink_bytes}
     return arrays, meta
@@ -192,10 +204,8 @@ def snapshot(state: ServerState) -> tuple[dict[str, np.ndarray], dict]:
 
 def restore(config: FederatedConfig, client_sizes, arrays: dict[str, np.ndarray], meta: dict | str) -> ServerState:
     meta = json.loads(meta) if isinstance(meta, str) else meta
-    residuals = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)
-                 for k, v in arrays.items() if k.startswith("residual/")}
     return ServerState(config=config, client_sizes=tuple(int(n) for n in client_sizes),
                        weights=np.asarray(arrays["weights"], dtype=np.float32), round=int(meta["round"]),
-                       residuals=residuals, participation=tuple(int(p) for p in meta["participation"]),
+                       participation=tuple(int(p) for p in meta["participation"]),
                        cum_uplink_bytes=int(meta["cum_uplink_bytes"]),
                        cum_downlink_bytes=int(meta["cum_downlink_bytes"]), noise=meta["noise"])

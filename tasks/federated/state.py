@@ -77,7 +77,8 @@ Event = Start | ClientResult | ClientFailed | DeadlinePassed | Evaluated
 
 @dataclass(frozen=True)
 class RunClient:
-    """Train client ``client_id`` from ``weights`` for ``round``; ``seed`` fixes all its randomness."""
+    """Train client ``client_id`` from ``weights`` for ``round``; ``seed`` fixes all its randomness. The runner adds
+    the client's error-feedback residual from its ``ClientStateStore`` (``residual`` here is always None)."""
 
     round: int
     client_id: int
@@ -141,7 +142,9 @@ class RoundRecord:
 class ServerState:
     """Everything the server knows. Arrays are never mutated in place: every transition builds new ones.
 
-    ``round`` is the last completed round. ``residuals`` maps client id -> error-feedback residual.
+    ``round`` is the last completed round. ``residuals`` maps client id -> the error-feedback residual that client
+    produced in the round just closed (only those: every client's residual lives in the runner's
+    ``ClientStateStore``, which persists these when the round completes and hands each sampled client its own).
     ``participation[k]`` counts the rounds whose update from client k was accepted (for privacy accounting).
     ``noise`` is the resolved DP noise multiplier (None without DP).
     """

@@ -5,7 +5,6 @@ Images are 8x8 grey levels 0..16, returned as float32 tensors N x 1 x 8 x 8 scal
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -51,6 +50,30 @@ class DigitsMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class DigitsDeepMLP(nn.Module):
+    """64 -> widths[0] -> widths[1] -> ... -> 10 ReLU MLP (the verification benchmark's 64-32-32-10 and 64-64-64-10)."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 32), num_classes: int = 10):
+        super().__init__()
+        dims = (64, *widths)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.out(x)
+
+
+def digits_mlp_32_32() -> DigitsDeepMLP:
+    return DigitsDeepMLP((32, 32))
+
+
+def digits_mlp_64_64() -> DigitsDeepMLP:
+    return DigitsDeepMLP((64, 64))
 
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 1e-2,

@@ -3,11 +3,13 @@
 Specs:
 - ``torchvision:NAME`` -- a torchvision architecture built with ``weights=None`` (nothing is downloaded);
 - ``package.module:factory`` -- any importable callable returning an ``nn.Module`` (keyword arguments passed on);
-- ``forgeflow:digits_cnn`` / ``forgeflow:digits_mlp`` -- the small built-in models for scikit-learn's digits.
+- ``forgeflow:digits_cnn`` / ``forgeflow:digits_mlp`` / ``forgeflow:digits_mlp_32_32`` / ``forgeflow:digits_mlp_64_64``
+  -- the small built-in models for scikit-learn's digits.
 """
 
 from __future__ import annotations
 
+import os
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -15,7 +17,9 @@ from typing import Any, Mapping
 
 from tasks.errors import UnknownModelError
 
-_BUILTINS = {"digits_cnn": "tasks.models.digits:DigitsCNN", "digits_mlp": "tasks.models.digits:DigitsMLP"}
+_BUILTINS = {"digits_cnn": "tasks.models.digits:DigitsCNN", "digits_mlp": "tasks.models.digits:DigitsMLP",
+             "digits_mlp_32_32": "tasks.models.digits:digits_mlp_32_32",
+             "digits_mlp_64_64": "tasks.models.digits:digits_mlp_64_64"}
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -93,3 +97,25 @@ def default_input_shape(spec: str | ModelSpec) -> tuple[int, ...]:
     if ms.source == "forgeflow":
         return (1, 1, 8, 8)
     return (1, 3, 224, 224)
+
+
+MODEL_ALLOW_ENV = "FORGEFLOW_MODEL_ALLOW"
+
+
+def check_model_allowed(spec: str, allow: str | None = None) -> None:
+    """Refuse ``spec`` unless it is a built-in family (``torchvision:``, ``forgeflow:``) or its module lies under one
+    of the comma-separated module prefixes in ``allow`` (default: ``$FORGEFLOW_MODEL_ALLOW``).
+
+    Applied to served and deployed runs only (their parameters come from whoever can reach the Prefect API, and a
+    ``package.module:factory`` spec runs that factory on the workers -- ``os:abort`` would kill them); the CLI,
+    run by the user on their own machine, keeps full freedom."""
+    parsed = ModelSpec.parse(spec)
+    if parsed.source in ("torchvision", "forgeflow"):
+        return
+    text = os.environ.get(MODEL_ALLOW_ENV, "") if allow is None else allow
+    prefixes = [p.strip().rstrip(".") for p in text.split(",") if p.strip()]
+    if any(parsed.source == p or parsed.source.startswith(p + ".") for p in prefixes):
+        return
+    raise UnknownModelError(
+        f"model spec {spec!r} is not allowed in a served or deployed run: only torchvision:, forgeflow: and modules "
+        f"under {MODEL_ALLOW_ENV} prefixes ({', '.join(prefixes) or 'none set'}) may be built there")

@@ -85,6 +85,8 @@ class PartitionProblem:
     def validate(self) -> "PartitionProblem":
         """Check the instance; raise InvalidGraphError naming the first problem found."""
         n = self.n
+        if n == 0:
+            raise InvalidGraphError(f"graph {self.name!r} has no nodes: nothing to partition")
         if self.k < 1:
             raise InvalidGraphError(f"number of stages k must be >= 1, got {self.k}")
         for name, arr in (("w (compute time)", self.w), ("m (size)", self.m), ("c (transfer cost)", self.c)):

@@ -35,7 +35,7 @@ def load_graph_file(path: str | os.PathLike[str], fmt: str = "auto", *, link: st
     if fmt == "auto":
         fmt = _sniff(text, p)
     if fmt == "pipedream":
-        return parse_pipedream_graph(text, link=link, training=training, name=stem, source=p.name)
+        return _nonempty(parse_pipedream_graph(text, link=link, training=training, name=stem, source=p.name), p)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -43,8 +43,15 @@ def load_graph_file(path: str | os.PathLike[str], fmt: str = "auto", *, link: st
     if fmt == "forgeflow":
         if not isinstance(data, dict):
             raise InvalidGraphError(f"graph file {p}: expected a JSON object")
-        return CostGraph.from_dict(data)
-    return graph_from_msr_dict(data, name=stem, source=p.name)
+        return _nonempty(CostGraph.from_dict(data), p)
+    return _nonempty(graph_from_msr_dict(data, name=stem, source=p.name), p)
+
+
+def _nonempty(graph: CostGraph, p: Path) -> CostGraph:
+    """A graph with no operator has nothing to profile or partition (it would be stored and "solved" as optimal)."""
+    if not graph.nodes:
+        raise InvalidGraphError(f"graph file {p} has no nodes")
+    return graph
 
 
 def _sniff(text: str, p: Path) -> str:

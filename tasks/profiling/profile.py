@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import fx, nn
 
+from tasks.config import Config
 from tasks.profiling.capture import capture_graph, run_eager
 from tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
 from tasks.profiling.errors import ProfileConfigError
@@ -34,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class ProfileConfig:
+class ProfileConfig(Config):
     """Everything that determines a profile except the model. ``input_shape`` includes the batch dimension;
     ``batch`` (if set) replaces it. ``threads=None`` keeps torch's current thread count."""
 
@@ -80,8 +81,11 @@ class ProfileConfig:
         return shape
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``."""
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``; None or "" -> None (the model's default).
+    The one parser of ``--input-shape`` for every command."""
+    if not text:
+        return None
     parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
     try:
         shape = tuple(int(p) for p in parts)
@@ -132,7 +136,7 @@ def profile_with_config(spec: str, cfg: ProfileConfig, *, link: LinkProfile | No
         model = model.eval().to(DTYPES[cfg.dtype])
         for p in model.parameters():
             p.requires_grad_(False)
-        x = _example_input(shape, cfg.dtype)
+        x = example_input(shape, cfg.dtype)
         # The eager check of the input doubles as the whole-model FLOP count the per-node counts must add up to.
         counter = flop_counter()
         with counting_conditions(), counter:
@@ -182,7 +186,7 @@ def _graph_name(spec: str) -> str:
     return spec.split(":", 1)[1] if spec.startswith(("torchvision:", "forgeflow:")) else spec
 
 
-def _example_input(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
+def example_input(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(DTYPES[dtype])
 

@@ -10,8 +10,7 @@ before any run is recorded.
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from tasks.config import Config
 from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.quantize.apply import evaluate_accuracy, quantize_model
@@ -36,7 +36,7 @@ DIGITS = "sklearn:digits"
 
 
 @dataclass(frozen=True)
-class QuantizeRequest:
+class QuantizeRequest(Config):
     """What the user asked for. ``model`` or ``source_run`` (a run whose trained model, and sensitivities when they
     cover ``bits``, are reused). Budgets in bytes / BOPs / ms; ``latency_table`` a JSON or CSV path."""
 
@@ -72,8 +72,23 @@ class QuantizeRequest:
         pins.update({k: int(v) for k, v in self.pinned})
         return pins
 
-    def to_params(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+    def validate(self) -> "QuantizeRequest":
+        """The checks that need neither the model nor the data (``validate_request`` does the rest)."""
+        if bool(self.model) == bool(self.source_run):
+            raise QuantizeError("give exactly one of --model SPEC or --run ID")
+        parse_bits(self.bits, keep_float=False)
+        if self.act_bits is not None and not 2 <= self.act_bits <= 16:
+            raise QuantizeError(f"--act-bits must be in 2..16; got {self.act_bits}")
+        for name, v in self.budgets().items():
+            if not np.isfinite(v) or v <= 0:
+                raise QuantizeError(f"the {name} budget must be a positive number; got {v}")
+        if self.latency_budget is not None and not self.latency_table:
+            raise QuantizeError("--latency-budget needs --latency-table PATH (per-layer, per-bit latencies in ms)")
+        if self.epochs < 0 or self.pareto_points < 2 or self.hutchinson_samples < 2:
+            raise QuantizeError("--epochs must be >= 0, --pareto-points >= 2 and Hutchinson samples >= 2")
+        if not self.time_limit > 0:
+            raise QuantizeError(f"the solver time limit must be positive seconds; got {self.time_limit}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -276,18 +291,7 @@ def accuracy_plot_png(evals: list[dict[str, Any]], title: str) -> bytes:
 
 def validate_request(req: QuantizeRequest, cat=None) -> None:
     """Everything checkable without a Hessian; raises a ForgeflowError naming the problem."""
-    if bool(req.model) == bool(req.source_run):
-        raise QuantizeError("give exactly one of --model SPEC or --run ID")
-    parse_bits(req.bits, keep_float=False)
-    if req.act_bits is not None and not 2 <= req.act_bits <= 16:
-        raise QuantizeError(f"--act-bits must be in 2..16; got {req.act_bits}")
-    for name, v in req.budgets().items():
-        if not np.isfinite(v) or v <= 0:
-            raise QuantizeError(f"the {name} budget must be a positive number; got {v}")
-    if req.latency_budget is not None and not req.latency_table:
-        raise QuantizeError("--latency-budget needs --latency-table PATH (per-layer, per-bit latencies in ms)")
-    if req.epochs < 0 or req.pareto_points < 2 or req.hutchinson_samples < 2:
-        raise QuantizeError("--epochs must be >= 0, --pareto-points >= 2 and Hutchinson samples >= 2")
+    req.validate()
     if req.source_run:
         if cat is None:
             raise QuantizeError("--run needs a catalog")

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.compute as pc
 import torch
 
+from tasks.config import Config
 from tasks.dask_fanout import SERIAL
 from tasks.errors import ForgeflowError
 from tasks.supernet.objectives import CountedEvaluator
@@ -31,7 +32,7 @@ class SearchRequestError(ForgeflowError):
 
 
 @dataclass(frozen=True)
-class SearchRequest:
+class SearchRequest(Config):
     dataset: str | None = None  # None: scikit-learn digits; else .npz / .parquet path
     epochs: int = 15
     random_subnets: int = 2
@@ -46,7 +47,7 @@ class SearchRequest:
     scratch_compare: int = 0  # architectures also trained from scratch for the gap report
     stage_channels: tuple[int, ...] = (8, 16, 24)
 
-    def validate(self) -> None:
+    def validate(self) -> "SearchRequest":
         if self.budget < 4:
             raise SearchRequestError(f"--budget must be at least 4 subnets, got {self.budget}")
         if self.epochs < 1 and self.supernet_run is None:
@@ -59,9 +60,9 @@ class SearchRequest:
             raise SearchRequestError("predictors need at least 8 measured subnets each")
         if self.scratch_compare < 0:
             raise SearchRequestError("--scratch-compare must be >= 0")
-
-    def to_params(self) -> dict:
-        return asdict(self)
+        if not self.stage_channels or any(c < 1 for c in self.stage_channels):
+            raise SearchRequestError(f"stage channels must be positive integers, got {self.stage_channels}")
+        return self
 
 
 def _config_json(cfg: SupernetConfig) -> str:

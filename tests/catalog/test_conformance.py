@@ -186,13 +186,13 @@ def test_runs_view_reports_latest_state(catalog):
     assert catalog.run("nope") is None
 
 
-def test_idempotent_append_replaces_instead_of_duplicating(catalog):
+def test_idempotent_append_first_complete_write_wins(catalog):
     k1 = catalog.append("model_summaries", rows(3), run_id="r", idempotency_key="step:summary")
     k2 = catalog.append("model_summaries", rows(3, start=10), run_id="r", idempotency_key="step:summary")
     k3 = catalog.append("model_summaries", rows(1), run_id="other", idempotency_key="step:summary")
     assert k1 == k2 != k3
     t = catalog.read("model_summaries")
-    assert t.num_rows == 4  # the retry replaced the first write; another run's write is separate
-    assert sorted(t.filter(pc.field("run_id") == "r").column("flops").to_pylist()) == [100, 110, 120]
+    assert t.num_rows == 4  # the retry added no second copy; another run's write is separate
+    assert sorted(t.filter(pc.field("run_id") == "r").column("flops").to_pylist()) == [0, 10, 20]
     arts = catalog.read("artifacts", filter=pc.field("table_name") == "model_summaries")
-    assert arts.num_rows == 2  # lineage is replaced with the file
+    assert arts.num_rows == 2  # one lineage row per file, retries included

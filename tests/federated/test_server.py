@@ -105,9 +105,9 @@ def test_snapshot_restore_round_trip():
     s = replace(s, round=1, residuals={2: np.ones(3, np.float32)}, participation=(0, 1, 1, 0),
                 cum_uplink_bytes=24, cum_downlink_bytes=48)
     arrays, meta = snapshot(s)
+    assert set(arrays) == {"weights"}  # residuals are per-client state (ClientStateStore), not in the checkpoint
     r = restore(c, [10, 20, 30, 40], arrays, meta)
     np.testing.assert_array_equal(r.weights, s.weights)
-    np.testing.assert_array_equal(r.residuals[2], np.ones(3))
     assert (r.round, r.participation, r.cum_uplink_bytes) == (1, (0, 1, 1, 0), 24)
     with pytest.raises(ValueError):
         snapshot(replace(s, phase="training"))

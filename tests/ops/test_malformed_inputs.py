@@ -74,6 +74,21 @@ CASES = [
     # deployments
     ("serve-unknown-deployment", ["serve", "--only", "nope/nothing", "--dry-run"], "unknown deployment"),
     ("serve-bad-deployment-file", ["serve", "--file", "{tmp}/notjson.json", "--dry-run"], "not valid YAML"),
+    # issue 17: bounds before anything runs, damaged catalogs, empty graphs, output folders, endpoint secrets
+    ("partition-stages-above-bound", ["partition", "--graph", "{tmp}/ok.json", "--stages", "1000000000"],
+     "between 1 and 1024"),
+    ("partition-stages-not-an-int", ["partition", "--graph", "{tmp}/ok.json", "--stages", "1e20"], "--stages"),
+    ("optimize-stages-above-bound", ["optimize", "--model", D, "--stages", "1000000000"], "between 1 and 1024"),
+    ("graph-no-nodes", ["graph", "import", "{tmp}/empty.json"], "no nodes"),
+    ("partition-graph-no-nodes", ["partition", "--graph", "{tmp}/empty.json", "--stages", "2"], "no nodes"),
+    ("quantize-export-missing-folder", ["quantize", "--model", D, "--size-budget", "4096", "--export",
+                                        "{tmp}/no_such_folder/plan.json"], "does not exist"),
+    ("catalog-ls-zero-byte-parquet", ["catalog", "ls", "--catalog", "{tmp}/zcat"], "cannot read table 'runs'"),
+    ("catalog-show-zero-byte-parquet", ["catalog", "show", "r0", "--catalog", "{tmp}/zcat"], "cannot read table"),
+    ("catalog-compact-zero-byte-parquet", ["catalog", "compact", "--catalog", "{tmp}/zcat"],
+     "is not a readable Parquet file"),
+    ("s3-endpoint-with-credentials", ["catalog", "ls", "--catalog", "s3://bucket/x", "--s3-endpoint",
+                                      "http://AKIAXX:hunter2secret@127.0.0.1:9"], "credentials must not be put"),
 ]
 
 
@@ -85,7 +100,20 @@ def inputs(tmp_path):
     (tmp_path / "negative.json").write_text(json.dumps(MSR_NEGATIVE))
     (tmp_path / "ok.json").write_text(json.dumps({"nodes": [{"id": 1, "fpgaLatency": 1}, {"id": 2, "fpgaLatency": 2}],
                                                   "edges": [{"sourceId": 1, "destId": 2, "cost": 0.1}]}))
+    (tmp_path / "empty.json").write_text(json.dumps({"nodes": [], "edges": []}))
+    _zero_byte_catalog(tmp_path / "zcat")
     return tmp_path
+
+
+def _zero_byte_catalog(path: Path) -> None:
+    """Two runs and one 0-byte Parquet file among the runs files (a torn copy, a full disk)."""
+    from catalog import open_catalog
+
+    cat = open_catalog(str(path))
+    for i in range(2):
+        cat.append("runs", [{"flow": "f", "status": "running", "parameters": "{}"}], run_id=f"r{i}")
+    day = cat.visible_files("runs")[0].rsplit("/", 1)[0]
+    cat.store.put(f"{day}/part-00000000000000000000-empty0000000.parquet", b"")
 
 
 def _files(root: Path) -> set[str]:

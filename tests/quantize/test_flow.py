@@ -26,7 +26,7 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
     flow = quantize_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
     req = QuantizeRequest(model="forgeflow:digits_cnn", epochs=3, size_budget=4000, hutchinson_samples=8,
                           pareto_points=3, bits=(2, 4, 8, 32))
-    out = flow(request=req.to_params(), catalog=url)
+    out = flow(request=req.to_dict(), catalog=url)
     cat = open_catalog(url)
     run = out["run_id"]
     assert cat.run(run)["status"] == "completed"
@@ -47,8 +47,8 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
 
     # a second run re-plans the stored model and sensitivities under a BOPs budget
     req2 = QuantizeRequest(source_run=run, bops_budget=3e6, pareto_points=2, bits=(2, 4, 8, 32))
-    out2 = flow(request=req2.to_params(), catalog=url)
-    assert out2["sensitivity"] == {"layers": 3, "reused_from": run}
+    out2 = flow(request=req2.to_dict(), catalog=url)
+    assert out2["sensitivity"] == {"layers": 3, "reused_from": run, "rows_run_id": out2["run_id"]}
     assert out2["totals"]["bops"] <= 3e6
     assert out2["model_record"]["weights_key"] == out["model_record"]["weights_key"]
 
@@ -95,5 +95,5 @@ def test_quantize_flow_on_a_one_thread_dask_cluster(prefect_harness, tmp_path):
                                             "dashboard_address": None})
     req = QuantizeRequest(model="forgeflow:digits_cnn", epochs=2, size_budget=4000, hutchinson_samples=4,
                           pareto_points=3, bits=(2, 4, 8, 32))
-    out = quantize_flow.with_options(task_runner=runner)(request=req.to_params(), catalog=str(tmp_path / "cat"))
+    out = quantize_flow.with_options(task_runner=runner)(request=req.to_dict(), catalog=str(tmp_path / "cat"))
     assert out["status"] == "optimal" and len([p for p in out["plans"] if p["kind"] == "pareto"]) == 3

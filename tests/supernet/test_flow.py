@@ -26,7 +26,7 @@ def test_search_flow_writes_every_table(prefect_harness, tmp_path):
     flow = search_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
     req = SearchRequest(epochs=1, budget=10, n_accuracy=8, n_latency=8, latency_limit_ms=1e6, scratch_compare=1,
                         stage_channels=(4, 8, 8), latency_batch=8)
-    out = flow(request=req.to_params(), catalog=url)
+    out = flow(request=req.to_dict(), catalog=url)
     cat = open_catalog(url)
     run = out["run_id"]
     assert cat.run(run)["status"] == "completed"

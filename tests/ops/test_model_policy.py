@@ -1,0 +1,43 @@
+"""Issue 17 item 14: a served or deployed run builds only allow-listed model specs; the CLI keeps full freedom."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.errors import ForgeflowError
+from tasks.models.spec import check_model_allowed
+
+
+@pytest.mark.parametrize("spec", ["os:abort", "subprocess:getoutput", "mypkg.evil:factory", "mypkgx.models:f"])
+def test_arbitrary_factories_are_refused_in_deployments(spec, monkeypatch):
+    monkeypatch.setenv("FORGEFLOW_MODEL_ALLOW", "mypkg.models")
+    with pytest.raises(ForgeflowError, match="not allowed in a served or deployed run"):
+        check_model_allowed(spec)
+
+
+@pytest.mark.parametrize("spec", ["torchvision:resnet18", "forgeflow:digits_cnn", "mypkg.models:f",
+                                  "mypkg.models.vision:g"])
+def test_built_ins_and_allow_listed_modules_pass(spec, monkeypatch):
+    monkeypatch.setenv("FORGEFLOW_MODEL_ALLOW", "mypkg.models")
+    check_model_allowed(spec)
+
+
+def test_policy_applies_only_inside_a_deployment_run(monkeypatch):
+    import flows.model_policy as mp
+
+    monkeypatch.delenv("FORGEFLOW_MODEL_ALLOW", raising=False)
+    mp.enforce_model_policy(["os:abort"])  # the CLI: no deployment, full freedom (nothing is built here)
+    monkeypatch.setattr(mp, "in_deployment", lambda: True)
+    with pytest.raises(ForgeflowError, match="os:abort"):
+        mp.enforce_model_policy(["os:abort"])
+
+
+def test_deployed_flow_refuses_before_writing(tmp_path, monkeypatch):
+    """The optimize flow itself (as a deployment calls it) refuses os:abort before its run row."""
+    import flows.model_policy as mp
+    from flows.optimize import optimize_flow
+
+    monkeypatch.setattr(mp, "in_deployment", lambda: True)
+    with pytest.raises(ForgeflowError, match="not allowed"):
+        optimize_flow.fn(model="os:abort", stages=2, catalog=str(tmp_path / "cat"))
+    assert not list((tmp_path).rglob("*.parquet"))

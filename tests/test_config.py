@@ -1,0 +1,78 @@
+"""One configuration convention: every flow's config survives to_dict -> JSON -> from_dict, rejects unknown keys
+and wrong types with one line, and the flows validate on entry (a served/deployed run with bad parameters writes
+nothing, not even a `running` row)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.config import ConfigError, config_from_dict
+from tasks.errors import ForgeflowError
+from tasks.federated.config import Compression, FederatedConfig, Privacy
+from tasks.partition.request import PartitionRequest
+from tasks.profiling.profile import ProfileConfig
+from tasks.quantize.pipeline import QuantizeRequest
+from tasks.supernet.pipeline import SearchRequest
+
+CONFIGS = [
+    QuantizeRequest(model="forgeflow:digits_cnn", bits=(2, 4, 8), ties=(("a", "b"),), pinned=(("fc", 8),),
+                    size_budget=4096.0),
+    SearchRequest(budget=40, stage_channels=(8, 12), latency_limit_ms=2.5),
+    FederatedConfig(clients=4, alpha=None, compression=Compression("topk", 0.1),
+                    privacy=Privacy(mode="client", noise=1.1)),
+    ProfileConfig(input_shape=(1, 3, 32, 32), repeats=3),
+    PartitionRequest(stages=4, model="forgeflow:digits_cnn", input_shape=(1, 1, 8, 8)),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[type(c).__name__ for c in CONFIGS])
+def test_round_trip_through_json(config):
+    params = json.loads(json.dumps(config.to_dict()))
+    assert type(config).from_dict(params) == config
+
+
+def test_unknown_keys_and_wrong_types_are_named():
+    with pytest.raises(ConfigError, match="unknown parameter\\(s\\) epoch "):
+        SearchRequest.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="SearchRequest.budget: expected an integer, got '200'"):
+        SearchRequest.from_dict({"budget": "200"})
+    with pytest.raises(ConfigError, match=r"QuantizeRequest.bits\[1\]: expected an integer"):
+        QuantizeRequest.from_dict({"model": "m", "bits": [4, "x"]})
+    with pytest.raises(ConfigError, match="FederatedConfig.privacy.mode: 'laplace' is not one of"):
+        FederatedConfig.from_dict({"privacy": {"mode": "laplace"}})
+    with pytest.raises(ForgeflowError, match="--rounds must be at least 1"):  # validate() runs too
+        FederatedConfig.from_dict({"rounds": 0})
+
+
+def test_convenient_forms_from_deployments():
+    # prefect.yaml writes `compression: int8`; pins may be a mapping
+    assert FederatedConfig.from_dict({"compression": "int8"}).compression == Compression("int8", 1.0)
+    req = config_from_dict(QuantizeRequest, {"model": "m", "pinned": {"conv1": 8}, "size_budget": 10})
+    assert req.pinned == (("conv1", 8),) and req.size_budget == 10.0
+
+
+def _no_files(root: Path) -> bool:
+    return not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("flow, kwargs, message", [
+    ("flows.quantize:quantize_flow", {"request": {"model": "forgeflow:digits_cnn", "size_budget": -1}}, "budget"),
+    ("flows.search:search_flow", {"request": {"budget": 2}}, "--budget"),
+    ("flows.federated:federated_training", {"config": {"rounds": 0}}, "--rounds"),
+    ("flows.federated:federated_training", {"config": {"model": "nosuchpkg.mod:f"}}, "nosuchpkg"),
+    ("flows.partition:partition_graph", {"stages": 0, "model": "forgeflow:digits_cnn"}, "--stages"),
+    ("flows.profile_models:profile_models", {"models": ["forgeflow:digits_cnn"], "repeats": 0}, "repeats"),
+    ("flows.profile_models:profile_models", {"models": ["nosuchpkg.mod:f"]}, "nosuchpkg"),
+])
+def test_flows_validate_on_entry_and_write_nothing(flow, kwargs, message, tmp_path):
+    import importlib
+
+    module, name = flow.split(":")
+    fn = getattr(importlib.import_module(module), name).fn  # the flow body, as a served run executes it
+    cat = tmp_path / "cat"
+    with pytest.raises(ForgeflowError, match=message):
+        fn(**kwargs, catalog=str(cat))
+    assert _no_files(cat)

@@ -17,7 +17,7 @@ app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
                   help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet catalog).")
 
 # commands that run a Prefect flow (they get one local API unless PREFECT_API_URL or `forgeflow up` gives one)
-FLOW_COMMANDS = {"optimize", "profile", "quantize", "partition", "federate", "search", "plan"}
+FLOW_COMMANDS = {"optimize", "profile", "quantize", "partition", "federate", "search", "plan", "verify"}
 
 # one line per domain; each module defines register(app)
 COMMAND_MODULES = [
@@ -28,9 +28,11 @@ COMMAND_MODULES = [
     "flows.cli_federate",
     "flows.cli_ops",
     "flows.cli_search",
+    "flows.cli_latency",
     "flows.cli_up",
     "flows.cli_verify",
     "flows.cli_optimize",
+    "flows.cli_plan",
 ]
 
 

@@ -50,11 +50,6 @@ def profile(
     from flows.profile_models import make_config, profile_models, validate_profile_inputs
     from tasks.profiling.profile import parse_shape
 
-    import os
-
-    # Dask workers start after this and inherit it: idle OpenMP threads sleep instead of spinning, so concurrent
-    # measurements on shared cores do not slow each other down several-fold (see bench/profiling.py).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if threads is not None and threads < 1:
         raise ForgeflowError(f"--threads must be >= 1, got {threads}")

@@ -1,7 +1,10 @@
-"""Elastic supernet on scikit-learn digits: train once (sandwich rule + in-place distillation), predictor quality on
-held-out subnets, a latency-limited search, and extracted subnets vs the same architectures trained from scratch.
+"""Elastic supernet on scikit-learn digits: train once by progressive shrinking with distillation from the largest
+subnet (tasks/supernet/progressive.py), predictor quality on held-out subnets, a latency-limited search, and extracted
+subnets vs the same architectures trained from scratch with the same budget (the schedule's total epochs).
 
-python bench/supernet_digits.py [--epochs 10] [--seed 0] [--no-write]
+python bench/supernet_digits.py [--scale 1.0] [--seed 0] [--save tasks/supernet/pretrained/digits.safetensors] [--no-write]
+
+``--save`` writes the trained supernet's weights: the file shipped as the built-in digits family's checkpoint.
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ from tasks.supernet.objectives import CountedEvaluator  # noqa: E402
 from tasks.supernet.predictors import SupernetObjective, fit_predictors  # noqa: E402
 from tasks.supernet.search import run_search  # noqa: E402
 from tasks.supernet.supernet import ElasticSupernet  # noqa: E402
-from tasks.supernet.train import (TrainConfig, load_dataset, subnet_accuracy, supernet_config_for,  # noqa: E402
-                                  train_from_scratch, train_supernet)
+from tasks.supernet.progressive import ShrinkSchedule, train_progressive  # noqa: E402
+from tasks.supernet.train import (TrainConfig, load_dataset, load_state_arrays, state_arrays,  # noqa: E402
+                                  subnet_accuracy, supernet_config_for, train_from_scratch)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies every phase's epochs")
+    p.add_argument("--save", default=None, help="write the trained weights (safetensors) here")
+    p.add_argument("--load", default=None, help="skip training: load these weights")
+    p.add_argument("--n-accuracy", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", type=int, default=60)
     p.add_argument("--compare", type=int, default=3, help="architectures also trained from scratch")
@@ -39,13 +46,28 @@ def main(argv=None) -> int:
     data = load_dataset(None, seed=args.seed)
     cfg = supernet_config_for(data)
     net = ElasticSupernet(cfg)
-    train = TrainConfig(epochs=args.epochs, seed=args.seed)
-    rep = train_supernet(net, data, train)
+    schedule = ShrinkSchedule.default_for(cfg.space, scale=args.scale, seed=args.seed)
+    train = TrainConfig(epochs=schedule.epochs, seed=args.seed)  # the from-scratch budget: the same total epochs
+    if args.load:
+        from safetensors.numpy import load_file
+
+        load_state_arrays(net, load_file(args.load))
+        seconds = float("nan")
+    else:
+        rep = train_progressive(net, data, schedule, log=lambda m: print(m, flush=True))
+        seconds = rep.seconds
+        if args.save:
+            from safetensors.numpy import save_file
+
+            Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+            save_file(state_arrays(net), args.save, metadata={"schedule": json.dumps(
+                [(p.name, p.epochs) for p in schedule.phases]), "seed": str(args.seed)})
     sp = cfg.space
     big, small = subnet_accuracy(net, sp.largest(), data), subnet_accuracy(net, sp.smallest(), data)
-    print(f"trained {args.epochs} epochs in {rep.seconds:.0f} s: largest {big:.2f} %, smallest {small:.2f} %", flush=True)
+    print(f"trained {schedule.epochs} epochs in {seconds:.0f} s: largest {big:.2f} %, smallest {small:.2f} %", flush=True)
     t0 = time.perf_counter()
-    acc_pred, lat_pred, reports, samples = fit_predictors(net, data, n_accuracy=80, n_latency=50, seed=args.seed)
+    acc_pred, lat_pred, reports, samples = fit_predictors(net, data, n_accuracy=args.n_accuracy, n_latency=50,
+                                                          seed=args.seed)
     fit_s = time.perf_counter() - t0
     for r in reports:
         print(f"{r.name} predictor: Spearman {r.spearman:.3f}, RMSE {r.rmse:.3f} {r.unit} "
@@ -73,8 +95,10 @@ def main(argv=None) -> int:
     md = [
         f"Supernet: stages {cfg.stage_channels} channels, space {sp.size:,} subnets (resolutions {sp.resolutions}, "
         f"depths {sp.depths}, expand {sp.expand_ratios}, kernels {sp.kernel_sizes}); digits ({len(data.x_train)} "
-        f"train / {len(data.x_test)} test); {args.epochs} epochs, sandwich rule (largest + smallest + 2 random, "
-        f"in-place distillation), {rep.seconds:.0f} s on 1 thread with other jobs running on the 2 shared cores.",
+        f"train / {len(data.x_test)} test); progressive shrinking {[(p.name, p.epochs) for p in schedule.phases]} "
+        f"({schedule.epochs} epochs; after `full`, the largest + smallest + {schedule.subnets_per_step - 2} random subnet(s) per "
+        f"step on CE + KD from the frozen largest network), {seconds:.0f} s on 1 thread with other jobs running on "
+        f"the 2 shared cores.",
         "",
         f"- largest subnet {big:.2f} %, smallest {small:.2f} % (held-out, after BN recalibration)",
     ]

@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -308,7 +308,3 @@ class Catalog:
 def open_catalog(url: str | None = None, *, endpoint_url: str | None = None) -> Catalog:
     """Open (creating a local folder if needed) the catalog at ``url`` (default ./.forgeflow/catalog)."""
     return Catalog(open_store(url or DEFAULT_URL, endpoint_url=endpoint_url))
-
-
-def rows_of(tables: Iterable[pa.Table]) -> list[dict]:
-    return [r for t in tables for r in t.to_pylist()]

@@ -25,18 +25,23 @@ def plot_markdown(plots: Sequence[tuple[str, str]], catalog=None) -> str:
         fetch = f"forgeflow catalog get {shlex.quote(key)} -o {shlex.quote(key.rsplit('/', 1)[-1])}"
         if catalog is not None:
             fetch += f" --catalog {shlex.quote(catalog.url)}"
-        lines += ["", f"**{caption}**: `{key}` (`{fetch}`)"]
+        head = f"**{caption}**: `{key}` (`{fetch}`)"
         if catalog is None:
+            lines += ["", head]
             continue
         try:
             data = catalog.get_object(key)
         except Exception as exc:  # an artifact is a report: say why the plot is missing, do not fail the run
-            lines.append(f"(not embedded: {exc})")
+            lines += ["", head, f"(not embedded: {exc})"]
             continue
         if len(data) > MAX_EMBED_BYTES:
-            lines.append(f"(not embedded: {len(data):,} bytes > {MAX_EMBED_BYTES:,})")
+            lines += ["", head, f"(not embedded: {len(data):,} bytes > {MAX_EMBED_BYTES:,})"]
         elif data[:8] == b"\x89PNG\r\n\x1a\n":
-            lines += ["", f"![{caption}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"]
+            uri = f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}"
+            # the key is a link to the PNG itself (the UI cannot reach a catalog folder or a private bucket)
+            lines += ["", f"**{caption}**: [`{key}`]({uri}) (`{fetch}`)", "", f"![{caption}]({uri})"]
+        else:
+            lines += ["", head]
     return "\n".join(lines) + "\n"
 
 

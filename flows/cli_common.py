@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from functools import cached_property
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -25,6 +26,53 @@ DatasetAliasOpt = typer.Option(None, "--dataset", hidden=True, help="Deprecated 
 JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (the last line is one JSON object) and nothing else")
 
 err_console = Console(stderr=True)
+
+
+class FlowCommand:
+    """The preamble and epilogue every flow command shares, in one order:
+
+    1. ``--json`` quiets Prefect's console logs (stdout carries the JSON only);
+    2. settings (flags over ``FORGEFLOW_*``); ``command.catalog`` opens the catalog on first use, at the latest
+       before the flow starts, so a bad or unreachable one fails before anything runs;
+    3. the command validates its inputs against ``command.catalog`` (a ForgeflowError becomes one line on stderr and
+       exit code 2 in ``flows.cli.main``; nothing is written);
+    4. ``run``: the Dask address is checked, the flow runs on the settings' task runner under a progress bar;
+    5. ``emit``: ``--json`` prints one JSON object, otherwise the command's human-readable report.
+    """
+
+    def __init__(self, json_out: bool, catalog: Optional[str], s3_endpoint: Optional[str],
+                 dask_address: Optional[str]) -> None:
+        from flows.settings import load_settings
+
+        quiet_prefect_for_json(json_out)
+        self.json_out = json_out
+        self.settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+
+    @cached_property
+    def catalog(self):
+        """The settings' catalog, opened on first use (a bad or unreachable one fails then, before any run; a
+        command whose checks need no catalog creates no catalog folder when they fail)."""
+        from flows.runtime import open_settings_catalog
+
+        return open_settings_catalog(self.settings)
+
+    def run(self, flow, *, heavy: bool = True, **parameters: Any) -> dict[str, Any]:
+        """Run ``flow`` with ``parameters`` plus this command's catalog and S3 endpoint; return its result."""
+        from flows.runtime import check_dask_address, task_runner_for
+
+        catalog = self.catalog
+        check_dask_address(self.settings.dask_address)
+        runner = task_runner_for(self.settings, heavy=heavy)
+        with progress_bar(not self.json_out):
+            return flow.with_options(task_runner=runner)(**parameters, catalog=catalog.url,
+                                                         s3_endpoint=self.settings.s3_endpoint)
+
+    def emit(self, result: Any, report: Callable[[], None]) -> None:
+        """``--json``: ``result`` as one JSON line; otherwise ``report()`` prints for a person."""
+        if self.json_out:
+            emit_json(result)
+        else:
+            report()
 
 
 def data_source(data: Any, dataset_alias: Any = None) -> Optional[str]:

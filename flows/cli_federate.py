@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
-                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+                              data_source, err_console)
 from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
 
 DEFAULT_MODEL = "tasks.federated.models:digits_cnn_gn"
@@ -66,23 +66,17 @@ def federate(
 ) -> None:
     """Train MODEL over clients that keep their data; report accuracy, bytes sent and privacy spent per round."""
     from flows.federated import federated_training, validate_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     cfg = build_config(model, clients, alpha, iid, rounds, fraction, local_epochs, batch_size, lr, server_lr,
                        prox_mu, compress, dp, dp_clip, dp_noise, dp_epsilon, delta, quorum, deadline, seed)
     data_arg = data_source(data, dataset)
     validate_inputs(cfg, data_arg)  # every input check before anything is written
-    cat = open_settings_catalog(settings)
-    check_dask_address(settings.dask_address)
-    flow = federated_training.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(config=cfg.to_dict(), data=data_arg, catalog=cat.url, s3_endpoint=settings.s3_endpoint)
-    if json_out:
-        emit_json({k: v for k, v in result.items() if k != "table"})
-        return
+    result = command.run(federated_training, config=cfg.to_dict(), data=data_arg)
+    command.emit({k: v for k, v in result.items() if k != "table"}, lambda: _report(result))
+
+
+def _report(result: dict) -> None:
     err_console.print(f"[green]federate completed[/green] run [bold]{result['run_id']}[/bold]")
     print(f"{'round':>5} {'status':<9} {'accuracy':>8} {'loss':>7} {'part.':>5} {'drop':>4} {'uplink B':>10} "
           f"{'downlink B':>11} {'epsilon':>8} {'s':>6}")

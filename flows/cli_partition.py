@@ -8,8 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, err_console
 from tasks.errors import ForgeflowError
 
 PLAN_KEYS = ("graph", "graph_id", "k", "memory_cap", "stages", "bottleneck", "lower_bound", "ratio", "status",
@@ -37,34 +36,29 @@ def partition(
     """Split the graph into at most STAGES pipeline stages minimising the bottleneck stage (max throughput), and
     prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
     from flows.partition import partition_graph, validate_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
-    from tasks.profiling.profile import parse_shape
     from tasks.partition.request import PartitionRequest
+    from tasks.profiling.profile import parse_shape
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     shape = parse_shape(input_shape)
     if graph is not None and not graph.exists():
         raise ForgeflowError(f"graph file not found: {graph}")
     if output is not None and not output.parent.resolve().is_dir():
         raise ForgeflowError(f"--output folder does not exist: {output.parent}")
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
     validate_inputs(PartitionRequest(stages=stages, graph_file=str(graph) if graph else None, model=model,
                                      graph_id=graph_id, time_limit=time_limit, memory_cap=memory_cap, seed=seed,
-                                     input_shape=shape), cat)
-    check_dask_address(settings.dask_address)
-    flow = partition_graph.with_options(task_runner=task_runner_for(settings, heavy=model is not None))
-    with progress_bar(not json_out):
-        result = flow(stages=stages, graph_file=str(graph) if graph else None, model=model, graph_id=graph_id,
-                      time_limit=time_limit, memory_cap=memory_cap, seed=seed, catalog=cat.url,
-                      s3_endpoint=settings.s3_endpoint, input_shape=list(shape) if shape else None)
+                                     input_shape=shape), command.catalog)
+    result = command.run(partition_graph, heavy=model is not None, stages=stages,
+                         graph_file=str(graph) if graph else None, model=model, graph_id=graph_id,
+                         time_limit=time_limit, memory_cap=memory_cap, seed=seed,
+                         input_shape=list(shape) if shape else None)
     plan = {k: result[k] for k in PLAN_KEYS} | {k: result[k] for k in ("run_id", "result_id", "plot", "catalog")}
     if output is not None:
         output.write_text(json.dumps(plan, indent=1) + "\n")
-    if json_out:
-        emit_json(plan)
-        return
+    command.emit(plan, lambda: _report(result, output))
+
+
+def _report(result: dict, output: Optional[Path]) -> None:
     err_console.print(f"[green]partition completed[/green] run [bold]{result['run_id']}[/bold]")
     print(f"graph {result['graph']} ({result['graph_id']}), k={result['k']}: bottleneck {result['bottleneck']:.6g} ms "
           f"({result['method']}), proven lower bound {result['lower_bound']:.6g} ms ({result['lower_bound_method']}), "

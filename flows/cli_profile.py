@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, emit_json, err_console,
+                              progress_bar, quiet_prefect_for_json)
 from tasks.errors import ForgeflowError
 
 graph_app = typer.Typer(help="Import, export and list cost graphs (msr-fiddle JSON, PipeDream graph.txt).",
@@ -48,16 +48,9 @@ def profile(
 ) -> None:
     """Profile MODEL into a per-operator cost graph (FLOPs, bytes, measured latency, transfer costs) in the catalog."""
     from flows.profile_models import make_config, profile_models, validate_profile_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from tasks.profiling.profile import parse_shape
 
-    import os
-
-    # Dask workers start after this and inherit it: idle OpenMP threads sleep instead of spinning, so concurrent
-    # measurements on shared cores do not slow each other down several-fold (see bench/profiling.py).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    quiet_prefect_for_json(json_out)
-    settings = _settings(catalog, s3_endpoint, dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if threads is not None and threads < 1:
         raise ForgeflowError(f"--threads must be >= 1, got {threads}")
     if export_msr is not None and len(model) != 1:
@@ -65,28 +58,26 @@ def profile(
     shape = parse_shape(input_shape)
     config = make_config(shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture)
     validate_profile_inputs(model, config)
-    check_dask_address(settings.dask_address)
-    cat = open_settings_catalog(settings)
-    flow = profile_models.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(models=list(model), catalog=cat.url, s3_endpoint=settings.s3_endpoint,
-                      input_shape=list(shape) if shape else None, dtype=dtype, batch=batch, granularity=granularity,
-                      layer_depth=layer_depth, repeats=repeats, warmup=warmup, link=link, capture=capture,
-                      threads_per_worker=threads or settings.dask_threads)
+    result = command.run(profile_models, models=list(model), input_shape=list(shape) if shape else None, dtype=dtype,
+                         batch=batch, granularity=granularity, layer_depth=layer_depth, repeats=repeats,
+                         warmup=warmup, link=link, capture=capture,
+                         threads_per_worker=threads or command.settings.dask_threads)
+    cat = command.catalog
     if export_msr is not None:
         from tasks.profiling.graph_store import read_graph
         from tasks.profiling.msr_io import dump_msr_json
 
         dump_msr_json(read_graph(cat, result["graphs"][0]["graph_id"]), export_msr)
-    if json_out:
-        if len(result["graphs"]) == 1:
-            out = {**result["graphs"][0], "run_id": result["run_id"], "catalog": result["catalog"]}
-        else:
-            out = {**result, "graph_ids": [g["graph_id"] for g in result["graphs"]]}
-        if export_msr is not None:
-            out["msr_file"] = str(export_msr)
-        emit_json(out)
-        return
+    if len(result["graphs"]) == 1:
+        out = {**result["graphs"][0], "run_id": result["run_id"], "catalog": result["catalog"]}
+    else:
+        out = {**result, "graph_ids": [g["graph_id"] for g in result["graphs"]]}
+    if export_msr is not None:
+        out["msr_file"] = str(export_msr)
+    command.emit(out, lambda: _report(result, export_msr))
+
+
+def _report(result: dict, export_msr: Optional[Path]) -> None:
     err_console.print(f"[green]profile completed[/green] run [bold]{result['run_id']}[/bold]")
     for g in result["graphs"]:
         _print_summary(g)

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
-                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+                              data_source, err_console)
 from tasks.quantize.errors import QuantizeError
 
 
@@ -67,13 +67,10 @@ def quantize(
 ) -> None:
     """Plan per-layer bit widths minimising the Hessian-weighted quantization error under the budgets given."""
     from flows.quantize import quantize_flow, validate_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
     from tasks.quantize.costs import parse_bits
     from tasks.quantize.pipeline import QuantizeRequest
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if latency_table is not None and not latency_table.exists():
         raise QuantizeError(f"latency table not found: {latency_table}")
     if export is not None and (export.is_dir() or not export.parent.is_dir()):
@@ -85,12 +82,8 @@ def quantize(
         size_budget=size_budget, bops_budget=bops_budget, latency_budget=latency_budget,
         latency_table=str(latency_table) if latency_table else None, ties=_ties(tie), pinned=_pins(pin),
         pin_ends=pin_ends, seed=seed, epochs=epochs, pareto_points=pareto_points)
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    validate_inputs(req, cat)
-    check_dask_address(settings.dask_address)
-    flow = quantize_flow.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+    validate_inputs(req, command.catalog)
+    result = command.run(quantize_flow, request=req.to_dict())
     if export is not None:
         from tasks.quantize.export import plan_json
 
@@ -101,9 +94,10 @@ def quantize(
                                         "torchao": result["torchao"],
                                         "torchao_unsupported": result["torchao_unsupported"],
                                         "run_id": result["run_id"]}))
-    if json_out:
-        emit_json(result)
-        return
+    command.emit(result, lambda: _report(result))
+
+
+def _report(result: dict) -> None:
     err_console.print(f"[green]quantize completed[/green] run [bold]{result['run_id']}[/bold]")
     t = result["totals"]
     print(f"model {result['model']}: plan {dict(zip(result['layers'], result['bits']))} ({result['status']}, "

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, JsonOpt, data_source,
-                              emit_json, err_console, progress_bar, quiet_prefect_for_json)
+from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+                              data_source, err_console)
 
 
 def search(
@@ -30,26 +30,20 @@ def search(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train an elastic supernet once, fit predictors, and search the accuracy/latency Pareto front."""
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
     from flows.search import search_flow, validate_inputs
-    from flows.settings import load_settings
     from tasks.supernet.pipeline import SearchRequest
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     req = SearchRequest(dataset=data_source(data, dataset), epochs=epochs, seed=seed, budget=budget,
                         latency_limit_ms=latency_limit_ms, source=source, supernet_run=supernet_run,
                         scratch_compare=scratch_compare, latency_batch=latency_batch)
     req.validate()
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    validate_inputs(req, cat)
-    check_dask_address(settings.dask_address)
-    flow = search_flow.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(request=req.to_dict(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
-    if json_out:
-        emit_json(result)
-        return
+    validate_inputs(req, command.catalog)
+    result = command.run(search_flow, request=req.to_dict())
+    command.emit(result, lambda: _report(result, latency_limit_ms))
+
+
+def _report(result: dict, latency_limit_ms: Optional[float]) -> None:
     err_console.print(f"[green]search completed[/green] run [bold]{result['run_id']}[/bold]")
     p = result["predictors"]
     print(f"predictors (held-out): accuracy Spearman {p['accuracy_spearman']:.3f}, latency Spearman "

@@ -82,8 +82,8 @@ def up(
         sched = _spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                         "--no-dashboard", "--scheduler-file", str(sched_file)], log, env)
         procs.append(("the Dask scheduler", sched))
-        _wait_for("the Dask scheduler", sched_file.exists, timeout, procs)
-        address = json.loads(sched_file.read_text())["address"]
+        _wait_for("the Dask scheduler", lambda: _scheduler_address(sched_file) is not None, timeout, procs)
+        address = _scheduler_address(sched_file)
         wk = _spawn([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", str(workers),
                      "--nthreads", str(threads), "--memory-limit", settings.dask_memory_limit, "--no-dashboard",
                      "--host", "127.0.0.1"], log, env)
@@ -101,6 +101,14 @@ def up(
         api.state_path().unlink(missing_ok=True)
         raise
     _report(state, json_out, "up")
+
+
+def _scheduler_address(path) -> str | None:
+    """The address in the scheduler file once it is whole (the scheduler writes it while we poll)."""
+    try:
+        return json.loads(path.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _workers_ready(address: str, n: int) -> bool:

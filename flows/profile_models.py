@@ -48,7 +48,7 @@ def _validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> No
 
     from tasks.models.spec import ModelSpec, resolve_model
     from tasks.profiling.capture import capture_graph, run_eager
-    from tasks.profiling.profile import DTYPES, _example_input
+    from tasks.profiling.profile import DTYPES, example_input
 
     if not models:
         raise ForgeflowError("no model to profile: give at least one model spec")
@@ -58,7 +58,7 @@ def _validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> No
     for spec in models:
         ModelSpec.parse(spec)
         model = resolve_model(spec, **dict(config.model_kwargs)).eval().to(DTYPES[config.dtype])
-        x = _example_input(config.shape_for(spec), config.dtype)
+        x = example_input(config.shape_for(spec), config.dtype)
         threads = torch.get_num_threads()
         try:
             ref = run_eager(model, (x,), what=f"model {spec}")

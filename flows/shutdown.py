@@ -90,10 +90,10 @@ def received() -> int | None:
 
 
 def install() -> None:
-    """Handle SIGINT/SIGTERM in this (main) thread as described in the module docstring."""
+    """Handle SIGINT/SIGTERM in this (main) thread as described in the module docstring (``chain_prefect`` is
+    called once Prefect is imported, by ``flows.api.ensure_api``)."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    chain_prefect()
 
 
 def chain_prefect() -> None:

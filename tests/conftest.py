@@ -66,13 +66,36 @@ def catalog(catalog_url):
     return open_catalog(url, endpoint_url=endpoint)
 
 
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    """Real Prefect (a temporary database in a temporary PREFECT_HOME) for the whole session."""
+@pytest.fixture(scope="session", autouse=True)
+def shared_prefect_api(tmp_path_factory):
+    """One real Prefect API server (Prefect's app under uvicorn on 127.0.0.1, SQLite in a temporary PREFECT_HOME) for
+    the whole session, as `forgeflow up` gives a user: every CLI subprocess and in-process flow reports to it
+    (``PREFECT_API_URL`` in the environment) instead of starting a temporary server of its own, seconds each.
+    Tests of the cold path take PREFECT_API_URL out of their child's environment. A developer's own `forgeflow up`
+    is kept out (a temporary FORGEFLOW_STATE_DIR)."""
+    os.environ["FORGEFLOW_STATE_DIR"] = str(tmp_path_factory.mktemp("forgeflow_state"))
+    given = os.environ.get("PREFECT_API_URL")
+    if given:
+        yield given
+        return
     home = tmp_path_factory.mktemp("prefect_home")
     os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from prefect.testing.utilities import prefect_test_harness
+    from flows.api import LocalServer
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield home
+    server = LocalServer(log=home / "server.log")
+    url = server.wait(timeout=240)
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(shared_prefect_api):
+    """Real Prefect for in-process flows: this process's settings point at the session's API server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: shared_prefect_api}):
+        yield os.environ.get("PREFECT_HOME")

@@ -53,10 +53,6 @@ class DigitsMLP(nn.Module):
         return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
 
 
-def digits_mlp_small(hidden: int = 16, num_classes: int = 10) -> nn.Module:
-    return DigitsMLP(hidden=hidden, num_classes=num_classes)
-
-
 class DigitsLinearLN(nn.Module):
     """flatten -> LayerNorm without affine (each example to zero mean, unit variance) -> linear(classes)."""
 

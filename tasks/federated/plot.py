@@ -39,27 +39,6 @@ def accuracy_plot(series: Mapping[str, Sequence[RoundRecord]], title: str = "") 
     return _png(fig, plt)
 
 
-def privacy_plot(curves: Mapping[str, Sequence[tuple[float, float]]], baseline: Mapping[str, float] | None = None,
-                 title: str = "") -> bytes:
-    """Accuracy (%) against epsilon, one line per label; ``baseline`` draws each label's non-private accuracy."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, (label, pts) in enumerate(curves.items()):
-        pts = sorted(pts)
-        line, = ax.plot([e for e, _ in pts], [100 * acc for _, acc in pts], marker="o", label=label)
-        if baseline and label in baseline:
-            ax.axhline(100 * baseline[label], color=line.get_color(), linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("epsilon (delta = 1e-5)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return _png(fig, plt)
-
-
 def _png(fig, plt) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -5,7 +5,6 @@ Images are 8x8 grey levels 0..16, returned as float32 tensors N x 1 x 8 x 8 scal
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 

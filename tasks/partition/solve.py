@@ -241,7 +241,3 @@ def default_expert_path(graph_path: str | Path) -> str | None:
     p = Path(graph_path)
     cand = p.parent.parent / "human-experts" / f"{p.stem}_expert.json"
     return str(cand) if cand.exists() else None
-
-
-def with_time_limit(config: SolveConfig, seconds: float) -> SolveConfig:
-    return replace(config, time_limit=float(seconds))

@@ -83,10 +83,12 @@ class JointModel:
 
 
 def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None, floor: float = 0.0,
-                fixed_choice: np.ndarray | None = None) -> JointModel:
+                fixed_choice: np.ndarray | None = None, assignment_only: bool = False) -> JointModel:
     """The joint min-bottleneck model (see the module docstring). ``cap`` bounds B from above (and fixes stage
     variables a stage of at most ``cap`` rules out), ``floor`` from below; ``fixed_choice`` pins every option (the
-    exact partition of one bit assignment, for heterogeneous devices)."""
+    exact partition of one bit assignment, for heterogeneous devices). ``assignment_only`` drops precedence and
+    transfers: every group on any device, options within budget and memory (an unrelated-machines relaxation whose
+    optimum, or dual bound, is a lower bound; small and quick where the full model is slow)."""
     mdl = LinearModel()
     G, k, n = groups.count, inst.k, inst.n
     ok = allowed_options(inst)
@@ -101,7 +103,7 @@ def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None,
     smax = np.nanmax(smask, axis=1)
     earliest = np.zeros(G, dtype=np.int64)
     latest = np.full(G, k - 1, dtype=np.int64)
-    if cap is not None and cap > 0:
+    if cap is not None and cap > 0 and not assignment_only:
         gw = np.array([tmin_any[list(m)].sum() for m in groups.members])
         for g in range(G):
             anc = gw[g] + sum(gw[h] for h in _bits(groups.ancestors[g]))
@@ -122,7 +124,7 @@ def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None,
                 x[g, s] = mdl.add_var(lo, hi, integer=True)
             if s > 0:
                 mdl.add_row([x[g, s], x[g, s - 1]], [1.0, -1.0], lo=0.0)
-    for g, h in groups.edges:
+    for g, h in () if assignment_only else groups.edges:
         for s in range(k - 1):
             mdl.add_row([x[g, s], x[h, s]], [1.0, -1.0], lo=0.0)
 
@@ -184,7 +186,7 @@ def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None,
     c = inst.base.c
     out: dict = {}
     inn: dict = {}
-    for u, targets in groups.senders:
+    for u, targets in () if assignment_only else groups.senders:
         gu = int(groups.group_of[u])
         for s in range(k):
             if s < k - 1:

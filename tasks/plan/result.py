@@ -18,6 +18,7 @@ from tasks.partition.result import MethodRun, _jsonable
 from tasks.partition.status import Bound, SolveStatus
 from tasks.plan.instance import PlanInstance
 from tasks.plan.validate import validate_joint
+from tasks.solver import OPTIMAL_RTOL, shave_bound
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class PlanResult:
 
     @property
     def status(self) -> SolveStatus:
-        return SolveStatus.OPTIMAL if self.ratio <= 1 + 1e-6 else SolveStatus.FEASIBLE
+        """OPTIMAL when the proven bound meets the plan up to the shaving every solver bound gets for HiGHS's
+        tolerances (``tasks.solver.shave_bound``) and the relative gap tolerance."""
+        b = self.plan.bottleneck
+        closed = self.lower_bound.value >= shave_bound(b) * (1 - OPTIMAL_RTOL) or self.ratio <= 1 + OPTIMAL_RTOL
+        return SolveStatus.OPTIMAL if closed else SolveStatus.FEASIBLE
 
     def to_plan_json(self) -> dict[str, Any]:
         p = self.plan

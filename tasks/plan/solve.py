@@ -168,6 +168,19 @@ def relaxation_bound(inst: PlanInstance, time_limit: float) -> Bound:
                  {"via": lb.method, "relaxed_bottleneck": res.bottleneck})
 
 
+def assignment_bound(inst: PlanInstance, board: _Board, time_limit: float) -> Bound:
+    """Precedence and transfers dropped: every must-share group on any device, options within the budget and each
+    device's memory. Its dual bound is a lower bound on the joint optimum (strong on heterogeneous devices, where
+    the relaxed partition lets every layer run on the fastest one)."""
+    t0 = time.perf_counter()
+    jm = joint_model(inst, must_share_groups(inst.base), floor=board.lb, assignment_only=True)
+    res = solve(jm.model, SolverOptions(time_limit=max(time_limit, 0.1)))
+    if res.status == SolveStatus.INFEASIBLE:
+        return Bound(math.inf, "assignment", SolveStatus.INFEASIBLE, time.perf_counter() - t0)
+    value = shave_bound(res.dual_bound) if math.isfinite(res.dual_bound) else 0.0
+    return Bound(value, "assignment", res.status, time.perf_counter() - t0, dict(res.detail))
+
+
 def joint_mip(inst: PlanInstance, board: _Board, time_limit: float) -> None:
     t0 = time.perf_counter()
     groups = must_share_groups(inst.base)
@@ -191,22 +204,9 @@ def joint_mip(inst: PlanInstance, board: _Board, time_limit: float) -> None:
     board.offer_bound(Bound(min(value, board.ub), "joint_mip", res.status, time.perf_counter() - t0, detail))
 
 
-# ---------------------------------------------------------------------------------------------- the solve
-def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: PlanConfig | None = None) -> PlanResult:
-    """The best joint plan found within ``time_limit`` seconds and its certificate.
-
-    Raises ``InvalidGraphError`` on a malformed instance and ``InfeasibleError`` when no plan exists (proven: the
-    budget is below the least sensitive choice, or a must-share group fits no device) or none was found.
-    """
-    cfg = replace(config or PlanConfig(), time_limit=float(time_limit))
-    t0 = time.perf_counter()
-    deadline = t0 + cfg.time_limit
-    inst = instance.validate()
-    board = _Board(inst)
-
-    def left() -> float:
-        return deadline - time.perf_counter()
-
+def check_feasible(inst: PlanInstance) -> None:
+    """Raise InfeasibleError (naming the cause) when no plan can exist: a budget below the least sensitive plan,
+    a must-share group that fits no device at its smallest widths, or a model larger than all devices together."""
     if inst.budget is not None and inst.min_sensitivity() > inst.budget * (1 + 1e-9):
         raise InfeasibleError(f"instance {inst.name!r}: sensitivity budget {inst.budget:g} is below the least "
                               f"sensitive plan's {inst.min_sensitivity():g}")
@@ -227,6 +227,25 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
             raise InfeasibleError(f"instance {inst.name!r}: the model needs at least {float(smallest.sum()):g} bytes "
                                   f"at its smallest widths, above the devices' total memory {sum(caps):g}")
 
+
+
+# ---------------------------------------------------------------------------------------------- the solve
+def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: PlanConfig | None = None) -> PlanResult:
+    """The best joint plan found within ``time_limit`` seconds and its certificate.
+
+    Raises ``InvalidGraphError`` on a malformed instance and ``InfeasibleError`` when no plan exists (proven: the
+    budget is below the least sensitive choice, or a must-share group fits no device) or none was found.
+    """
+    cfg = replace(config or PlanConfig(), time_limit=float(time_limit))
+    t0 = time.perf_counter()
+    deadline = t0 + cfg.time_limit
+    inst = instance.validate()
+    board = _Board(inst)
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    check_feasible(inst)
     share = cfg.time_limit
     baselines: list[BaselineOutcome] = []
     seeds: list[tuple[np.ndarray, np.ndarray]] = []
@@ -314,9 +333,13 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
     # 3. cheap proven bounds
     if not board.closed() and left() > 0.5:
         board.offer_bound(relaxation_bound(inst, min(max(0.2 * left(), 0.3), 20.0)))
+    if not board.closed() and left() > 0.5:
+        b = assignment_bound(inst, board, min(max(0.15 * left(), 0.3), 15.0))
+        if b.status is not SolveStatus.INFEASIBLE:
+            board.offer_bound(b)
     # 4. the joint MIP
     if cfg.mip and not board.closed() and left() > 0.3:
-        joint_mip(inst, board, left() - 0.2)
+        joint_mip(inst, board, left() - 0.6)
 
     if board.plan is None:
         raise InfeasibleError(f"instance {inst.name!r}: no joint plan fits the devices' memory within the budget "
@@ -332,8 +355,17 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
                       time.perf_counter() - t0, meta)
 
 
+def _solve_point(instance: PlanInstance, budget: float, time_limit: float) -> PlanResult | str:
+    try:
+        return solve_plan(instance.with_budget(budget), time_limit)
+    except InfeasibleError as exc:
+        return str(exc)
+
+
 def sweep_budgets(instance: PlanInstance, budgets: list[float], time_limit: float,
-                  executor: Any = SERIAL) -> list[PlanResult]:
+                  executor: Any = SERIAL) -> list[PlanResult | str]:
     """The bottleneck-vs-sensitivity front: one joint solve per budget, fanned out over ``executor`` (anything with
-    ``tasks.dask_fanout``'s contract: a Dask client, a ``concurrent.futures`` executor, ``SERIAL``); each point keeps its own bound."""
-    return fan_out(executor, solve_plan, [(instance.with_budget(b), time_limit) for b in budgets])
+    ``tasks.dask_fanout``'s contract: a Dask client, a ``concurrent.futures`` executor, ``SERIAL``; None is serial);
+    each point keeps its own bound. A budget with no plan gives the reason (a string) instead of a result."""
+    return fan_out(SERIAL if executor is None else executor, _solve_point,
+                   [(instance, b, time_limit) for b in budgets])

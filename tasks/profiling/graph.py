@@ -16,7 +16,7 @@ import heapq
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from tasks.errors import InvalidGraphError
 
@@ -364,14 +364,3 @@ def layer_view(graph: CostGraph, depth: int = 1) -> CostGraph:
             "members": {gid: members for gid, members in groups}}
     return CostGraph(graph.name, tuple(new_nodes), tuple(new_edges), graph.max_size_per_device, graph.max_devices,
                      meta)
-
-
-def nodes_from_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[Node, ...]:
-    """Nodes from table rows (extra columns such as ``graph_id`` or ``position`` are ignored)."""
-    keys = {f.name for f in fields(Node)}
-    return tuple(Node(**{k: v for k, v in r.items() if k in keys}) for r in rows)
-
-
-def edges_from_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[Edge, ...]:
-    keys = {f.name for f in fields(Edge)}
-    return tuple(Edge(**{k: v for k, v in r.items() if k in keys}) for r in rows)

@@ -136,7 +136,7 @@ def profile_with_config(spec: str, cfg: ProfileConfig, *, link: LinkProfile | No
         model = model.eval().to(DTYPES[cfg.dtype])
         for p in model.parameters():
             p.requires_grad_(False)
-        x = _example_input(shape, cfg.dtype)
+        x = example_input(shape, cfg.dtype)
         # The eager check of the input doubles as the whole-model FLOP count the per-node counts must add up to.
         counter = flop_counter()
         with counting_conditions(), counter:
@@ -186,7 +186,7 @@ def _graph_name(spec: str) -> str:
     return spec.split(":", 1)[1] if spec.startswith(("torchvision:", "forgeflow:")) else spec
 
 
-def _example_input(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
+def example_input(shape: tuple[int, ...], dtype: str) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(DTYPES[dtype])
 

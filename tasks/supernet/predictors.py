@@ -190,12 +190,6 @@ def build_latency_table(net: ElasticSupernet, batch_size: int = 32, repeats: int
     return LatencyPredictor(space, table, base, batch_size, sides)
 
 
-def measure_subnet_latency(net: ElasticSupernet, arch: ElasticArch, input_side: int, batch_size: int = 32,
-                           repeats: int = 15) -> float:
-    sub = extract_subnet(net, arch)
-    return measure_latency_ms(sub, (batch_size, net.config.in_channels, input_side, input_side), repeats)
-
-
 def _report(name: str, y_true, y_pred, n_train: int, unit: str, **detail) -> PredictorReport:
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     rho = float(spearmanr(y_true, y_pred).statistic) if len(y_true) > 2 else float("nan")

@@ -15,7 +15,7 @@ from tasks.federated.config import Compression, FederatedConfig, Privacy
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path):
+def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch):
     from prefect_dask import DaskTaskRunner
 
     from flows.federated import federated_training
@@ -38,7 +38,14 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
     weights = cat.get_arrays(result["weights_key"])["weights"]
     assert weights.size == 64 * 64 + 64 + 64 * 10 + 10
     assert cat.get_object(result["plot"])[:8] == b"\x89PNG\r\n\x1a\n"
-    # same configuration again: everything is already done, the run resumes after round 3 and trains nothing
+    # same configuration again: the finished step is reused from the catalog (tasks.step_cache)
+    cached = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
+    assert cached["weights_key"] == result["weights_key"] and cached["accuracy"] == result["accuracy"]
+    from tasks.step_cache import reuses
+
+    assert [r["status"] for r in reuses(cat, cached["run_id"])] == ["reused"]
+    # and with the step cache off the step runs, resumes after round 3 and trains nothing
+    monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
     again = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
     assert again["resumed_from_round"] == 3 and again["accuracy"] == result["accuracy"]
 

@@ -14,10 +14,12 @@ def test_small_png_is_embedded_and_its_key_listed(tmp_path):
     cat = open_catalog(str(tmp_path / "cat"))
     key = cat.put_object(PNG + b"pixels", ".png")
     md = plot_markdown([("front", key)], cat)
-    assert f"**front**: `{key}`" in md
+    assert f"**front**: [`{key}`](data:image/png;base64," in md  # the key is a link the UI opens
     assert f"forgeflow catalog get {key} -o {key.rsplit('/', 1)[-1]} --catalog {cat.url}" in md
     embedded = md.split("![front](data:image/png;base64,", 1)[1].split(")", 1)[0]
     assert base64.b64decode(embedded) == PNG + b"pixels"
+    linked = md.split(f"[`{key}`](data:image/png;base64,", 1)[1].split(")", 1)[0]
+    assert linked == embedded
 
 
 def test_large_missing_and_non_png_objects_are_listed_not_embedded(tmp_path):

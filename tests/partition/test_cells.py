@@ -78,7 +78,7 @@ def test_bad_specs_are_named(bad):
     assert isinstance(info.value, InvalidGraphError) or "link" in str(info.value)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(branchy_problems())
 def test_bounds_and_plans_are_sound_on_branchy_dags(problem):
     best, _ = brute_force_optimum(problem)

@@ -62,7 +62,7 @@ def test_memory_cap_limits_the_blocks():
     assert np.isfinite(sl.slice(sl.default_order, 4).bottleneck)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 12))
 def test_banded_slicing_equals_the_full_matrix_pass(seed, k):
     # the band (block starts whose work fits the quick slicing's bottleneck) never drops the optimum

@@ -48,7 +48,7 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
     # a second run re-plans the stored model and sensitivities under a BOPs budget
     req2 = QuantizeRequest(source_run=run, bops_budget=3e6, pareto_points=2, bits=(2, 4, 8, 32))
     out2 = flow(request=req2.to_dict(), catalog=url)
-    assert out2["sensitivity"] == {"layers": 3, "reused_from": run}
+    assert out2["sensitivity"] == {"layers": 3, "reused_from": run, "rows_run_id": out2["run_id"]}
     assert out2["totals"]["bops"] <= 3e6
     assert out2["model_record"]["weights_key"] == out["model_record"]["weights_key"]
 

@@ -1,0 +1,367 @@
+"""`forgeflow optimize` for an elastic family as catalog-backed steps (no Prefect here; ``steps.py`` wraps them).
+
+supernet -> profile -> search -> plan -> accuracy (-> federated QAT) -> bundle (+ pipeline measurement) -> report.
+Each function reads what it needs from the catalog, writes its results there under ``run_id`` and returns a small
+JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from tasks.deploy.family import Family, PlannedObjective, supernet_traces
+from tasks.deploy.planner import ChainPlan, NoPlanError, host_stage_ms
+from tasks.deploy.target import TargetView, host_view
+from tasks.errors import ForgeflowError
+from tasks.supernet.supernet import ElasticSupernet
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "supernet" / "pretrained"
+BUILTIN_FAMILIES = {"digits": PRETRAINED / "digits.safetensors"}
+#: slack under the most accurate feasible subnet within which the fastest one is chosen
+ACCURACY_SLACK_PP = 0.5
+
+
+class FamilyError(ForgeflowError):
+    """An unknown or unusable elastic family."""
+
+
+def host_name() -> str:
+    return f"{platform.processor() or platform.machine()} torch {torch.__version__}"
+
+
+# ----------------------------------------------------------------------------------------------- supernet
+def _config_key(spec: str, dataset: str | None) -> str:
+    return hashlib.sha256(json.dumps([spec, dataset]).encode()).hexdigest()[:16]
+
+
+def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int = 0) -> dict[str, Any]:
+    """The trained supernet of ``spec``: the built-in ``digits`` family (shipped checkpoint, imported into the catalog
+    once), ``train`` (the elastic family trained here by progressive shrinking on ``dataset``, once per dataset),
+    or the id of a supernet already in the catalog. Returns its supernet_models record."""
+    from tasks.supernet.pipeline import _config_json
+    from tasks.supernet.train import load_dataset, load_state_arrays, subnet_accuracy, supernet_config_for
+
+    name = spec.removeprefix("forgeflow:")
+    data = load_dataset(dataset, seed=seed)
+    try:
+        rows = cat.read("supernet_models").to_pylist()
+    except Exception:
+        rows = []
+    if name in BUILTIN_FAMILIES:
+        from safetensors.numpy import load_file
+
+        path = BUILTIN_FAMILIES[name]
+        sid = "digits-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        found = [r for r in rows if r["supernet_id"] == sid]
+        if found:
+            return found[-1] | {"cached": True}
+        if dataset is not None:
+            raise FamilyError("the built-in digits family was trained on scikit-learn's digits; use --supernet train "
+                              "to train the elastic family on --data")
+        cfg = supernet_config_for(data)
+        net = load_state_arrays(ElasticSupernet(cfg), load_file(str(path))).eval()
+        arrays = load_file(str(path))
+        source = f"shipped checkpoint {path.name}"
+    elif name == "train":
+        from tasks.supernet.progressive import ShrinkSchedule, train_progressive
+        from tasks.supernet.train import state_arrays
+
+        sid = "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+        found = [r for r in rows if r["supernet_id"] == sid]
+        if found:
+            return found[-1] | {"cached": True}
+        torch.manual_seed(seed)
+        cfg = supernet_config_for(data)
+        net = ElasticSupernet(cfg)
+        train_progressive(net, data, ShrinkSchedule.default_for(cfg.space, seed=seed))
+        arrays = state_arrays(net)
+        source = "trained here (progressive shrinking)"
+    else:
+        found = [r for r in rows if r["supernet_id"] == name]
+        if not found:
+            raise FamilyError(f"unknown family {spec!r}: expected 'digits' (built-in), 'train' (train the elastic "
+                              f"family on --data) or the id of a supernet in catalog {cat.url}")
+        return found[-1] | {"cached": True}
+    sp = cfg.space
+    row = {"supernet_id": sid, "dataset": dataset or "sklearn:digits", "config_json": _config_json(cfg),
+           "weights_key": cat.put_arrays(arrays, run_id=run_id, description=f"elastic supernet ({source})"),
+           "seed": seed, "epochs": 0, "random_subnets": 0, "n_train": len(data.x_train), "n_test": len(data.x_test),
+           "train_seconds": float("nan"), "largest_accuracy_pct": subnet_accuracy(net, sp.largest(), data),
+           "smallest_accuracy_pct": subnet_accuracy(net, sp.smallest(), data)}
+    cat.append("supernet_models", [row], run_id=run_id)
+    return row | {"cached": False, "source": source}
+
+
+def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
+    from tasks.supernet.pipeline import load_supernet
+
+    return load_supernet(cat, record)
+
+
+def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=None) -> dict[str, Any]:
+    """Before a run (nothing written): the family is known, its smallest subnet fits the target's memory at the
+    smallest width, and the target's limits are not below what its fastest subnet can do. Raises ``FamilyError`` /
+    ``NoPlanError`` with one line."""
+    from tasks.deploy.chain import extract_chain
+    from tasks.deploy.instance import _param_bytes
+    from tasks.supernet.predictors import measure_many_ms
+    from tasks.supernet.train import load_dataset, supernet_config_for
+
+    name = spec.removeprefix("forgeflow:")
+    data = load_dataset(dataset)
+    if name not in BUILTIN_FAMILIES and name != "train":
+        rows = []
+        if cat is not None:
+            try:
+                rows = cat.read("supernet_models", filter=pc.field("supernet_id") == name).to_pylist()
+            except Exception:
+                rows = []
+        if not rows:
+            raise FamilyError(f"unknown family {spec!r}: expected 'digits' (built-in), 'train' (train the elastic "
+                              f"family on --data) or the id of a supernet in the catalog")
+    if name in BUILTIN_FAMILIES and dataset is not None:
+        raise FamilyError("the built-in digits family was trained on scikit-learn's digits; use --supernet train "
+                          "to train the elastic family on --data")
+    net = ElasticSupernet(supernet_config_for(data)).eval()
+    sp = net.config.space
+    chain, specs = extract_chain(net, sp.smallest())
+    low = min(target.bits)
+    need = [_param_bytes(u, low) for u in chain]
+    caps = target.memory_bytes
+    if max(need) > max(caps) or sum(need) > sum(caps):
+        raise NoPlanError(f"no subnet of family {name!r} fits target {target.name}: its smallest subnet needs "
+                          f"{sum(need):,.0f} bytes at {low} bits (largest unit {max(need):,.0f}), the devices hold "
+                          f"{sum(caps):,.0f} ({max(caps):,.0f} the largest)")
+    if target.min_accuracy_pct is not None and name in BUILTIN_FAMILIES:
+        from safetensors.numpy import load_file
+
+        from tasks.supernet.train import load_state_arrays, subnet_accuracy
+
+        trained = load_state_arrays(ElasticSupernet(supernet_config_for(data)), load_file(str(BUILTIN_FAMILIES[name])))
+        top = subnet_accuracy(trained, sp.largest(), data)
+        if target.min_accuracy_pct > top:
+            raise NoPlanError(f"infeasible accuracy floor {target.min_accuracy_pct:g} %: the most accurate subnet of "
+                              f"family {name!r} (the largest) reaches {top:.2f} % on the held-out data")
+    if target.latency_limit_ms is not None:
+        x = (target.microbatch, data.in_channels, data.side, data.side)
+        ms = float(measure_many_ms([(chain, x)], rounds=2, repeats=3)[0])
+        best = min(target.time_scale(d, b) for d in range(target.k) for b in target.bits)
+        floor = ms * best / target.k
+        if floor > target.latency_limit_ms:
+            raise NoPlanError(f"infeasible latency limit {target.latency_limit_ms:g} ms on target {target.name}: "
+                              f"the fastest subnet needs about {floor:.3g} ms per microbatch even split evenly over "
+                              f"{target.k} devices at the fastest width")
+    return {"smallest_bytes": sum(need)}
+
+
+# ----------------------------------------------------------------------------------------------- profile
+def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, dataset: str | None) -> dict[str, Any]:
+    """The unit latency table of the family on this host at ``microbatch`` (measured once, then read back)."""
+    from tasks.deploy.profile import family_units, profile_units
+    from tasks.supernet.train import load_dataset
+
+    host = host_name()
+    pid = hashlib.sha256(json.dumps([record["supernet_id"], host, microbatch]).encode()).hexdigest()[:16]
+    try:
+        rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == pid).to_pylist()
+    except Exception:
+        rows = []
+    if rows:
+        return {"profile_id": pid, "units": len(rows), "cached": True, "host": host}
+    net = load_family_net(cat, record)
+    data = load_dataset(dataset)
+    units = family_units(net, data.side)
+    table = profile_units(units, microbatch, data.in_channels)
+    cat.append("deploy_unit_profiles", [{"profile_id": pid, "family": record["supernet_id"], "host": host,
+                                         "microbatch": microbatch, "unit_key": k, "ms": v[0], "ms_fakequant": v[1]}
+                                        for k, v in table.items()],
+               run_id=run_id)
+    return {"profile_id": pid, "units": len(table), "cached": False, "host": host}
+
+
+def load_family(cat, record: dict[str, Any], profile: dict[str, Any], microbatch: int, dataset: str | None,
+                traces: dict[str, float] | None = None) -> Family:
+    from tasks.supernet.train import load_dataset
+
+    net = load_family_net(cat, record)
+    data = load_dataset(dataset)
+    rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == profile["profile_id"]).to_pylist()
+    unit_ms = {r["unit_key"]: r["ms"] for r in rows}
+    unit_ms_fq = {r["unit_key"]: r["ms_fakequant"] for r in rows}
+    if traces is None:
+        traces = supernet_traces(net, data)
+    return Family(net, data, unit_ms, traces, microbatch, unit_ms_fq)
+
+
+def family_traces(cat, run_id: str, record: dict[str, Any], dataset: str | None) -> dict[str, Any]:
+    """The supernet's per-layer Hessian traces: estimated once per family, then read back from the catalog."""
+    from tasks.supernet.train import load_dataset
+
+    fid = record["supernet_id"]
+    try:
+        rows = cat.read("deploy_traces", filter=pc.field("family") == fid).to_pylist()
+    except Exception:
+        rows = []
+    if rows:
+        return {"traces": {r["layer"]: r["trace_per_param"] for r in rows}, "traces_cached": True}
+    traces = supernet_traces(load_family_net(cat, record), load_dataset(dataset))
+    cat.append("deploy_traces", [{"family": fid, "layer": k, "trace_per_param": v} for k, v in traces.items()],
+               run_id=run_id)
+    return {"traces": traces, "traces_cached": False}
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, default=str).encode()
+
+
+# ----------------------------------------------------------------------------------------------- search
+def choose(archs: list[str], acc: np.ndarray, lat: np.ndarray, target: TargetView,
+           slack_pp: float = ACCURACY_SLACK_PP) -> tuple[int, str]:
+    """Row of the subnet to deploy and why: among subnets with a plan (under the target's latency limit and accuracy
+    floor, when it sets them), the fastest within ``slack_pp`` of the most accurate."""
+    ok = np.isfinite(lat)
+    why = []
+    if target.latency_limit_ms is not None:
+        ok &= lat <= target.latency_limit_ms
+        why.append(f"certified bottleneck <= {target.latency_limit_ms:g} ms")
+    if target.min_accuracy_pct is not None:
+        ok &= acc >= target.min_accuracy_pct
+        why.append(f"accuracy >= {target.min_accuracy_pct:g} %")
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        raise NoPlanError(f"no evaluated subnet meets target {target.name}'s limits ({', '.join(why) or 'memory'})")
+    best = float(acc[idx].max())
+    near = idx[acc[idx] >= best - slack_pp]
+    pick = int(near[np.argmin(lat[near])])
+    return pick, (f"the fastest of {near.size} subnet(s) within {slack_pp:g} pp of the most accurate feasible one "
+                  f"({best:.2f} %)" + (f", under {' and '.join(why)}" if why else ""))
+
+
+def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: int, seed: int = 0,
+                  executor=None) -> dict[str, Any]:
+    from tasks.supernet.search import run_search
+    from tasks.supernet.train import subnet_accuracy
+
+    data = family.data
+    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data))
+    sp = family.net.config.space
+    res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
+                     executor=executor, chunk_size=8)
+    archs = [sp.to_string(g) for g in res.genes]
+    acc, lat = np.asarray(res.accuracy, float), np.asarray(res.latency_ms, float)
+    feasible = np.isfinite(lat)
+    from tasks.supernet.pareto import non_dominated_mask
+
+    front = np.zeros(len(archs), bool)
+    if feasible.any():
+        fi = np.flatnonzero(feasible)
+        front[fi[non_dominated_mask(np.stack([-acc[fi], lat[fi]], axis=1))]] = True
+    pick, why = choose(archs, acc, lat, target)
+    cat.append("deploy_candidates", [{
+        "target": target.name, "target_digest": target.digest, "order": i, "arch": archs[i],
+        "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i]), "ratio": None, "on_front": bool(front[i]),
+        "chosen": i == pick} for i in range(len(archs))], run_id=run_id)
+    order = np.argsort(lat)
+    return {
+        "status": res.status.value, "evaluations": int(res.evaluations), "seconds": float(res.seconds),
+        "infeasible": int((~feasible).sum()),
+        "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])}
+                  for i in order if front[i]],
+        "candidates": [{"arch": archs[i], "accuracy_pct": float(acc[i]),
+                        "bottleneck_ms": float(lat[i]) if math.isfinite(lat[i]) else None} for i in order],
+        "chosen": {"arch": archs[pick], "accuracy_pct": float(acc[pick]), "bottleneck_ms": float(lat[pick])},
+        "why": why, "latency_limit_ms": target.latency_limit_ms,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- plan
+def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str, Any]:
+    sp = family.net.config.space
+    arch = sp.decode(sp.from_string(arch_text))
+    plan, instance, units = family.plan(arch, target, time_limit=20.0)
+    host = host_view(len(plan.stages), target.microbatch)
+    return {"arch": arch_text, "plan": plan.to_json(), "instance": instance,
+            "host_stage_ms": list(host_stage_ms(plan, family.host_unit_ms(arch, plan.bits),
+                                                {u.name: host.transfer_ms(u.out_bytes) for u in units})),
+            "units": [{"name": u.name, "host_ms": u.host_ms, "bytes_at": {str(b): v for b, v in u.bytes_at.items()},
+                       "sensitivity_at": {str(b): v for b, v in u.sensitivity_at.items()},
+                       "out_bytes": u.out_bytes, "layers": list(u.layers)} for u in units]}
+
+
+# ----------------------------------------------------------------------------------------------- accuracy
+def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8):
+    """The chosen subnet as a chain with BN recalibrated, its float accuracy, and the plan applied (fake-quantized
+    weights per unit width, activations calibrated on training batches)."""
+    from tasks.quantize.apply import quantize_model
+    from tasks.supernet.train import accuracy_pct, recalibrate_bn
+
+    sp = family.net.config.space
+    arch = sp.decode(sp.from_string(arch_text))
+    chain, specs = family.chain(arch)
+    recalibrate_bn(chain, family.data.x_train)
+    names = [s["name"] for s in specs]
+    from tasks.quantize.layers import quantizable_modules
+
+    layer_bits = {fqn: int(plan.bits[names[int(fqn.split(".")[0])]]) for fqn in quantizable_modules(chain)}
+    calib = [family.data.x_train[i:i + 128] for i in range(0, 512, 128)]
+    q = quantize_model(chain, layer_bits, act_bits=act_bits if any(b < 32 for b in layer_bits.values()) else None,
+                       calibration=calib)
+    return chain, specs, q, layer_bits
+
+
+def check_accuracy(family: Family, arch_text: str, plan: ChainPlan) -> dict[str, Any]:
+    from tasks.supernet.train import accuracy_pct
+
+    chain, _, q, layer_bits = quantized_chain(family, arch_text, plan)
+    d = family.data
+    return {"accuracy_float_pct": accuracy_pct(chain, d.x_test, d.y_test),
+            "accuracy_quantized_pct": accuracy_pct(q.model, d.x_test, d.y_test),
+            "layer_bits": layer_bits, "n_test": len(d.x_test)}
+
+
+# ----------------------------------------------------------------------------------------------- bundle
+def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
+                  run_id: str) -> dict[str, Any]:
+    from tasks.deploy.bundle import sha256_file, write_bundle
+
+    plan = ChainPlan.from_json(planned["plan"])
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan)
+    model = q.model
+    names = [s["name"] for s in specs]
+    bounds, start = [], 0
+    for stage in plan.stages:
+        bounds.append((start, start + len(stage)))
+        start += len(stage)
+    if [n for st in plan.stages for n in st] != names:
+        raise ForgeflowError("plan stages do not cover the chain's units in order")
+    stages, stage_units, stage_act = [], [], []
+    for a, b in bounds:
+        stages.append(torch.nn.Sequential(*list(model)[a:b]))  # renumbered from 0: the stage's own keys
+        stage_units.append(specs[a:b])
+        act = {}
+        for fqn, qp in q.act_qparams.items():
+            i, rest = fqn.split(".", 1)
+            if a <= int(i) < b:
+                act[f"{int(i) - a}.{rest}"] = qp
+        stage_act.append(act)
+    x = family.data.x_test[: target.microbatch]
+    with torch.inference_mode():
+        y = model(x)
+    doc = {"run_id": run_id, "family": "elastic", "arch": arch_text, "target": target.to_json(),
+           "plan": plan.to_json(), "layer_bits": layer_bits,
+           "predicted": {"target_stage_ms": list(plan.stage_ms), "host_stage_ms": planned["host_stage_ms"],
+                         "bottleneck_ms": plan.bottleneck_ms, "lower_bound_ms": plan.lower_bound_ms,
+                         "ratio": plan.to_json()["ratio"]}}
+    path = write_bundle(out_dir, plan_json=doc, stages=stages, stage_units=stage_units, stage_act=stage_act,
+                        act_bits=8 if q.act_qparams else None, check_input=x, check_output=y)
+    return {"bundle": str(path), "stages": len(stages), "plan_sha256": sha256_file(Path(path) / "PLAN.json"),
+            "boundaries": [list(model[:b](x).shape) for _, b in bounds[:-1]]}

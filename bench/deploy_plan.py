@@ -191,8 +191,10 @@ def geomean(xs):
 def markdown(rows: list[dict], args) -> str:
     solved = [r for r in rows if r["status"] != "infeasible"]
     inf = [r for r in rows if r["status"] == "infeasible"]
-    lines = [f"{len(rows)} instances ({', '.join(args.graphs)}; k in {args.ks}; targets {', '.join(args.targets)}; "
-             f"HAWQ budget points {args.fractions}); time limit {args.time_limit:g} s per instance. "
+    combos = sorted({(r["graph"], r["fraction"]) for r in rows})
+    per_graph = "; ".join(f"{g} at f = {', '.join(str(f) for gg, f in combos if gg == g)}" for g in args.graphs)
+    lines = [f"{len(rows)} instances ({per_graph}; k in {args.ks}; targets {', '.join(args.targets)}); time limit "
+             f"{args.time_limit:g} s per instance. "
              f"{len(inf)} proven infeasible before solving (the model does not fit the devices' memory even at its "
              f"smallest widths, or the budget is below the least sensitive plan).", "",
              "| k | solved | valid | joint <= every baseline | strictly better than best baseline | mean / max gain "
@@ -251,6 +253,9 @@ def main(argv=None) -> None:
         rows = [json.loads(ln) for f in args.rows for ln in Path(f).read_text().splitlines()
                 if ln.startswith("{")]
         args.graphs = [g for g in args.graphs if any(r["graph"] == g for r in rows)]
+        args.ks = sorted({r["k"] for r in rows})
+        args.targets = sorted({r["target"] for r in rows})
+        args.fractions = sorted({r["fraction"] for r in rows})
     else:
         rows = run(args)
     if args.out:

@@ -427,6 +427,24 @@ def unseen_devices(table: Table, args) -> int:
     return 0
 
 
+def fewshot_latency_search(args, table: Table, dataset: str, budget: int) -> int:
+    """The search with at most ``--latency-samples`` latency measurements of the device (bench/latency_fewshot.py)."""
+    from latency_fewshot import hv_ratio, run_fewshot_search
+
+    from tasks.latency.table import LatencyTable
+
+    lt = LatencyTable.load(args.data)
+    acc = table.accuracy[dataset]
+    res, n_acc = run_fewshot_search(lt, acc, args.device, args.latency_samples, budget, args.seed)
+    genes = res.search.genes[res.front_index]
+    if not args.json:
+        print(f"true-latency HV ratio {hv_ratio(lt, acc, args.device, genes):.4f} with "
+              f"{res.latency_measurements} latency measurements")
+    print(json.dumps({"front": [lt.space.to_string(g) for g in genes], "latency_measurements": res.latency_measurements,
+                      "evaluations": n_acc, "seconds": round(res.seconds, 4)}))
+    return 0
+
+
 def _sweep_devices(job):
     path, devices, datasets, budgets, seeds = job
     return sweep(load_table(path), devices, datasets, budgets, seeds)
@@ -442,6 +460,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5, help="sweep: number of seeds (>= 5)")
     p.add_argument("--method", choices=("evolution", "random"), default="evolution")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--latency-samples", type=int, default=None, help="one search: measure at most N latencies of "
+                   "--device (counted) and predict the rest with the few-shot model pre-trained on the other devices "
+                   "(tasks/latency); the front is scored by true latency")
     p.add_argument("--no-write", action="store_true", help="sweep: do not write docs/benchmarks.md")
     p.add_argument("--devices", default=None, help="sweep: comma-separated subset of devices (default: all)")
     p.add_argument("--workers", type=int, default=1, help="sweep: processes (devices are split between them)")
@@ -459,6 +480,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: unknown device {args.device!r}; the file has {sorted(table.latency)}")
         dataset = args.dataset or "cifar10"
         budget = args.budget or 300
+        if args.latency_samples is not None:
+            return fewshot_latency_search(args, table, dataset, budget)
         res, n = one_search(table, args.device, dataset, budget, args.seed, args.method)
         front = [NB201Space().to_string(res.genes[i]) for i in res.front_index]
         if not args.json:

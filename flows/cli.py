@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "flows.cli_federate",
     "flows.cli_ops",
     "flows.cli_search",
+    "flows.cli_latency",
     "flows.cli_up",
     "flows.cli_verify",
     "flows.cli_optimize",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any, Callable, Iterator, Optional
 
 import typer
@@ -31,8 +32,8 @@ class FlowCommand:
     """The preamble and epilogue every flow command shares, in one order:
 
     1. ``--json`` quiets Prefect's console logs (stdout carries the JSON only);
-    2. settings (flags over ``FORGEFLOW_*``), then the catalog, opened now so a bad or unreachable one fails before
-       anything runs;
+    2. settings (flags over ``FORGEFLOW_*``); ``command.catalog`` opens the catalog on first use, at the latest
+       before the flow starts, so a bad or unreachable one fails before anything runs;
     3. the command validates its inputs against ``command.catalog`` (a ForgeflowError becomes one line on stderr and
        exit code 2 in ``flows.cli.main``; nothing is written);
     4. ``run``: the Dask address is checked, the flow runs on the settings' task runner under a progress bar;
@@ -41,22 +42,29 @@ class FlowCommand:
 
     def __init__(self, json_out: bool, catalog: Optional[str], s3_endpoint: Optional[str],
                  dask_address: Optional[str]) -> None:
-        from flows.runtime import open_settings_catalog
         from flows.settings import load_settings
 
         quiet_prefect_for_json(json_out)
         self.json_out = json_out
         self.settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
-        self.catalog = open_settings_catalog(self.settings)
+
+    @cached_property
+    def catalog(self):
+        """The settings' catalog, opened on first use (a bad or unreachable one fails then, before any run; a
+        command whose checks need no catalog creates no catalog folder when they fail)."""
+        from flows.runtime import open_settings_catalog
+
+        return open_settings_catalog(self.settings)
 
     def run(self, flow, *, heavy: bool = True, **parameters: Any) -> dict[str, Any]:
         """Run ``flow`` with ``parameters`` plus this command's catalog and S3 endpoint; return its result."""
         from flows.runtime import check_dask_address, task_runner_for
 
+        catalog = self.catalog
         check_dask_address(self.settings.dask_address)
         runner = task_runner_for(self.settings, heavy=heavy)
         with progress_bar(not self.json_out):
-            return flow.with_options(task_runner=runner)(**parameters, catalog=self.catalog.url,
+            return flow.with_options(task_runner=runner)(**parameters, catalog=catalog.url,
                                                          s3_endpoint=self.settings.s3_endpoint)
 
     def emit(self, result: Any, report: Callable[[], None]) -> None:

@@ -113,9 +113,12 @@ def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search
 
 
 def write_report(cat, run_id: str, summary: dict[str, Any]) -> str:
-    from tasks.deploy.report import render_html
+    """The HTML page and its plots (PNG objects, keys in ``summary["plots"]``) into the catalog; the page's key."""
+    from tasks.deploy.report import plot_pngs, render_html
 
-    return cat.put_object(render_html(summary).encode(), suffix=".html", run_id=run_id)
+    pngs = plot_pngs(summary)
+    summary["plots"] = {name: cat.put_object(png, suffix=".png", run_id=run_id) for name, png in pngs.items()}
+    return cat.put_object(render_html(summary, pngs).encode(), suffix=".html", run_id=run_id)
 
 
 def record_decision(cat, run_id: str, summary: dict[str, Any]) -> None:
@@ -140,7 +143,9 @@ def publish_report(summary: dict[str, Any], cat=None) -> None:
             table=[{"stage": i, "units": ", ".join(s), "predicted_target_ms": summary["plan"]["stage_ms"][i],
                     "predicted_host_ms": summary["host_stage_ms"][i],
                     "measured_host_ms": summary["pipeline"]["stage_ms_measured"][i]}
-                   for i, s in enumerate(summary["plan"]["stages"])], catalog=cat)
+                   for i, s in enumerate(summary["plan"]["stages"])],
+            plots=[(f"{name} (from the HTML report)", key) for name, key in summary.get("plots", {}).items()],
+            catalog=cat)
 
 
 def validate_family_inputs(supernet: str, target: str, data: str | None, latency_limit_ms: float | None,

@@ -16,16 +16,25 @@ from typing import Any
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
 
-def _png(fig) -> str:
+def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
-def front_plot(s: dict[str, Any]) -> str:
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def plot_pngs(s: dict[str, Any]) -> dict[str, bytes]:
+    """The report's plots as PNG bytes: also stored in the catalog and embedded in the run's Prefect artifact."""
+    return {"front": front_plot(s), "bits": bits_plot(s), "stages": stages_plot(s)}
+
+
+def front_plot(s: dict[str, Any]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +60,7 @@ def front_plot(s: dict[str, Any]) -> str:
     return _png(fig)
 
 
-def stages_plot(s: dict[str, Any]) -> str:
+def stages_plot(s: dict[str, Any]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,7 +87,7 @@ def stages_plot(s: dict[str, Any]) -> str:
     return _png(fig)
 
 
-def bits_plot(s: dict[str, Any]) -> str:
+def bits_plot(s: dict[str, Any]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,7 +128,8 @@ th{background:#f4f4f4}code{background:#f4f4f4;padding:1px 4px}img{max-width:100%
 .big{font-size:1.1em}.ok{color:#1a7f37}.bad{color:#c62828}"""
 
 
-def render_html(s: dict[str, Any]) -> str:
+def render_html(s: dict[str, Any], plots: dict[str, bytes] | None = None) -> str:
+    plots = plots or plot_pngs(s)
     t, p, a, pipe = s["target"], s["plan"], s["accuracy"], s["pipeline"]
     ratio = p.get("ratio")
     stages_rows = []
@@ -153,20 +163,20 @@ def render_html(s: dict[str, Any]) -> str:
         f"<p><code>{html.escape(s['chosen']['arch'])}</code>: {html.escape(s['search']['why'])}. "
         f"{s['search']['evaluations']} subnets evaluated ({html.escape(s['search']['status'])}); "
         f"{s['search']['infeasible']} had no plan on this target.</p>",
-        f"<img alt='accuracy vs certified bottleneck front' src='{front_plot(s)}'>",
+        f"<img alt='accuracy vs certified bottleneck front' src='{_uri(plots['front'])}'>",
         _table([[c["arch"], c["accuracy_pct"], c["bottleneck_ms"]] for c in s["search"]["front"]],
                ["front subnet", "accuracy (%)", "certified bottleneck (ms)"]),
         "<h2>Stages and bits per unit</h2>",
         _table(stages_rows, ["stage", "units (weight bits)", "predicted on target (ms)", "memory (bytes)",
                              "predicted on this host (ms)", "measured on this host (ms)"]),
-        f"<img alt='bits per unit' src='{bits_plot(s)}'>",
+        f"<img alt='bits per unit' src='{_uri(plots['bits'])}'>",
         "<h2>Certificate</h2>",
         _table([[p["planner"], p["bottleneck_ms"], p["lower_bound_ms"], p.get("lower_bound_method"), ratio,
                  p["sensitivity"], p["budget"]]],
                ["planner", "bottleneck (ms)", "lower bound (ms)", "bound from", "ratio", "sensitivity", "budget"]),
         _table([[m, v] for m, v in base.items()], ["baseline on the same instance", "bottleneck (ms)"]) if base else "",
         "<h2>Predicted vs measured stage times</h2>",
-        f"<img alt='stage times' src='{stages_plot(s)}'>",
+        f"<img alt='stage times' src='{_uri(plots['stages'])}'>",
         f"<p>Pipeline run: {pipe['k']} processes, {pipe['microbatches']} microbatches of {pipe['microbatch_size']}; "
         f"pipelined output vs unsplit quantized model: {eq} (max |diff| {_fmt(pipe['max_abs_diff'])}). Throughput "
         f"{_fmt(pipe['throughput_mb_s'])} microbatches/s measured against {_fmt(pipe['predicted_throughput_mb_s'])} "

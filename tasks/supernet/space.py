@@ -131,6 +131,11 @@ class CategoricalSpace:
                 blocks.append(oh)
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.float32)
 
+    def op_counts(self, genes: np.ndarray) -> np.ndarray | None:
+        """How many times each operation occurs, (n, k) float64, for spaces whose genes all choose among the same
+        operations (a latency that is a sum of per-operation costs is linear in these); None elsewhere."""
+        return None
+
     # -- strings ------------------------------------------------------------------------------------------------
     def to_string(self, genes) -> str:
         return "-".join(str(int(v)) for v in np.asarray(genes).ravel())
@@ -234,6 +239,11 @@ class NB201Space(CategoricalSpace):
             self._weights(alive),
         ], axis=1)
         return np.concatenate([alive, counts, np.where(live, convs + 1, 0), summary], axis=1)
+
+    def op_counts(self, genes: np.ndarray) -> np.ndarray:
+        """Edges per operation (``none`` excluded: it is implied by the other four), (n, 4)."""
+        g = np.asarray(genes, dtype=np.int64).reshape(-1, self.n_genes)
+        return np.stack([(g == op).sum(axis=1) for op in range(1, len(NB201_OPS))], axis=1).astype(np.float64)
 
     def to_string(self, genes) -> str:
         g = np.asarray(genes).ravel()

@@ -59,10 +59,12 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         seconds: dict[str, float] = {}
         total = len(FAMILY_STEPS)
 
-        def timed(name: str, i: int, fn, *args, **kw):
+        def timed(name: str, i: int, fn, *args, here: bool = False, **kw):
             report(name, i, total)
             t0 = time.perf_counter()
-            out = fn.submit(*args, **kw).result()
+            # here=True runs the task in the flow's own process: the bundle step starts one process per pipeline
+            # stage, which a Dask worker (a daemonic process) may not do
+            out = fn(*args, **kw) if here else fn.submit(*args, **kw).result()
             seconds[name] = round(time.perf_counter() - t0, 3)
             report(name, i + 1, total)
             return out
@@ -75,7 +77,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         planned = timed("plan", 3, S.plan_step, url, run.id, ctx, arch, ep)
         acc = timed("accuracy", 4, S.accuracy_step, url, run.id, ctx, arch, planned["plan"], ep)
         out_dir = bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
-        bundle = timed("bundle", 5, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep)
+        bundle = timed("bundle", 5, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep, here=True)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds)
         report("report", 6, total)
         t0 = time.perf_counter()

@@ -13,6 +13,14 @@ import pytest
 os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 
+# Prefect's console handler on the root logger binds sys.stderr when logging is first set up. Set it up now, while
+# sys.stderr is pytest's session-long capture: set up inside a test it would bind that test's capsys stream, which is
+# closed after the test, and a later log record (dp-accounting's absl, at a later test or at exit) kills the run with
+# "lost sys.stderr".
+from prefect.logging.configuration import setup_logging  # noqa: E402
+
+setup_logging()
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -26,10 +26,11 @@ def test_large_missing_and_non_png_objects_are_listed_not_embedded(tmp_path):
     cat = open_catalog(str(tmp_path / "cat"))
     big = cat.put_object(PNG + bytes(MAX_EMBED_BYTES), ".png")
     text = cat.put_object(b"not an image", ".png")
-    md = plot_markdown([("big", big), ("gone", "objects/00/missing.png"), ("text", text)], cat)
+    gone = "objects/ab/ab" + "0" * 62 + ".png"  # a well-formed key of an object that is not there
+    md = plot_markdown([("big", big), ("gone", gone), ("text", text)], cat)
     assert "data:image" not in md
     assert f"not embedded: {MAX_EMBED_BYTES + 8:,} bytes" in md
-    assert "not embedded: object 'objects/00/missing.png' not found" in md
+    assert f"not embedded: object '{gone}' not found" in md
     assert f"`{text}`" in md
 
 

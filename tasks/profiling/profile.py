@@ -86,8 +86,10 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     The one parser of ``--input-shape`` for every command."""
     if not text:
         return None
-    parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
+    parts = [p.strip() for p in text.strip().replace("×", "x").replace("x", ",").split(",")]
     try:
+        if any(not p for p in parts):  # "1,x,8" or "1,,8": a missing dimension, not a shorter shape
+            raise ValueError
         shape = tuple(int(p) for p in parts)
     except ValueError:
         raise ProfileConfigError(f"input shape must be comma-separated integers like 1,3,224,224; got {text!r}") \

@@ -84,7 +84,7 @@ BAD_INPUTS = [
     (["optimize", "--model", "torchvision:not_a_model"], "unknown torchvision model"),
     (["optimize", "--model", "no_colon_here"], "is not of the form"),
     (["optimize", "--model", "nosuchpkg.mod:factory"], "cannot import module"),
-    (["optimize", "--model", "forgeflow:digits_cnn", "--stages", "0"], "--stages must be >= 1"),
+    (["optimize", "--model", "forgeflow:digits_cnn", "--stages", "0"], "--stages must be between 1 and 1024"),
     (["optimize", "--model", "forgeflow:digits_cnn", "--input-shape", "1,x,8"], "input shape"),
     (["optimize", "--model", "forgeflow:digits_cnn", "--input-shape", "1,3,8,8"], "cannot run on an input of shape"),
     (["optimize", "--model", "forgeflow:digits_cnn", "--dask-address", "localhost:1"], "tcp://HOST:PORT"),
@@ -94,7 +94,8 @@ BAD_INPUTS = [
     (["catalog", "query", "SELEC 1"], "malformed SQL"),
     (["catalog", "compact", "--table", "nope"], "unknown table 'nope'"),
     (["catalog", "show", "no-such-run"], "no run 'no-such-run'"),
-    (["catalog", "get", "objects/00/missing.png"], "object 'objects/00/missing.png' not found in catalog"),
+    (["catalog", "get", "objects/ab/ab" + "0" * 62 + ".png"], "not found in catalog"),
+    (["catalog", "get", "objects/00/missing.png"], "is not an object key"),
     (["catalog", "get", "runs/part-0.parquet"], "is not an object key"),
 ]
 

@@ -21,7 +21,7 @@ CONFIGS = [
     QuantizeRequest(model="forgeflow:digits_cnn", bits=(2, 4, 8), ties=(("a", "b"),), pinned=(("fc", 8),),
                     size_budget=4096.0),
     SearchRequest(budget=40, stage_channels=(8, 12), latency_limit_ms=2.5),
-    FederatedConfig(clients=4, alpha=None, compression=Compression("topk", 0.1),
+    FederatedConfig(clients=4, alpha=None, compression=Compression("randk", 0.1, shared_mask=True),
                     privacy=Privacy(mode="client", noise=1.1)),
     ProfileConfig(input_shape=(1, 3, 32, 32), repeats=3),
     PartitionRequest(stages=4, model="forgeflow:digits_cnn", input_shape=(1, 1, 8, 8)),

@@ -113,8 +113,9 @@ def test_aws_secret_never_logged_or_stored(s3_server, tmp_path):
     bucket = make_bucket(s3_server)
     url = f"s3://{bucket}/cat"
     home = tmp_path / "prefect_home"
+    # PREFECT_API_URL emptied: the run starts its own API on this PREFECT_HOME, whose database is scanned below
     env = {"AWS_SECRET_ACCESS_KEY": secret, "AWS_ACCESS_KEY_ID": key_id, "PREFECT_HOME": str(home),
-           "FORGEFLOW_DASK_WORKERS": "1", "PREFECT_LOGGING_LEVEL": "DEBUG"}
+           "FORGEFLOW_DASK_WORKERS": "1", "PREFECT_LOGGING_LEVEL": "DEBUG", "PREFECT_API_URL": ""}
     p = forgeflow("profile", "--model", "forgeflow:digits_cnn", "--repeats", "1", "--warmup", "1", "--catalog", url,
                   "--s3-endpoint", s3_server, "--json", env=env, timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -130,7 +130,7 @@ def _dangling():
 SLOW = pytest.mark.slow
 BAD = [
     (_cycle, ["--stages", "2"], "cycle"),
-    (None, ["--stages", "0"], "--stages must be >= 1"),
+    (None, ["--stages", "0"], "--stages must be between 1 and 1024"),
     pytest.param(_negative, ["--stages", "2"], "expected a finite number >= 0", marks=SLOW),
     pytest.param(_dangling, ["--stages", "2"], "does not exist", marks=SLOW),
     pytest.param(None, ["--stages", "2", "--memory-cap", "15"], "memory cap 15 is below", marks=SLOW),

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from bench._report import write_section  # noqa: E402
-from catalog import open_catalog  # noqa: E402
+from _report import write_section  # noqa: E402
+from forgeflow.catalog import open_catalog  # noqa: E402
 
 QUERY = ("SELECT model, count(*) AS n, sum(flops) AS flops FROM model_summaries "
          "WHERE model = 'model-0042' AND flops > 500000 GROUP BY model")

@@ -29,9 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# run as a script, bench/ comes first on sys.path and bench/catalog.py would shadow the catalog package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
 TABLE = "model_summaries"
 
 
@@ -39,7 +36,7 @@ TABLE = "model_summaries"
 
 
 def writer_main(url: str, endpoint: str | None, w: int, n: int, ack: str) -> None:
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(url, endpoint_url=endpoint)
     done = set()
@@ -58,7 +55,7 @@ def writer_main(url: str, endpoint: str | None, w: int, n: int, ack: str) -> Non
 
 
 def compactor_main(url: str, endpoint: str | None, seed: int) -> None:
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     rng = random.Random(seed)
     cat = open_catalog(url, endpoint_url=endpoint)
@@ -88,8 +85,8 @@ def _acked(ack_dir: Path, writers: int) -> set[int]:
 
 
 def run_trial(backend: str, args, trial: int, endpoint: str | None) -> dict:
-    from catalog import open_catalog
-    from catalog.verify import verify_catalog
+    from forgeflow.catalog import open_catalog
+    from forgeflow.catalog.verify import verify_catalog
 
     rng = random.Random(args.seed * 1000 + trial)
     tmp = Path(tempfile.mkdtemp(prefix="ff-torture-"))
@@ -102,7 +99,7 @@ def run_trial(backend: str, args, trial: int, endpoint: str | None) -> dict:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
         url = f"s3://{bucket}/c"
     cat = open_catalog(url, endpoint_url=endpoint)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)
     ep = endpoint or ""
     writers = {w: _spawn(["_writer", url, ep, str(w), str(args.appends), str(tmp / f"w{w}.ack")], env)
                for w in range(args.writers)}
@@ -237,7 +234,7 @@ def main() -> None:
                      f"{s['verify_ok']}/{s['trials']} | {s['errors']} | {s['seconds']:.0f} |")
     print(json.dumps({"summary": summary}))
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         print(f"wrote {write_section('catalog_torture', chr(10).join(lines))}")
     bad = any(s["lost"] or s["duplicates"] or s["reader_missing"] or s["verify_ok"] != s["trials"] or s["errors"]

@@ -32,14 +32,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 import numpy as np  # noqa: E402
 
-from tasks.errors import InfeasibleError  # noqa: E402
-from tasks.plan import build_instance, load_target, solve_plan  # noqa: E402
-from tasks.plan.derive import trace_stand_in  # noqa: E402
-from tasks.plan.validate import validate_joint  # noqa: E402
+from forgeflow.tasks.errors import InfeasibleError  # noqa: E402
+from forgeflow.tasks.plan import build_instance, load_target, solve_plan  # noqa: E402
+from forgeflow.tasks.plan.derive import trace_stand_in  # noqa: E402
+from forgeflow.tasks.plan.validate import validate_joint  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MSR = {"bert24": "bert24_inference", "gnmt": "gnmt_inference", "inceptionv3": "inceptionv3_inference",
@@ -68,12 +67,12 @@ def hawq_sensitivities(data: Path, model: str) -> dict[str, dict[int, float]]:
 
 
 def profiled_graph(spec: str, cache: Path):
-    from tasks.profiling.graph import CostGraph
+    from forgeflow.tasks.profiling.graph import CostGraph
 
     p = cache / f"{spec.split(':')[1]}.json"
     if p.exists():
         return CostGraph.from_dict(json.loads(p.read_text()))
-    from tasks.profiling.profile import profile_model
+    from forgeflow.tasks.profiling.profile import profile_model
 
     g = profile_model(spec, repeats=3, warmup=1)
     cache.mkdir(parents=True, exist_ok=True)
@@ -82,7 +81,7 @@ def profiled_graph(spec: str, cache: Path):
 
 
 def msr_graph(data: Path, stem: str):
-    from tasks.profiling.msr_io import load_msr_json
+    from forgeflow.tasks.profiling.msr_io import load_msr_json
 
     g = load_msr_json(data / "msr_graphs" / "LayerGraphs" / f"{stem}.json")
     nodes = tuple(replace(nd, param_bytes=int(nd.size_bytes)) for nd in g.nodes)  # size taken as weights
@@ -95,12 +94,12 @@ def msr_graph(data: Path, stem: str):
 def digits_setup(seed: int = 0):
     import torch
 
-    from tasks.models.digits import train_classifier
-    from tasks.models.spec import resolve_model
-    from tasks.plan.sensitivity import sensitivities_for
-    from tasks.profiling.profile import profile_model
-    from tasks.quantize.apply import evaluate_accuracy
-    from tasks.quantize.pipeline import load_data
+    from forgeflow.tasks.models.digits import train_classifier
+    from forgeflow.tasks.models.spec import resolve_model
+    from forgeflow.tasks.plan.sensitivity import sensitivities_for
+    from forgeflow.tasks.profiling.profile import profile_model
+    from forgeflow.tasks.quantize.apply import evaluate_accuracy
+    from forgeflow.tasks.quantize.pipeline import load_data
 
     torch.manual_seed(seed)
     xtr, ytr, xte, yte = load_data(None, seed)
@@ -113,7 +112,7 @@ def digits_setup(seed: int = 0):
 
 
 def digits_accuracy(extra, inst, res) -> float:
-    from tasks.quantize.apply import evaluate_accuracy, quantize_model
+    from forgeflow.tasks.quantize.apply import evaluate_accuracy, quantize_model
 
     names = inst.meta["names"]
     plan = {names[str(i)]: int(b) for i, b in zip(inst.raw_ids, res.plan.bits) if b < 32}

@@ -28,20 +28,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.federated.config import Compression, FederatedConfig, Privacy  # noqa: E402
-from tasks.federated.data import build_dataset  # noqa: E402
-from tasks.federated.plot import accuracy_plot  # noqa: E402
-from tasks.federated.runner import run_federated  # noqa: E402
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, Privacy  # noqa: E402
+from forgeflow.tasks.federated.data import build_dataset  # noqa: E402
+from forgeflow.tasks.federated.plot import accuracy_plot  # noqa: E402
+from forgeflow.tasks.federated.runner import run_federated  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 OUT = DOCS / "federated"
 CACHE = OUT / "bench_results.json"
-MODEL = "tasks.federated.models:digits_cnn_gn"
+MODEL = "forgeflow.tasks.federated.models:digits_cnn_gn"
 BASE = FederatedConfig(model=MODEL, clients=20, alpha=0.3, rounds=30, fraction=1.0, local_epochs=2, batch_size=16,
                        lr=0.1)
 METHODS = {  # label -> (compression, server learning rate)
@@ -88,7 +87,7 @@ def part_ab(seeds: int, rounds: int) -> dict:
     return out
 
 
-C_REC = dict(model="tasks.federated.models:digits_linear_ln", batch_size=4096, local_epochs=1, lr=2.0, clip=1.0,
+C_REC = dict(model="forgeflow.tasks.federated.models:digits_linear_ln", batch_size=4096, local_epochs=1, lr=2.0, clip=1.0,
              rounds=45)  # batch >= every client's size: full-batch DP-GD, one noisy step per client per round
 
 
@@ -108,7 +107,7 @@ def part_c(seeds: int, rounds: int, first_seed: int = 0) -> dict:
 # then 3 seeds for the finalists) over clip {0.1, 0.2, 0.3, 0.5, 1}, server lr {0.5, 1, 2, 3}, local epochs
 # {1, 3, 5}, lr {0.1, 0.3}, rounds {10, 20, 30, 45, 60}, sampling rate {0.5, 1}, and the GroupNorm CNN (which loses:
 # 6,186 weights take ~3x the noise norm); at 20 clients everything tried ends near 80 %.
-CL = dict(model="tasks.federated.models:digits_linear_ln", fraction=1.0, local_epochs=3, batch_size=16, lr=0.3,
+CL = dict(model="forgeflow.tasks.federated.models:digits_linear_ln", fraction=1.0, local_epochs=3, batch_size=16, lr=0.3,
           clip=0.3, server_lr=1.0)
 CL_EPSILONS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 CL_POPULATIONS = (20, 30, 40, 50, 100, 200, 500, 1000, 10000)
@@ -124,7 +123,7 @@ def _cl_config(rounds: int, seed: int) -> FederatedConfig:
 def population_noise(population: int, per_round: int, rounds: int, epsilon: float = 8.0, delta: float = 1e-5
                      ) -> tuple[float, float]:
     """(z, epsilon) of DP-FedAvg over ``rounds`` rounds with clients Poisson-sampled at q = per_round / population."""
-    from tasks.federated.privacy import ClientLevelAccountant, calibrate_noise
+    from forgeflow.tasks.federated.privacy import ClientLevelAccountant, calibrate_noise
 
     q = min(1.0, per_round / population)
     z = calibrate_noise(lambda z: ClientLevelAccountant(q, z, delta).epsilon(rounds), epsilon, low=0.05)
@@ -184,7 +183,7 @@ def part_d(rounds: int) -> dict:
 
 
 def _weights(spec: str) -> int:
-    from tasks.federated.model_state import build_model
+    from forgeflow.tasks.federated.model_state import build_model
 
     return sum(p.numel() for p in build_model(spec).parameters())
 
@@ -343,7 +342,7 @@ def render(cache: dict) -> str:
 
 
 def plots(cache: dict) -> None:
-    from tasks.federated.state import RoundRecord
+    from forgeflow.tasks.federated.state import RoundRecord
 
     def recs(c):
         return [RoundRecord(x["round"], "ok", x["accuracy"], 0.0, (), (), (), 0, 0, x["cum_uplink_bytes"],
@@ -362,7 +361,7 @@ def plots(cache: dict) -> None:
 
 
 def client_dp_plot(cl: dict) -> bytes:
-    from tasks.federated.plot import _png, _pyplot
+    from forgeflow.tasks.federated.plot import _png, _pyplot
 
     plt = _pyplot()
     base = 100 * np.mean(cl["nonprivate20"])
@@ -426,7 +425,7 @@ def main() -> None:
     md = render(cache)
     print(md)
     if not args.no_report:
-        from bench._report import write_section
+        from _report import write_section
 
         cmds = "; ".join(f"`{c}` ({p})" for p, c in sorted(cache.get("commands", {}).items()))
         write_section("federated", md + f"\n\nParts were produced by: {cmds}.")

@@ -32,19 +32,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import _paths  # noqa: F401  (repository root on sys.path)
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "docs" / "federated" / "scale_results.json"  # parts run separately; the report renders all present
 SOURCE = "digits-shifted"
-CNN = "tasks.federated.models:digits_cnn_gn"
-LINEAR = "tasks.federated.models:digits_linear_ln"
+CNN = "forgeflow.tasks.federated.models:digits_cnn_gn"
+LINEAR = "forgeflow.tasks.federated.models:digits_linear_ln"
 
 
 def config(clients: int, per_round: int, rounds: int, seed: int, **kw):
-    from tasks.federated.config import Compression, FederatedConfig
+    from forgeflow.tasks.federated.config import Compression, FederatedConfig
 
     base = dict(model=CNN, clients=clients, alpha=0.3, rounds=rounds, fraction=min(1.0, per_round / clients),
                 local_epochs=2, batch_size=16, lr=0.1, server_lr=1.0, compression=Compression.parse("randk:0.01"),
@@ -59,9 +58,9 @@ def child(args) -> None:
     """Run one configuration against a catalog folder; print a JSON line with peak RSS and per-round seconds."""
     import torch
 
-    from catalog import open_catalog
-    from tasks.federated.checkpoints import CatalogCheckpoints
-    from tasks.federated.runner import run_federated
+    from forgeflow.catalog import open_catalog
+    from forgeflow.tasks.federated.checkpoints import CatalogCheckpoints
+    from forgeflow.tasks.federated.runner import run_federated
 
     torch.set_num_threads(1)
     cfg = config(args.clients, args.per_round, args.rounds, args.seed)
@@ -99,7 +98,7 @@ PER_CLIENT = 12
 def shards_of_equal_size(clients: int, alpha: float, seed: int):
     """``clients`` shards of ``PER_CLIENT`` images each (per-client Dirichlet label mixes) from ``digits-shifted``, so
     that a client's local work is the same at every N and only the population size changes."""
-    from tasks.federated.data import FederatedDataset, load_source, split_dirichlet_per_client
+    from forgeflow.tasks.federated.data import FederatedDataset, load_source, split_dirichlet_per_client
 
     name, xtr, ytr, xte, yte = load_source(SOURCE, seed=seed)
     keep = np.sort(np.random.default_rng([seed, 0x5CA1E]).permutation(len(ytr))[:clients * PER_CLIENT])
@@ -151,9 +150,9 @@ def part_scale(rounds: int) -> dict:
 def part_dp(rounds: int, seeds: int) -> dict:
     import torch
 
-    from tasks.federated.config import Compression, Privacy
-    from tasks.federated.data import build_dataset
-    from tasks.federated.runner import run_federated
+    from forgeflow.tasks.federated.config import Compression, Privacy
+    from forgeflow.tasks.federated.data import build_dataset
+    from forgeflow.tasks.federated.runner import run_federated
 
     torch.set_num_threads(1)
     n, m = 1000, 20

@@ -31,17 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401  (repository root on sys.path)
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = "tasks.federated.models:digits_cnn_gn"
+MODEL = "forgeflow.tasks.federated.models:digits_cnn_gn"
 PER_ROUND = 10
 
 
 def fed_config(clients: int, rounds: int, seed: int):
-    from tasks.federated.config import FederatedConfig
+    from forgeflow.tasks.federated.config import FederatedConfig
 
     return FederatedConfig(model=MODEL, clients=clients, alpha=0.3, rounds=rounds, fraction=PER_ROUND / clients,
                            local_epochs=2, batch_size=16, lr=0.1, seed=seed)
@@ -53,8 +52,8 @@ def run_forgeflow(clients: int, rounds: int, seed: int) -> dict:
     import torch
     from distributed import Client, LocalCluster
 
-    from tasks.federated.data import build_dataset
-    from tasks.federated.runner import run_federated
+    from forgeflow.tasks.federated.data import build_dataset
+    from forgeflow.tasks.federated.runner import run_federated
 
     torch.set_num_threads(1)
     cfg = fed_config(clients, rounds, seed)
@@ -81,8 +80,8 @@ def run_flower(clients: int, rounds: int, seed: int) -> dict:
     from flwr.serverapp.strategy import FedAvg
     from flwr.simulation import run_simulation
 
-    from tasks.federated.client import LocalTraining
-    from tasks.federated.model_state import evaluate, initial_weights
+    from forgeflow.tasks.federated.client import LocalTraining
+    from forgeflow.tasks.federated.model_state import evaluate, initial_weights
 
     cfg = fed_config(clients, rounds, seed)
     training = LocalTraining.from_config(cfg, None)
@@ -90,9 +89,9 @@ def run_flower(clients: int, rounds: int, seed: int) -> dict:
 
     @client_app.train()
     def train(msg: Message, context: Context) -> Message:
-        import tasks.federated.data as data_mod
-        from tasks.federated.client import train_client
-        from tasks.federated.server import client_seed
+        import forgeflow.tasks.federated.data as data_mod
+        from forgeflow.tasks.federated.client import train_client
+        from forgeflow.tasks.federated.server import client_seed
 
         cache = data_mod.__dict__.setdefault("_bench_split_cache", {})  # one split per Ray actor process
         key = (cfg.clients, cfg.alpha, cfg.seed)
@@ -113,7 +112,7 @@ def run_flower(clients: int, rounds: int, seed: int) -> dict:
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        from tasks.federated.data import build_dataset
+        from forgeflow.tasks.federated.data import build_dataset
 
         ds = build_dataset(None, cfg.clients, cfg.alpha, cfg.seed)
         stamps, accs = [], []
@@ -189,10 +188,6 @@ def main() -> None:
     p.add_argument("--flower-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.flower_child:
-        # Ray puts the driver's script folder on its workers' sys.path, where bench/catalog.py would shadow the
-        # catalog package: keep only the repository root
-        here = str(Path(__file__).resolve().parent)
-        sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
         print(json.dumps(run_flower(int(args.clients), args.rounds, args.seed)), flush=True)
         return
     rows = []

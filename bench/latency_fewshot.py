@@ -29,17 +29,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-import _paths  # noqa: E402,F401  (repository root on sys.path)
 
 from scipy.stats import spearmanr  # noqa: E402
 
-from tasks.errors import ForgeflowError  # noqa: E402
-from tasks.latency.baselines import flops_baseline, ridge_baseline  # noqa: E402
-from tasks.latency.fewshot import adapt  # noqa: E402
-from tasks.latency.prior import pretrain  # noqa: E402
-from tasks.latency.selection import select_measurements  # noqa: E402
-from tasks.latency.table import LatencyInputError, LatencyTable, Measurements, TableLatency  # noqa: E402
-from tasks.supernet.objectives import CountedEvaluator  # noqa: E402
+from forgeflow.tasks.errors import ForgeflowError  # noqa: E402
+from forgeflow.tasks.latency.baselines import flops_baseline, ridge_baseline  # noqa: E402
+from forgeflow.tasks.latency.fewshot import adapt  # noqa: E402
+from forgeflow.tasks.latency.prior import pretrain  # noqa: E402
+from forgeflow.tasks.latency.selection import select_measurements  # noqa: E402
+from forgeflow.tasks.latency.table import LatencyInputError, LatencyTable, Measurements, TableLatency  # noqa: E402
+from forgeflow.tasks.supernet.objectives import CountedEvaluator  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nb201_hw.parquet"
 #: HELP (Lee et al., NeurIPS 2021), Table 2, NAS-Bench-201: 10 target samples + 10 reference architectures
@@ -119,8 +118,8 @@ def accuracy_column(args) -> np.ndarray:
 
 def run_fewshot_search(table: LatencyTable, acc: np.ndarray, device: str, samples: int, budget: int, seed: int,
                        prior=None):
-    from tasks.latency.search import fewshot_search
-    from tasks.supernet.objectives import TableObjective
+    from forgeflow.tasks.latency.search import fewshot_search
+    from forgeflow.tasks.supernet.objectives import TableObjective
 
     if prior is None:
         prior = pretrain(table, exclude=device, seed=seed)
@@ -134,7 +133,7 @@ def run_fewshot_search(table: LatencyTable, acc: np.ndarray, device: str, sample
 
 
 def hv_ratio(table: LatencyTable, acc: np.ndarray, device: str, genes: np.ndarray) -> float:
-    from tasks.supernet.pareto import hypervolume_2d
+    from forgeflow.tasks.supernet.pareto import hypervolume_2d
 
     lat = table.latency[device]
     rows = table.rows(genes)
@@ -208,7 +207,7 @@ def sweep(args, table: LatencyTable) -> int:
     md += f"\n\nSweep wall time {time.time() - t0:.0f} s (2 shared cores)."
     print(md)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("latency_fewshot", md)
     if args.json:
@@ -331,7 +330,7 @@ def search_sweep(args, table: LatencyTable) -> int:
     md = "\n".join(out)
     print(md)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("latency_fewshot_search", md)
     return 0

@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401  (repository root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(args: list[str], env: dict, timeout: int = 3600) -> tuple[int, str, str, float]:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env,
+    p = subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True, env=env,
                        timeout=timeout, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr, time.perf_counter() - t0
 
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
 
     steps = list(r1["seconds"])
     md = [
-        f"Cold shell each time (`python -m flows.cli`, fresh `PREFECT_HOME`, no server or cluster running), fresh "
+        f"Cold shell each time (`python -m forgeflow.flows.cli`, fresh `PREFECT_HOME`, no server or cluster running), fresh "
         f"catalog for the first run; search budget {args.budget} subnets. 1-minute load average {load0:.1f} at the "
         f"start and {os.getloadavg()[0]:.1f} at the end on this 2-core machine (other jobs shared the cores: above "
         f"~2 every figure is inflated).",
@@ -142,7 +141,7 @@ def main(argv=None) -> int:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("optimize", text)
     return 0

@@ -28,7 +28,7 @@ Commands as a user runs them (``--commands``; section ``overhead-commands``), co
   the steps' own compute (the ``seconds`` of each step in the catalog's step_cache rows); the rest is start-up,
   validation, Prefect and Dask. Target: Prefect + Dask <= 10 % of the flow.
 
-    python -m bench.overhead [--model forgeflow:digits_cnn] [--stages 2] [--reps 2] [--fanout 4000] [--no-cli]
+    python bench/overhead.py [--model forgeflow:digits_cnn] [--stages 2] [--reps 2] [--fanout 4000] [--no-cli]
     python bench/overhead.py --commands [--graph PATH] [--cold-reps 2] [--warm-reps 3] [--optimize-model SPEC]
 """
 
@@ -44,7 +44,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 REPO = Path(__file__).resolve().parents[1]
 TIMINGS = {"cluster_start": 0.0, "cluster_stop": 0.0}
@@ -113,7 +112,7 @@ def _task_intervals(flow_run_id) -> tuple[list[tuple[float, float, float]], list
 
 
 def measure_optimize(model: str, stages: int, workers: int) -> dict:
-    from flows.optimize import optimize_flow
+    from forgeflow.flows.optimize import optimize_flow
 
     for k in TIMINGS:
         TIMINGS[k] = 0.0
@@ -173,7 +172,7 @@ def measure_cli(model: str, stages: int, workers: int) -> float:
         env = {**os.environ, "PREFECT_HOME": f"{tmp}/prefect_home", "FORGEFLOW_DASK_WORKERS": str(workers),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "flows.cli", "optimize", "--model", model, "--stages", str(stages),
+        p = subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "optimize", "--model", model, "--stages", str(stages),
                             "--catalog", f"{tmp}/cat", "--json"], capture_output=True, text=True, env=env, cwd=REPO)
         wall = time.perf_counter() - t0
         if p.returncode != 0:
@@ -196,7 +195,7 @@ def _command(args: list[str], env: dict) -> tuple[float, dict, str]:
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
+    p = subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True, env=env, cwd=REPO)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU["last"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -240,8 +239,8 @@ def measure_commands(graph: Path, stages: int, cold_reps: int, warm_reps: int, o
             cat = f"{tmp}/cat-optimize"
             wall, result, _ = _command(["optimize", "--model", optimize_model, "--stages", str(optimize_stages),
                                         "--catalog", cat, "--json"], env)
-            from catalog import open_catalog
-            from tasks.step_cache import reuses
+            from forgeflow.catalog import open_catalog
+            from forgeflow.tasks.step_cache import reuses
 
             import pyarrow.compute as pc
 
@@ -303,7 +302,7 @@ def measure_fanout(n: int, reps: int, workers: int) -> list[dict]:
     def fan_out(n: int) -> dict:
         import contextlib
 
-        from tasks.dask_fanout import enter_worker_client
+        from forgeflow.tasks.dask_fanout import enter_worker_client
 
         # the product's fan-out path (every domain step uses it): a seceding worker client, so the step's own
         # worker thread runs subtasks too instead of idling while it waits
@@ -350,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         text = commands_markdown(m, args.graph, args.partition_stages, (load0, os.getloadavg()[0]))
         print(text)
         if not args.no_write:
-            from bench._report import write_section
+            from _report import write_section
 
             print(f"written to {write_section('overhead-commands', text)}")
         return
@@ -439,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         print(f"written to {write_section('overhead', text)}")
 

@@ -23,11 +23,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from tasks.dask_fanout import SERIAL  # noqa: E402
-from tasks.partition.problem import PartitionProblem  # noqa: E402
-from tasks.partition.solve import SolveConfig, default_expert_path, partition  # noqa: E402
+from forgeflow.tasks.dask_fanout import SERIAL  # noqa: E402
+from forgeflow.tasks.partition.problem import PartitionProblem  # noqa: E402
+from forgeflow.tasks.partition.solve import SolveConfig, default_expert_path, partition  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "msr_graphs"
 
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(rows, args)
     print(md)
     if not args.no_report and not args.quick and not args.only:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("partition", md)
     return 0

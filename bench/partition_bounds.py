@@ -23,13 +23,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from tasks.dask_fanout import SERIAL  # noqa: E402
-from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound  # noqa: E402
-from tasks.partition.cost import plan_bottleneck  # noqa: E402
-from tasks.partition.slicing import slice_order_optimally  # noqa: E402
-from tasks.partition.problem import PartitionProblem  # noqa: E402
+from forgeflow.tasks.dask_fanout import SERIAL  # noqa: E402
+from forgeflow.tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound  # noqa: E402
+from forgeflow.tasks.partition.cost import plan_bottleneck  # noqa: E402
+from forgeflow.tasks.partition.slicing import slice_order_optimally  # noqa: E402
+from forgeflow.tasks.partition.problem import PartitionProblem  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "msr_graphs"
 
@@ -125,7 +124,7 @@ def main() -> int:
                  f"{'met' if ok else 'MISSED'}.")
     print("targets", "met" if ok else "MISSED")
     if not args.no_report and not args.only and args.ub_scale == 1.0:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("partition_bounds", "\n".join(lines))
     return 0

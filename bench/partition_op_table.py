@@ -20,12 +20,11 @@ import platform
 import sys
 from pathlib import Path
 
-import _paths  # noqa: F401
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from tasks.profiling.profile import profile_model  # noqa: E402
+from forgeflow.tasks.profiling.profile import profile_model  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "tasks" / "partition" / "op_profiles.json"
 
@@ -90,7 +89,7 @@ def main() -> int:
             ("transformer_block", (196, 256), _TransformerStack(), {})]
     for spec, shape, model, kwargs in jobs:
         if model is None:
-            from tasks.models.spec import resolve_model
+            from forgeflow.tasks.models.spec import resolve_model
 
             model = resolve_model(spec, **kwargs)
         depthwise = {name for name, m in model.named_modules()

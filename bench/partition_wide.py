@@ -31,11 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401
 
-from tasks.partition.adapters import problem_from_graph  # noqa: E402
-from tasks.partition.cells import CellGraphSpec, cell_graph  # noqa: E402
-from tasks.partition.solve import SolveConfig, partition  # noqa: E402
+from forgeflow.tasks.partition.adapters import problem_from_graph  # noqa: E402
+from forgeflow.tasks.partition.cells import CellGraphSpec, cell_graph  # noqa: E402
+from forgeflow.tasks.partition.solve import SolveConfig, partition  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PROVEN = 1.0001  # the issue's "proven optimal"
@@ -67,7 +66,7 @@ def suite() -> list[CellGraphSpec]:
 
 def profiled_graphs():
     """googlenet and inception_v3 at operator granularity (weights=None, batch 1, 1 torch thread)."""
-    from tasks.profiling.profile import profile_model
+    from forgeflow.tasks.profiling.profile import profile_model
 
     kw = {"aux_logits": False, "init_weights": False}
     return [profile_model("torchvision:googlenet", (1, 3, 224, 224), repeats=3, warmup=1, threads=1, model_kwargs=kw),
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         md = f"Rows measured by: {args.ran}\n\n" + md
     print(md)
     if not args.no_report:
-        from bench._report import write_section
+        from _report import write_section
 
         plot(rows, DOCS / "partition_wide.png")
         write_section("partition_wide", md)

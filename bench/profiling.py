@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 # OpenMP threads that spin while waiting turn a busy shared machine into 5-10x slower forwards at 2 threads (measured
 # here: resnet18 ~2.5 s instead of ~0.2 s per forward under load 12); sleeping waiters avoid that. Must be set before
@@ -30,8 +29,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from tasks.profiling.costs import stock_flops  # noqa: E402
-from tasks.profiling.profile import profile_model  # noqa: E402
+from forgeflow.tasks.profiling.costs import stock_flops  # noqa: E402
+from forgeflow.tasks.profiling.profile import profile_model  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "msr_graphs"
 DEFAULT_MODELS = "resnet18,resnet50,mobilenet_v2,vit_b_16,efficientnet_b0"
@@ -79,7 +78,7 @@ def model_row(name: str, threads: int, repeats: int) -> dict:
 
 
 def msr_round_trips(data: Path) -> dict:
-    from tasks.profiling.msr_io import dump_msr_json, load_msr_json
+    from forgeflow.tasks.profiling.msr_io import dump_msr_json, load_msr_json
 
     files = sorted(data.glob("*Graphs/*.json"))
     exact, nodes, t_load = 0, 0, 0.0
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(r50, rows, msr, args.threads, args.repeats, load)
     print(md)
     if not args.no_report:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("profiling", md)
     return 0 if r50["seconds"] <= TARGET_SECONDS else 1

@@ -20,19 +20,18 @@ import sys
 import time
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tasks.models.digits import DigitsCNN, load_digits_split, train_classifier  # noqa: E402
-from tasks.quantize.apply import evaluate_accuracy, quantize_model  # noqa: E402
-from tasks.quantize.costs import model_problem  # noqa: E402
-from tasks.quantize.ilp import solve_allocation  # noqa: E402
-from tasks.quantize.layers import describe_layers  # noqa: E402
-from tasks.quantize.pareto import budget_grid, pareto_sweep  # noqa: E402
-from tasks.quantize.problem import uniform_plan  # noqa: E402
-from tasks.quantize.sensitivity import layer_sensitivities  # noqa: E402
+from forgeflow.tasks.models.digits import DigitsCNN, load_digits_split, train_classifier  # noqa: E402
+from forgeflow.tasks.quantize.apply import evaluate_accuracy, quantize_model  # noqa: E402
+from forgeflow.tasks.quantize.costs import model_problem  # noqa: E402
+from forgeflow.tasks.quantize.ilp import solve_allocation  # noqa: E402
+from forgeflow.tasks.quantize.layers import describe_layers  # noqa: E402
+from forgeflow.tasks.quantize.pareto import budget_grid, pareto_sweep  # noqa: E402
+from forgeflow.tasks.quantize.problem import uniform_plan  # noqa: E402
+from forgeflow.tasks.quantize.sensitivity import layer_sensitivities  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BITS = (2, 3, 4, 8, 32)
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_report:
         plot(results, DOCS / "quant_accuracy.png")
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("quant_accuracy", text)
     return 0 if all(ok.values()) else 1

@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem  # noqa: E402
-from tasks.quantize.ilp import solve_allocation  # noqa: E402
+from forgeflow.tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem  # noqa: E402
+from forgeflow.tasks.quantize.ilp import solve_allocation  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hawq_v3_ilp.json"
 TARGET_SECONDS = 0.050
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(markdown(rows, args.repeats))
     if not args.no_report:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("quant_hawq", markdown(rows, args.repeats))
     ok = all(r["status"] == "optimal" and r["objective"] <= r["shipped_objective"] + 1e-12

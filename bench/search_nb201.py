@@ -26,12 +26,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from tasks.supernet.objectives import CountedEvaluator, TableObjective  # noqa: E402
-from tasks.supernet.pareto import hypervolume_2d, non_dominated_mask  # noqa: E402
-from tasks.supernet.search import SearchResult, random_search, run_search  # noqa: E402
-from tasks.supernet.space import NB201Space  # noqa: E402
+from forgeflow.tasks.supernet.objectives import CountedEvaluator, TableObjective  # noqa: E402
+from forgeflow.tasks.supernet.pareto import hypervolume_2d, non_dominated_mask  # noqa: E402
+from forgeflow.tasks.supernet.search import SearchResult, random_search, run_search  # noqa: E402
+from forgeflow.tasks.supernet.space import NB201Space  # noqa: E402
 
 DATASETS = {"cifar10": "cifar10_acc", "cifar100": "cifar100_acc", "imagenet16": "imagenet16_acc"}
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nb201_hw.parquet"
@@ -103,7 +102,7 @@ class MissAnatomy:
     (the search knew where to look); a large one is a cell its model could not tell from hundreds of others."""
 
     def __init__(self, table: Table) -> None:
-        from tasks.supernet.evolution import EvolutionConfig
+        from forgeflow.tasks.supernet.evolution import EvolutionConfig
 
         self.space = NB201Space()
         self.archs = table.archs
@@ -115,8 +114,8 @@ class MissAnatomy:
     def __call__(self, res: SearchResult, scorer: Scorer, gaps) -> list[dict]:
         from threadpoolctl import threadpool_limits
 
-        from tasks.supernet.evolution import EvolutionConfig
-        from tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
+        from forgeflow.tasks.supernet.evolution import EvolutionConfig
+        from forgeflow.tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
 
         missed = [q for q, g in enumerate(gaps) if g > TOLERANCE_PP + 1e-9]
         if not missed:
@@ -283,7 +282,7 @@ def timing(table: Table, args) -> int:
           f"{cpu.max():.2f} s (CPU time is what the search itself costs; target < 10 s per search).")
     print(md)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("search_nb201_timing", md)
     return 0
@@ -292,7 +291,7 @@ def timing(table: Table, args) -> int:
 def functional_key(genes: np.ndarray, space: NB201Space = NB201Space()) -> tuple:
     """What a NAS-Bench-201 cell computes: its alive edges (``NB201Space.alive_ops``: edges off every input->output
     path cost latency, not accuracy), with the two intermediate nodes interchangeable when no edge joins them."""
-    from tasks.supernet.space import NB201_EDGES
+    from forgeflow.tasks.supernet.space import NB201_EDGES
 
     alive = space.alive_ops(genes)[0]
     edges = tuple((s, d, int(o)) for (s, d), o in zip(NB201_EDGES, alive) if o)
@@ -385,7 +384,7 @@ def noise_floor(table: Table, args) -> int:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("search_nb201_noise", text)
     return 0
@@ -421,7 +420,7 @@ def unseen_devices(table: Table, args) -> int:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("search_nb201_unseen", text)
     return 0
@@ -431,7 +430,7 @@ def fewshot_latency_search(args, table: Table, dataset: str, budget: int) -> int
     """The search with at most ``--latency-samples`` latency measurements of the device (bench/latency_fewshot.py)."""
     from latency_fewshot import hv_ratio, run_fewshot_search
 
-    from tasks.latency.table import LatencyTable
+    from forgeflow.tasks.latency.table import LatencyTable
 
     lt = LatencyTable.load(args.data)
     acc = table.accuracy[dataset]
@@ -517,7 +516,7 @@ def main(argv=None) -> int:
     md = summarise(result["rows"], budgets, command) + f"\n\nSweep wall time: {time.time() - t0:.0f} s."
     print(md)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("search_nb201", md)
     if args.json:

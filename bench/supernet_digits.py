@@ -19,14 +19,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
-from tasks.supernet.objectives import CountedEvaluator  # noqa: E402
-from tasks.supernet.predictors import SupernetObjective, fit_predictors  # noqa: E402
-from tasks.supernet.search import run_search  # noqa: E402
-from tasks.supernet.supernet import ElasticSupernet  # noqa: E402
-from tasks.supernet.progressive import ShrinkSchedule, train_progressive  # noqa: E402
-from tasks.supernet.train import (TrainConfig, load_dataset, load_state_arrays, state_arrays,  # noqa: E402
+from forgeflow.tasks.supernet.objectives import CountedEvaluator  # noqa: E402
+from forgeflow.tasks.supernet.predictors import SupernetObjective, fit_predictors  # noqa: E402
+from forgeflow.tasks.supernet.search import run_search  # noqa: E402
+from forgeflow.tasks.supernet.supernet import ElasticSupernet  # noqa: E402
+from forgeflow.tasks.supernet.progressive import ShrinkSchedule, train_progressive  # noqa: E402
+from forgeflow.tasks.supernet.train import (TrainConfig, load_dataset, load_state_arrays, state_arrays,  # noqa: E402
                                   subnet_accuracy, supernet_config_for, train_from_scratch)
 
 
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     text = "\n".join(md)
     print(text)
     if not args.no_write:
-        from bench._report import write_section
+        from _report import write_section
 
         write_section("supernet_digits", text)
     print(json.dumps({"largest": big, "smallest": small, "spearman": {r.name: r.spearman for r in reports},

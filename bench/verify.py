@@ -20,17 +20,16 @@ import argparse
 import sys
 import time
 
-import _paths  # noqa: E402,F401  (repository root on sys.path; see bench/_paths.py)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from tasks.models.digits import load_digits_split, train_classifier  # noqa: E402
-from tasks.models.spec import resolve_model  # noqa: E402
-from tasks.quantize.apply import quantize_model  # noqa: E402
-from tasks.verify.intnet import build_network  # noqa: E402
-from tasks.verify.pipeline import Prepared, decide_all  # noqa: E402
+from forgeflow.tasks.models.digits import load_digits_split, train_classifier  # noqa: E402
+from forgeflow.tasks.models.spec import resolve_model  # noqa: E402
+from forgeflow.tasks.quantize.apply import quantize_model  # noqa: E402
+from forgeflow.tasks.verify.intnet import build_network  # noqa: E402
+from forgeflow.tasks.verify.pipeline import Prepared, decide_all  # noqa: E402
 
 NETWORKS = {
     "mlp32-8": ("forgeflow:digits_mlp_32_32", 8),

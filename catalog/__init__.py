@@ -3,10 +3,10 @@
 Imports neither torch nor Prefect.
 """
 
-from catalog.catalog import DEFAULT_URL, Catalog, open_catalog
-from catalog.errors import CatalogError, ForgeflowError, ReadOnlySQLError, UnknownTableError
-from catalog.schema import TableSpec, field
-from catalog.tables import all_tables, get_table
+from forgeflow.catalog.catalog import DEFAULT_URL, Catalog, open_catalog
+from forgeflow.catalog.errors import CatalogError, ForgeflowError, ReadOnlySQLError, UnknownTableError
+from forgeflow.catalog.schema import TableSpec, field
+from forgeflow.catalog.tables import all_tables, get_table
 
 __all__ = ["Catalog", "open_catalog", "DEFAULT_URL", "TableSpec", "field", "CatalogError", "ForgeflowError",
            "ReadOnlySQLError", "UnknownTableError", "all_tables", "get_table"]

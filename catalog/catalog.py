@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from catalog.compaction import log_state, snapshot
-from catalog.errors import CatalogError
-from catalog.schema import TableSpec
-from catalog.store import Store, new_file_name, open_store, safe_key
-from catalog.tables import all_tables, get_table
+from forgeflow.catalog.compaction import log_state, snapshot
+from forgeflow.catalog.errors import CatalogError
+from forgeflow.catalog.schema import TableSpec
+from forgeflow.catalog.store import Store, new_file_name, open_store, safe_key
+from forgeflow.catalog.tables import all_tables, get_table
 
 DEFAULT_URL = "./.forgeflow/catalog"
 
@@ -209,13 +209,13 @@ class Catalog:
 
     def query(self, sql: str) -> pa.Table:
         """Read-only DuckDB SQL over every table (each one a view by its name)."""
-        from catalog.sql import run_readonly_query
+        from forgeflow.catalog.sql import run_readonly_query
 
         return run_readonly_query(self, sql)
 
     def compact(self, table: str | None = None, *, min_files: int = 2) -> dict[str, int]:
         """Merge each partition's small files into one; safe while writers append. Returns files removed per table."""
-        from catalog.compaction import compact_table
+        from forgeflow.catalog.compaction import compact_table
 
         names = [table] if table else sorted(self.tables())
         specs = [get_table(name) for name in names]

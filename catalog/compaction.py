@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.errors import CatalogError
-from catalog.store import Store, new_file_name
+from forgeflow.catalog.errors import CatalogError
+from forgeflow.catalog.store import Store, new_file_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from catalog.catalog import Catalog
-    from catalog.schema import TableSpec
+    from forgeflow.catalog.catalog import Catalog
+    from forgeflow.catalog.schema import TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def compact_table(cat: "Catalog", spec: "TableSpec", *, min_files: int = 2, max_
     """Compact every partition of ``spec`` holding at least ``min_files`` files; return the number of files removed.
 
     ``_pause(step)`` is a test hook called between the protocol's steps."""
-    from catalog.catalog import parquet_bytes
+    from forgeflow.catalog.catalog import parquet_bytes
 
     store = cat.store
     visible, state, all_files = snapshot(store, spec.name)

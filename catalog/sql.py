@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from catalog.errors import CatalogError, ReadOnlySQLError
+from forgeflow.catalog.errors import CatalogError, ReadOnlySQLError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from catalog.catalog import Catalog
+    from forgeflow.catalog.catalog import Catalog
 
 _ALLOWED = {duckdb.StatementType.SELECT}
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
-from catalog.errors import CatalogError
+from forgeflow.catalog.errors import CatalogError
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.=\-]+$")
 

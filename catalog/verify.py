@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.compaction import compaction_map, is_data_file, snapshot
-from catalog.tables import all_tables
+from forgeflow.catalog.compaction import compaction_map, is_data_file, snapshot
+from forgeflow.catalog.tables import all_tables
 
 if TYPE_CHECKING:  # pragma: no cover
-    from catalog.catalog import Catalog
+    from forgeflow.catalog.catalog import Catalog
 
 DAMAGE, ORPHAN, NOTICE = "damage", "orphan", "notice"
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 STATE_FILE = "up.json"
 
@@ -180,7 +180,7 @@ def ensure_api() -> str:
     environment its Dask workers inherit. Idempotent; ``stop_started_api`` undoes it at the end of the command."""
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    from flows.shutdown import chain_prefect
+    from forgeflow.flows.shutdown import chain_prefect
 
     chain_prefect()
     url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url  # given, or set in-process (tests)

@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import err_console
-from tasks.errors import ForgeflowError
+from forgeflow.flows.cli_common import err_console
+from forgeflow.tasks.errors import ForgeflowError
 
 app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
                   help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet catalog).")
@@ -21,18 +21,18 @@ FLOW_COMMANDS = {"optimize", "profile", "quantize", "partition", "federate", "se
 
 # one line per domain; each module defines register(app)
 COMMAND_MODULES = [
-    "flows.cli_catalog",
-    "flows.cli_profile",
-    "flows.cli_quantize",
-    "flows.cli_partition",
-    "flows.cli_federate",
-    "flows.cli_ops",
-    "flows.cli_search",
-    "flows.cli_latency",
-    "flows.cli_up",
-    "flows.cli_verify",
-    "flows.cli_optimize",
-    "flows.cli_plan",
+    "forgeflow.flows.cli_catalog",
+    "forgeflow.flows.cli_profile",
+    "forgeflow.flows.cli_quantize",
+    "forgeflow.flows.cli_partition",
+    "forgeflow.flows.cli_federate",
+    "forgeflow.flows.cli_ops",
+    "forgeflow.flows.cli_search",
+    "forgeflow.flows.cli_latency",
+    "forgeflow.flows.cli_up",
+    "forgeflow.flows.cli_verify",
+    "forgeflow.flows.cli_optimize",
+    "forgeflow.flows.cli_plan",
 ]
 
 
@@ -45,7 +45,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     # the ephemeral API server can take long to start on a busy 2-core machine (Prefect's default is 20 s)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from the local API
-    from flows import api, shutdown
+    from forgeflow.flows import api, shutdown
 
     whole_process = argv is None  # the console command (not a call from Python): it owns its process
     if whole_process:

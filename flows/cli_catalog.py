@@ -10,15 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli_common import CatalogOpt, EndpointOpt, JsonOpt, emit_json
-from tasks.errors import ForgeflowError
+from forgeflow.flows.cli_common import CatalogOpt, EndpointOpt, JsonOpt, emit_json
+from forgeflow.tasks.errors import ForgeflowError
 
 catalog_app = typer.Typer(help="Browse and maintain the Parquet catalog.", no_args_is_help=True)
 
 
 def _open(catalog: Optional[str], s3_endpoint: Optional[str]):
-    from flows.runtime import open_settings_catalog
-    from flows.settings import load_settings
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
 
     return open_settings_catalog(load_settings(catalog=catalog, s3_endpoint=s3_endpoint))
 
@@ -182,7 +182,7 @@ def compact(table: Optional[str] = typer.Option(None, "--table", help="Only this
 def verify(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt, json_out: bool = JsonOpt,
            strict: bool = typer.Option(False, "--strict", help="Also fail (exit 1) on orphans")):
     """Check every file decodes, every lineage reference resolves and report orphans; exit 1 on damage."""
-    from catalog.verify import ORPHAN, verify_catalog
+    from forgeflow.catalog.verify import ORPHAN, verify_catalog
 
     report = verify_catalog(_open(catalog, s3_endpoint))
     if json_out:

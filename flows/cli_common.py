@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows import progress
+from forgeflow.flows import progress
 
 CatalogOpt = typer.Option(None, "--catalog", help="Catalog URL: a folder, file://PATH or s3://bucket/prefix "
                           "[env FORGEFLOW_CATALOG; default ./.forgeflow/catalog]")
@@ -42,7 +42,7 @@ class FlowCommand:
 
     def __init__(self, json_out: bool, catalog: Optional[str], s3_endpoint: Optional[str],
                  dask_address: Optional[str]) -> None:
-        from flows.settings import load_settings
+        from forgeflow.flows.settings import load_settings
 
         quiet_prefect_for_json(json_out)
         self.json_out = json_out
@@ -52,13 +52,13 @@ class FlowCommand:
     def catalog(self):
         """The settings' catalog, opened on first use (a bad or unreachable one fails then, before any run; a
         command whose checks need no catalog creates no catalog folder when they fail)."""
-        from flows.runtime import open_settings_catalog
+        from forgeflow.flows.runtime import open_settings_catalog
 
         return open_settings_catalog(self.settings)
 
     def run(self, flow, *, heavy: bool = True, **parameters: Any) -> dict[str, Any]:
         """Run ``flow`` with ``parameters`` plus this command's catalog and S3 endpoint; return its result."""
-        from flows.runtime import check_dask_address, task_runner_for
+        from forgeflow.flows.runtime import check_dask_address, task_runner_for
 
         catalog = self.catalog
         check_dask_address(self.settings.dask_address)

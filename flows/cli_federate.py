@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
                               data_source, err_console)
-from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
 
-DEFAULT_MODEL = "tasks.federated.models:digits_cnn_gn"
+DEFAULT_MODEL = "forgeflow.tasks.federated.models:digits_cnn_gn"
 
 
 def build_config(model: str, clients: int, alpha: Optional[float], iid: bool, rounds: int, fraction: float,
@@ -65,7 +65,7 @@ def federate(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train MODEL over clients that keep their data; report accuracy, bytes sent and privacy spent per round."""
-    from flows.federated import federated_training, validate_inputs
+    from forgeflow.flows.federated import federated_training, validate_inputs
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     cfg = build_config(model, clients, alpha, iid, rounds, fraction, local_epochs, batch_size, lr, server_lr,

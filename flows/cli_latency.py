@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_common import CatalogOpt, EndpointOpt, JsonOpt, emit_json, err_console
+from forgeflow.flows.cli_common import CatalogOpt, EndpointOpt, JsonOpt, emit_json, err_console
 
 latency_app = typer.Typer(help="Few-shot latency predictors: fit a new device from N measurements, predict any "
                                "architecture of its space.", no_args_is_help=True)
@@ -18,7 +18,7 @@ DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201
 
 
 def _table_path(table: Optional[Path]) -> Path:
-    from tasks.latency.table import LatencyInputError
+    from forgeflow.tasks.latency.table import LatencyInputError
 
     if table is not None:
         return table
@@ -45,12 +45,12 @@ def fit(
     """Pre-train on the table's devices and adapt to DEVICE from its measurements; store the model in the catalog."""
     from threadpoolctl import threadpool_limits
 
-    from flows.runtime import open_settings_catalog, recorded_run
-    from flows.settings import load_settings
-    from tasks.latency.fewshot import MIN_SAMPLES, adapt
-    from tasks.latency.prior import pretrain
-    from tasks.latency.store import save_device
-    from tasks.latency.table import LatencyInputError, LatencyTable, Measurements
+    from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.latency.fewshot import MIN_SAMPLES, adapt
+    from forgeflow.tasks.latency.prior import pretrain
+    from forgeflow.tasks.latency.store import save_device
+    from forgeflow.tasks.latency.table import LatencyInputError, LatencyTable, Measurements
 
     t0 = time.perf_counter()
     if not device.strip():
@@ -100,10 +100,10 @@ def predict(
     """Predict latency (ms, with a 90 % interval) on DEVICE for the given architectures."""
     import numpy as np
 
-    from flows.runtime import open_settings_catalog
-    from flows.settings import load_settings
-    from tasks.latency.store import load_device
-    from tasks.latency.table import LatencyInputError, encode
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.latency.store import load_device
+    from forgeflow.tasks.latency.table import LatencyInputError, encode
 
     chosen = sum([archs is not None, bool(arch), all_])
     if chosen != 1:
@@ -145,7 +145,7 @@ def predict(
 
 
 def _read_archs(path: Path) -> list[str]:
-    from tasks.latency.table import LatencyInputError
+    from forgeflow.tasks.latency.table import LatencyInputError
 
     if not path.exists():
         raise LatencyInputError(f"architectures file {path} does not exist")

@@ -8,14 +8,14 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_common import JsonOpt, emit_json, err_console
+from forgeflow.flows.cli_common import JsonOpt, emit_json, err_console
 
 FileOpt = typer.Option(None, "--file", help="Deployment file [env FORGEFLOW_DEPLOYMENTS; default deploy/prefect.yaml]")
 OnlyOpt = typer.Option([], "--only", help="Only this deployment: FLOW or FLOW/NAME (repeatable)")
 
 
 def _specs(file: Optional[Path], only: List[str]):
-    from flows.deployments import available_specs, load_specs, select
+    from forgeflow.flows.deployments import available_specs, load_specs, select
 
     specs, missing = available_specs(select(load_specs(file), only))
     for m in missing:
@@ -32,11 +32,11 @@ def serve(file: Optional[Path] = FileOpt, only: List[str] = OnlyOpt,
     Against PREFECT_API_URL when set, else Prefect's ephemeral API. Runs write to FORGEFLOW_CATALOG and fan out to
     FORGEFLOW_DASK_ADDRESS (or a LocalCluster), as with the other commands. Stop with Ctrl-C.
     """
-    from flows.deployments import build_deployment, serve_all
+    from forgeflow.flows.deployments import build_deployment, serve_all
 
     specs = _specs(file, only)
     if not specs:
-        from tasks.errors import ForgeflowError
+        from forgeflow.tasks.errors import ForgeflowError
 
         raise ForgeflowError("no deployment to serve")
     rows = [{"deployment": f"{build_deployment(s).flow_name}/{s.name}", "entrypoint": s.entrypoint,
@@ -65,8 +65,8 @@ def deploy(file: Optional[Path] = FileOpt, only: List[str] = OnlyOpt,
     """
     import os
 
-    from flows.deployments import deploy_all
-    from tasks.errors import ForgeflowError
+    from forgeflow.flows.deployments import deploy_all
+    from forgeflow.tasks.errors import ForgeflowError
 
     if not os.environ.get("PREFECT_API_URL"):
         from prefect.settings import PREFECT_API_URL

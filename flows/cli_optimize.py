@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
                               quiet_prefect_for_json)
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 
 def register(app: typer.Typer) -> None:
@@ -46,9 +46,9 @@ def optimize(
     json_out: bool = JsonOpt,
 ) -> None:
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
-    from flows.optimize import DEFAULT_FAMILY, optimize_family_flow, validate_family_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
+    from forgeflow.flows.optimize import DEFAULT_FAMILY, optimize_family_flow, validate_family_inputs
+    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from forgeflow.flows.settings import load_settings
 
     if model is not None and supernet is not None:
         raise ForgeflowError("give --model or --supernet, not both")
@@ -102,7 +102,7 @@ def pipeline_run(
     json_out: bool = JsonOpt,
 ) -> None:
     """Run the bundle's k stages as k processes passing microbatches; check the output and measure the stages."""
-    from tasks.deploy.pipeline_run import run_pipeline
+    from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     r = run_pipeline(bundle, microbatches=microbatches)
     if json_out:
@@ -129,8 +129,8 @@ def report(
     """Write the run's self-contained HTML report."""
     import pyarrow.compute as pc
 
-    from flows.runtime import open_settings_catalog
-    from flows.settings import load_settings
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
 
     cat = open_settings_catalog(load_settings(catalog=catalog, s3_endpoint=s3_endpoint))
     try:
@@ -151,11 +151,11 @@ def report(
 def optimize_model(model: str, stages: int, input_shape: Optional[str], catalog: Optional[str],
                    s3_endpoint: Optional[str], dask_address: Optional[str], json_out: bool) -> None:
     """`optimize --model SPEC`: the per-step job on a fixed model (flows.optimize.optimize_flow)."""
-    from tasks.profiling.profile import parse_shape
-    from flows.cli_common import progress_bar
-    from flows.optimize import optimize_flow, validate_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
+    from forgeflow.tasks.profiling.profile import parse_shape
+    from forgeflow.flows.cli_common import progress_bar
+    from forgeflow.flows.optimize import optimize_flow, validate_inputs
+    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from forgeflow.flows.settings import load_settings
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, err_console
-from tasks.errors import ForgeflowError
+from forgeflow.flows.cli_common import CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, err_console
+from forgeflow.tasks.errors import ForgeflowError
 
 PLAN_KEYS = ("graph", "graph_id", "k", "memory_cap", "stages", "bottleneck", "lower_bound", "ratio", "status",
              "method", "lower_bound_method", "stage_loads", "methods", "seconds")
@@ -35,9 +35,9 @@ def partition(
 ) -> None:
     """Split the graph into at most STAGES pipeline stages minimising the bottleneck stage (max throughput), and
     prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
-    from flows.partition import partition_graph, validate_inputs
-    from tasks.partition.request import PartitionRequest
-    from tasks.profiling.profile import parse_shape
+    from forgeflow.flows.partition import partition_graph, validate_inputs
+    from forgeflow.tasks.partition.request import PartitionRequest
+    from forgeflow.tasks.profiling.profile import parse_shape
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     shape = parse_shape(input_shape)

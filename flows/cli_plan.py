@@ -11,9 +11,9 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
                               quiet_prefect_for_json)
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 PLAN_KEYS = ("instance", "k", "stages", "bits", "bottleneck", "lower_bound", "ratio", "status", "sensitivity",
              "budget", "stage_memory", "method", "lower_bound_method", "stage_loads", "baselines", "baseline_notes",
@@ -47,15 +47,15 @@ def plan(
     """Place the model's layers on the target's pipelined devices and choose every layer's bit width together,
     minimising the bottleneck stage under per-device memory and a sensitivity budget; prove how far the plan can be
     from the best (certified ratio = bottleneck / proven lower bound) and report the baselines beside it."""
-    from flows.plan import plan_deployment, validate_inputs
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
+    from forgeflow.flows.plan import plan_deployment, validate_inputs
+    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from forgeflow.flows.settings import load_settings
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     shape = None
     if input_shape:  # the one --input-shape parser lives beside the profiler (torch): only for --model
-        from tasks.profiling.profile import parse_shape
+        from forgeflow.tasks.profiling.profile import parse_shape
 
         shape = parse_shape(input_shape)
     if graph is not None and not graph.exists():

@@ -7,16 +7,16 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, emit_json, err_console,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, emit_json, err_console,
                               progress_bar, quiet_prefect_for_json)
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 graph_app = typer.Typer(help="Import, export and list cost graphs (msr-fiddle JSON, PipeDream graph.txt).",
                         no_args_is_help=True)
 
 
 def _settings(catalog, s3_endpoint, dask_address=None):
-    from flows.settings import load_settings
+    from forgeflow.flows.settings import load_settings
 
     return load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
 
@@ -47,8 +47,8 @@ def profile(
     json_out: bool = JsonOpt,
 ) -> None:
     """Profile MODEL into a per-operator cost graph (FLOPs, bytes, measured latency, transfer costs) in the catalog."""
-    from flows.profile_models import make_config, profile_models, validate_profile_inputs
-    from tasks.profiling.profile import parse_shape
+    from forgeflow.flows.profile_models import make_config, profile_models, validate_profile_inputs
+    from forgeflow.tasks.profiling.profile import parse_shape
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if threads is not None and threads < 1:
@@ -64,8 +64,8 @@ def profile(
                          threads_per_worker=threads or command.settings.dask_threads)
     cat = command.catalog
     if export_msr is not None:
-        from tasks.profiling.graph_store import read_graph
-        from tasks.profiling.msr_io import dump_msr_json
+        from forgeflow.tasks.profiling.graph_store import read_graph
+        from forgeflow.tasks.profiling.msr_io import dump_msr_json
 
         dump_msr_json(read_graph(cat, result["graphs"][0]["graph_id"]), export_msr)
     if len(result["graphs"]) == 1:
@@ -114,10 +114,10 @@ def graph_import(
     """Import graph files into the catalog (tables graphs, graph_nodes, graph_edges)."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.profile_models import import_graphs
-    from flows.runtime import open_settings_catalog
-    from tasks.profiling.graph_files import load_graph_file
-    from tasks.profiling.links import get_link
+    from forgeflow.flows.profile_models import import_graphs
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.tasks.profiling.graph_files import load_graph_file
+    from forgeflow.tasks.profiling.links import get_link
 
     quiet_prefect_for_json(json_out)
     if link is not None:
@@ -153,10 +153,10 @@ def graph_export(
     """Write a catalog graph to a file (msr-fiddle JSON by default)."""
     import json
 
-    from flows.runtime import open_settings_catalog
-    from tasks.profiling.graph_store import read_graph
-    from tasks.profiling.msr_io import dump_msr_json
-    from tasks.profiling.pipedream_io import format_pipedream_graph
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.tasks.profiling.graph_store import read_graph
+    from forgeflow.tasks.profiling.msr_io import dump_msr_json
+    from forgeflow.tasks.profiling.pipedream_io import format_pipedream_graph
 
     if fmt not in ("msr", "pipedream", "forgeflow"):
         raise ForgeflowError(f"--format must be msr, pipedream or forgeflow; got {fmt!r}")
@@ -177,8 +177,8 @@ def graph_export(
 def graph_ls(catalog: Optional[str] = CatalogOpt, s3_endpoint: Optional[str] = EndpointOpt,
              json_out: bool = JsonOpt) -> None:
     """List the graphs in the catalog, newest first."""
-    from flows.runtime import open_settings_catalog
-    from tasks.profiling.graph_store import list_graphs
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.tasks.profiling.graph_store import list_graphs
 
     rows = list_graphs(open_settings_catalog(_settings(catalog, s3_endpoint))).to_pylist()
     if json_out:

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
                               data_source, err_console)
-from tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.errors import QuantizeError
 
 
 def _pins(items: List[str]) -> tuple[tuple[str, int], ...]:
@@ -66,9 +66,9 @@ def quantize(
     json_out: bool = JsonOpt,
 ) -> None:
     """Plan per-layer bit widths minimising the Hessian-weighted quantization error under the budgets given."""
-    from flows.quantize import quantize_flow, validate_inputs
-    from tasks.quantize.costs import parse_bits
-    from tasks.quantize.pipeline import QuantizeRequest
+    from forgeflow.flows.quantize import quantize_flow, validate_inputs
+    from forgeflow.tasks.quantize.costs import parse_bits
+    from forgeflow.tasks.quantize.pipeline import QuantizeRequest
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if latency_table is not None and not latency_table.exists():
@@ -85,7 +85,7 @@ def quantize(
     validate_inputs(req, command.catalog)
     result = command.run(quantize_flow, request=req.to_dict())
     if export is not None:
-        from tasks.quantize.export import plan_json
+        from forgeflow.tasks.quantize.export import plan_json
 
         export.write_text(plan_json(dict(zip(result["layers"], result["bits"])), model=result["model"],
                                     act_bits=req.act_bits, allocation={

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
                               data_source, err_console)
 
 
@@ -30,8 +30,8 @@ def search(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train an elastic supernet once, fit predictors, and search the accuracy/latency Pareto front."""
-    from flows.search import search_flow, validate_inputs
-    from tasks.supernet.pipeline import SearchRequest
+    from forgeflow.flows.search import search_flow, validate_inputs
+    from forgeflow.tasks.supernet.pipeline import SearchRequest
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     req = SearchRequest(dataset=data_source(data, dataset), epochs=epochs, seed=seed, budget=budget,

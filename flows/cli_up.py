@@ -19,8 +19,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import JsonOpt, emit_json, err_console
-from tasks.errors import ForgeflowError
+from forgeflow.flows.cli_common import JsonOpt, emit_json, err_console
+from forgeflow.tasks.errors import ForgeflowError
 
 
 def _spawn(args: list[str], log, env: dict[str, str]) -> subprocess.Popen:
@@ -47,8 +47,8 @@ def up(
     json_out: bool = JsonOpt,
 ) -> None:
     """Start a local Prefect server and Dask cluster that later commands use (stop them with `forgeflow down`)."""
-    from flows import api
-    from flows.settings import load_settings
+    from forgeflow.flows import api
+    from forgeflow.flows.settings import load_settings
 
     settings = load_settings()
     workers = settings.dask_workers if workers is None else workers
@@ -133,7 +133,7 @@ def _port_free(port: int) -> bool:
 
 
 def _stop(state: dict) -> list[str]:
-    from flows import api
+    from forgeflow.flows import api
 
     stopped = []
     for name in ("workers", "scheduler", "prefect"):
@@ -154,14 +154,14 @@ def _report(state: dict, json_out: bool, word: str) -> None:
 
 
 def _state_path():
-    from flows import api
+    from forgeflow.flows import api
 
     return api.state_path()
 
 
 def down(json_out: bool = JsonOpt) -> None:
     """Stop the Prefect server and Dask cluster `forgeflow up` started; nothing of theirs is left running."""
-    from flows import api
+    from forgeflow.flows import api
 
     state = api.read_state()
     if state is None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
                               quiet_prefect_for_json)
 
 
@@ -33,10 +33,10 @@ def verify(
     json_out: bool = JsonOpt,
 ) -> None:
     """Verify L-infinity robustness of the quantized network (exact integer semantics) on held-out images."""
-    from flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from flows.settings import load_settings
-    from flows.verify import validate_inputs, verify_flow
-    from tasks.verify.pipeline import VerifyRequest, export_run, parse_eps
+    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
+    from forgeflow.flows.settings import load_settings
+    from forgeflow.flows.verify import validate_inputs, verify_flow
+    from forgeflow.tasks.verify.pipeline import VerifyRequest, export_run, parse_eps
 
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)

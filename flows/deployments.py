@@ -2,7 +2,7 @@
 deployment with its schedule from one process) and ``forgeflow deploy`` (registered with a Prefect server and a
 process work pool, run by ``prefect worker start --pool NAME``).
 
-Entrypoints are module paths ``flows.deployments.<name>``: the attribute is the domain flow bound to a Dask task
+Entrypoints are module paths ``forgeflow.flows.deployments.<name>``: the attribute is the domain flow bound to a Dask task
 runner built from the FORGEFLOW_* settings of the process that imports it (the serving process, or the worker's
 flow-run process), so deployed runs use the cluster at FORGEFLOW_DASK_ADDRESS exactly like the CLI does.
 """
@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 # entrypoint attribute -> "module:flow object". A new flow joins with one line here and one entry in prefect.yaml.
 FLOWS: dict[str, str] = {
-    "optimize": "flows.optimize:optimize_flow",
-    "profile_models": "flows.profile_models:profile_models",
-    "import_graphs": "flows.profile_models:import_graphs",
-    "quantize": "flows.quantize:quantize_flow",
-    "federated_training": "flows.federated:federated_training",
-    "partition_graph": "flows.partition:partition_graph",
-    "search": "flows.search:search_flow",
+    "optimize": "forgeflow.flows.optimize:optimize_flow",
+    "profile_models": "forgeflow.flows.profile_models:profile_models",
+    "import_graphs": "forgeflow.flows.profile_models:import_graphs",
+    "quantize": "forgeflow.flows.quantize:quantize_flow",
+    "federated_training": "forgeflow.flows.federated:federated_training",
+    "partition_graph": "forgeflow.flows.partition:partition_graph",
+    "search": "forgeflow.flows.search:search_flow",
 }
 
 ENTRYPOINT_MODULE = __name__
@@ -55,14 +55,14 @@ def _domain_flow(attr: str):
 
 
 def runtime_flow(attr: str):
-    """The flow behind entrypoint ``flows.deployments.<attr>``, on the Dask runner the current settings name."""
-    from flows.runtime import task_runner_for
-    from flows.settings import load_settings
+    """The flow behind entrypoint ``forgeflow.flows.deployments.<attr>``, on the Dask runner the current settings name."""
+    from forgeflow.flows.runtime import task_runner_for
+    from forgeflow.flows.settings import load_settings
 
     return _domain_flow(attr).with_options(task_runner=task_runner_for(load_settings()))
 
 
-def __getattr__(name: str):  # PEP 562: `flows.deployments.optimize` etc., built when first imported
+def __getattr__(name: str):  # PEP 562: `forgeflow.flows.deployments.optimize` etc., built when first imported
     if name in FLOWS:
         flow = runtime_flow(name)
         globals()[name] = flow

@@ -11,12 +11,12 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from flows.validation import validate_once
-from tasks.federated.config import FederatedConfig
-from tasks.federated.steps import federated_training_step
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.federated.config import FederatedConfig
+from forgeflow.tasks.federated.steps import federated_training_step
 
 # `forgeflow optimize` runs a short federated training of the selected model when it takes digits-shaped input
 OPTIMIZE_DEFAULTS = dict(clients=10, rounds=5, fraction=0.5, local_epochs=1, alpha=0.5)
@@ -32,7 +32,7 @@ def run_federated_step(cat_url: str, run_id: str, config: FederatedConfig, data:
 
 def validate_inputs(config: FederatedConfig, data: str | None) -> None:
     """The configuration against the data and the model (nothing is written on bad input); once per process."""
-    from tasks.federated.pipeline import prepare
+    from forgeflow.tasks.federated.pipeline import prepare
 
     validate_once("federated_training", {"config": config.to_dict(), "data": data}, None,
                   lambda: prepare(config, data))
@@ -43,7 +43,7 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
                        s3_endpoint: str | None = None) -> dict[str, Any]:
     """Federated training with ``config`` (``FederatedConfig.to_dict()``) on ``data`` (None: digits)."""
     cfg = FederatedConfig.from_dict(config)
-    from flows.model_policy import enforce_model_policy
+    from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([cfg.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
@@ -59,7 +59,7 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
 
 
 def publish_federated(result: dict[str, Any], cat=None) -> None:
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     eps = result["epsilon"]
     privacy = (f"- DP ({result['dp']}): epsilon {eps:.3f} at delta {result['delta']:g}, noise multiplier "
@@ -81,8 +81,8 @@ def publish_federated(result: dict[str, Any], cat=None) -> None:
 def federated_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str | None) -> dict[str, Any]:
     """The federated step of `forgeflow optimize`: a short FedAvg run of ``model`` over 10 digits clients
     (``OPTIMIZE_DEFAULTS``), or ``{"skipped": reason}`` when the model does not take digits-shaped input."""
-    from tasks.errors import ForgeflowError
-    from tasks.federated.pipeline import prepare
+    from forgeflow.tasks.errors import ForgeflowError
+    from forgeflow.tasks.federated.pipeline import prepare
 
     cfg = FederatedConfig(model=model, **OPTIMIZE_DEFAULTS)
     try:

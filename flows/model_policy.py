@@ -23,7 +23,7 @@ def enforce_model_policy(models: Iterable[str | None]) -> None:
     """Raise UnknownModelError for a model spec a served/deployed run may not build (before the run row)."""
     if not in_deployment():
         return
-    from tasks.models.spec import check_model_allowed
+    from forgeflow.tasks.models.spec import check_model_allowed
 
     for m in models:
         if m:

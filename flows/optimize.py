@@ -25,11 +25,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from tasks.models.spec import ModelSpec
-from tasks.profiling.steps import summarize_model_step
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.tasks.models.spec import ModelSpec
+from forgeflow.tasks.profiling.steps import summarize_model_step
 
 FAMILY_STEPS = ["supernet", "profile", "search", "plan", "accuracy", "bundle", "report"]
 DEFAULT_TARGET = "edge-npu-2x-48k"
@@ -44,8 +44,8 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
     """Run every step for ``supernet`` on ``target``; return a JSON-able summary (the decision and its evidence)."""
     import time
 
-    from tasks.deploy import steps as S
-    from tasks.deploy.target import load_target
+    from forgeflow.tasks.deploy import steps as S
+    from forgeflow.tasks.deploy.target import load_target
 
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
@@ -116,7 +116,7 @@ def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search
 
 def write_report(cat, run_id: str, summary: dict[str, Any]) -> str:
     """The HTML page and its plots (PNG objects, keys in ``summary["plots"]``) into the catalog; the page's key."""
-    from tasks.deploy.report import plot_pngs, render_html
+    from forgeflow.tasks.deploy.report import plot_pngs, render_html
 
     pngs = plot_pngs(summary)
     summary["plots"] = {name: cat.put_object(png, suffix=".png", run_id=run_id) for name, png in pngs.items()}
@@ -124,7 +124,7 @@ def write_report(cat, run_id: str, summary: dict[str, Any]) -> str:
 
 
 def record_decision(cat, run_id: str, summary: dict[str, Any]) -> None:
-    from tasks.deploy.pipeline import json_bytes
+    from forgeflow.tasks.deploy.pipeline import json_bytes
 
     p, a = summary["plan"], summary["accuracy"]
     key = cat.put_object(json_bytes(summary), suffix=".json", run_id=run_id)
@@ -138,8 +138,8 @@ def record_decision(cat, run_id: str, summary: dict[str, Any]) -> None:
 
 def publish_report(summary: dict[str, Any], cat=None) -> None:
     """The run's Prefect artifact: the decision in markdown plus the report page's plots embedded."""
-    from flows.artifacts import publish
-    from tasks.deploy.report import markdown_summary
+    from forgeflow.flows.artifacts import publish
+    from forgeflow.tasks.deploy.report import markdown_summary
 
     publish("optimize", f"forgeflow optimize on {summary['target']['name']}", markdown_summary(summary),
             table=[{"stage": i, "units": ", ".join(s), "predicted_target_ms": summary["plan"]["stage_ms"][i],
@@ -154,9 +154,9 @@ def validate_family_inputs(supernet: str, target: str, data: str | None, latency
                     min_accuracy_pct: float | None, microbatch: int, budget: int, cat=None) -> None:
     """Everything checkable before a run starts (bad input writes nothing): the target file, the family, the data,
     the limits, and that the family's smallest subnet fits the target's memory at its smallest widths."""
-    from tasks.deploy.pipeline import check_family_fits
-    from tasks.deploy.target import load_target
-    from tasks.errors import ForgeflowError
+    from forgeflow.tasks.deploy.pipeline import check_family_fits
+    from forgeflow.tasks.deploy.target import load_target
+    from forgeflow.tasks.errors import ForgeflowError
 
     if budget < 4:
         raise ForgeflowError(f"--budget must be at least 4 subnets, got {budget}")
@@ -182,10 +182,10 @@ STEPS = ["summary", "quantize", "partition", "federated", "search"]
 def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog: str | None = None,
                   s3_endpoint: str | None = None, input_shape: list[int] | None = None) -> dict[str, Any]:
     """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary."""
-    from flows.partition import check_stages
+    from forgeflow.flows.partition import check_stages
 
     stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
-    from flows.model_policy import enforce_model_policy
+    from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
@@ -198,20 +198,20 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
                                               settings.s3_endpoint).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
-        from flows.quantize import quantize_in_optimize
+        from forgeflow.flows.quantize import quantize_in_optimize
 
         run.summary["quantize"] = quantize_in_optimize(cat.url, run.id, model, settings.s3_endpoint)
         report("quantize", 2, total)
-        from flows.partition import partition_in_optimize
+        from forgeflow.flows.partition import partition_in_optimize
 
         run.summary["partition"] = partition_in_optimize(cat.url, run.id, model, stages, settings.s3_endpoint,
                                                          input_shape)
         report("partition", 3, total)
-        from flows.federated import federated_in_optimize
+        from forgeflow.flows.federated import federated_in_optimize
 
         run.summary["federated"] = federated_in_optimize(cat.url, run.id, model, settings.s3_endpoint)
         report("federated", 4, total)
-        from flows.search import search_in_optimize
+        from forgeflow.flows.search import search_in_optimize
 
         run.summary["search"] = search_in_optimize(cat.url, run.id, settings.s3_endpoint)
         report("search", 5, total)
@@ -221,7 +221,7 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
 
 
 def _publish(result: dict[str, Any], cat=None) -> None:
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     ms = result["model_summary"]
     rows = [{"step": "summary", "outcome": f"{ms['params']:,} params, {ms['flops']:,} FLOPs"}]
@@ -243,10 +243,10 @@ def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None
     model resolves, and that it runs on the input shape (one forward pass at batch size 1)."""
     import torch
 
-    from tasks.errors import ForgeflowError
-    from tasks.models.spec import default_input_shape, resolve_model
+    from forgeflow.tasks.errors import ForgeflowError
+    from forgeflow.tasks.models.spec import default_input_shape, resolve_model
 
-    from flows.partition import check_stages
+    from forgeflow.flows.partition import check_stages
 
     check_stages(stages)
     module = resolve_model(ModelSpec.parse(model)).eval()

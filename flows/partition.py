@@ -15,18 +15,18 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from flows.validation import validate_once
-from tasks.errors import ForgeflowError
-from tasks.partition.request import PartitionRequest
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.partition.request import PartitionRequest
 
 
 def run_partition_step(cat_url: str, run_id: str, graph_id: str, stages: int, time_limit: float,
                        memory_cap: float | None, seed: int, s3_endpoint: str | None) -> dict[str, Any]:
     """The partition step for a graph already in the catalog (shared with `forgeflow optimize`)."""
-    from tasks.partition.steps import partition_step
+    from forgeflow.tasks.partition.steps import partition_step
 
     report("partition", 0, 1)
     out = partition_step.submit(cat_url, run_id, graph_id, stages, time_limit, memory_cap, seed, s3_endpoint).result()
@@ -40,8 +40,8 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
     """The partition step of `forgeflow optimize`: profile ``model`` unless a catalog ``graph_id`` is given, then
     partition its graph over ``stages`` accelerators; returns the certificate without the per-method details."""
     if graph_id is None:
-        from flows.profile_models import make_config
-        from tasks.profiling.steps import profile_model_step
+        from forgeflow.flows.profile_models import make_config
+        from forgeflow.tasks.profiling.steps import profile_model_step
 
         graph_id = profile_model_step.submit(cat_url, run_id, model, make_config(input_shape), s3_endpoint).result()[
             "graph_id"]
@@ -75,10 +75,10 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
     """Partition one graph (exactly one of ``graph_file``, ``model``, ``graph_id``) into at most ``stages`` stages
     (the parameters make a ``PartitionRequest``, validated before the run row is written); return PLAN.json (k,
     stages, bottleneck, lower_bound, ratio, methods ...) plus run id, catalog keys and plot."""
-    from tasks.profiling.steps import import_graph_step, profile_model_step
+    from forgeflow.tasks.profiling.steps import import_graph_step, profile_model_step
 
     stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
-    from flows.model_policy import enforce_model_policy
+    from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([model])
     req = PartitionRequest.from_dict({"stages": stages, "graph_file": graph_file, "model": model,
@@ -95,7 +95,7 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
                                                 settings.s3_endpoint).result()["graph_id"]
             report("graph", 1, 1)
         elif model is not None:
-            from flows.profile_models import make_config
+            from forgeflow.flows.profile_models import make_config
 
             report("graph", 0, 1)
             config = make_config(input_shape)
@@ -115,7 +115,7 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
 
 def publish_partition(result: dict[str, Any], cat=None) -> None:
     """Prefect artifact: the certificate in markdown, the stage loads as a table, the plot's catalog key."""
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     md = (f"Run `{result['run_id']}` in catalog `{result['catalog']}`, result `{result['result_id']}`.\n\n"
           f"- graph `{result['graph']}` ({result['graph_id']}), k = {result['k']}\n"
@@ -130,14 +130,14 @@ def publish_partition(result: dict[str, Any], cat=None) -> None:
 def load_problem_for_validation(stages: int, graph_file: str | None, graph_id: str | None,
                                 memory_cap: float | None, cat=None):
     """The partitioning instance of a file or catalog graph (raises InvalidGraphError / GraphNotFoundError)."""
-    from tasks.partition.adapters import problem_from_graph
+    from forgeflow.tasks.partition.adapters import problem_from_graph
 
     if graph_file is not None:
-        from tasks.profiling.graph_files import load_graph_file
+        from forgeflow.tasks.profiling.graph_files import load_graph_file
 
         graph = load_graph_file(graph_file)
     else:
-        from tasks.profiling.graph_store import read_graph
+        from forgeflow.tasks.profiling.graph_store import read_graph
 
         graph = read_graph(cat, graph_id)
     return problem_from_graph(graph, stages, memory_cap)
@@ -154,7 +154,7 @@ def _validate(req: PartitionRequest, cat) -> None:
     check_stages(req.stages)
     req.validate()
     if req.model is not None:
-        from flows.profile_models import make_config, validate_profile_inputs
+        from forgeflow.flows.profile_models import make_config, validate_profile_inputs
 
         validate_profile_inputs([req.model], make_config(req.input_shape))
         return

@@ -15,10 +15,10 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from tasks.errors import ForgeflowError
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.tasks.errors import ForgeflowError
 
 
 def load_file_instance(graph_file: str, target_path: str | None = None, budget: float | None = None):
@@ -26,11 +26,11 @@ def load_file_instance(graph_file: str, target_path: str | None = None, budget: 
     file's) and the budget from ``budget`` when given."""
     from dataclasses import replace
 
-    from tasks.plan.instance import PlanInstance
+    from forgeflow.tasks.plan.instance import PlanInstance
 
     inst = PlanInstance.from_json(graph_file)
     if target_path is not None:
-        from tasks.plan.target import load_target
+        from forgeflow.tasks.plan.target import load_target
 
         tgt = load_target(target_path)
         inst = inst.with_k(tgt.k)
@@ -60,17 +60,17 @@ def validate_inputs(graph_file: str | None, model: str | None, target: str | Non
     if front < 0:
         raise ForgeflowError(f"--front must be >= 0, got {front}")
     if target is not None:
-        from tasks.plan.target import load_target
+        from forgeflow.tasks.plan.target import load_target
 
         load_target(target)
     if model is not None:
         if target is None:
             raise ForgeflowError("--model needs --target FILE (the devices to plan for)")
-        from flows.profile_models import make_config, validate_profile_inputs
+        from forgeflow.flows.profile_models import make_config, validate_profile_inputs
 
         validate_profile_inputs([model], make_config(None))
         return
-    from tasks.plan.solve import check_feasible
+    from forgeflow.tasks.plan.solve import check_feasible
 
     check_feasible(load_file_instance(graph_file, target, budget))
 
@@ -82,8 +82,8 @@ def plan_deployment(graph_file: str | None = None, model: str | None = None, tar
                     dataset: str | None = None, catalog: str | None = None, s3_endpoint: str | None = None
                     ) -> dict[str, Any]:
     """Plan one instance (a file, or ``model`` on ``target``); return PLAN.json plus run id, catalog keys, plot."""
-    from tasks.plan.steps import model_instance_step, plan_step
-    from tasks.plan.store import put_instance
+    from forgeflow.tasks.plan.steps import model_instance_step, plan_step
+    from forgeflow.tasks.plan.store import put_instance
 
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
     cat = open_settings_catalog(settings)
@@ -116,7 +116,7 @@ def plan_deployment(graph_file: str | None = None, model: str | None = None, tar
 
 def publish_plan(result: dict[str, Any], cat=None) -> None:
     """Prefect artifact: the certificate and baselines in markdown with the plan's PNG embedded, stage loads table."""
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     base = ", ".join(f"{k} {v:.5g} ms" if v is not None else f"{k} none" for k, v in result["baselines"].items())
     md = (f"Run `{result['run_id']}` in catalog `{result['catalog']}`, result `{result['result_id']}`.\n\n"

@@ -13,14 +13,14 @@ from typing import Any, Iterator, Sequence
 
 from prefect import flow
 
-from flows.progress import report
-from flows.artifacts import publish
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from flows.validation import validate_once
-from tasks.errors import ForgeflowError
-from tasks.profiling.profile import ProfileConfig
-from tasks.profiling.steps import PROGRESS_TOPIC, import_graph_step, profile_model_step
+from forgeflow.flows.progress import report
+from forgeflow.flows.artifacts import publish
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.profiling.profile import ProfileConfig
+from forgeflow.tasks.profiling.steps import PROGRESS_TOPIC, import_graph_step, profile_model_step
 
 # Share of a model's progress bar each profiling stage fills (timing dominates).
 _STAGE_SPAN = {"build": (0, 5), "capture": (5, 10), "costs": (10, 20), "timing": (20, 97), "assemble": (97, 100)}
@@ -46,9 +46,9 @@ def validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> Non
 def _validate_profile_inputs(models: Sequence[str], config: ProfileConfig) -> None:
     import torch
 
-    from tasks.models.spec import ModelSpec, resolve_model
-    from tasks.profiling.capture import capture_graph, run_eager
-    from tasks.profiling.profile import DTYPES, example_input
+    from forgeflow.tasks.models.spec import ModelSpec, resolve_model
+    from forgeflow.tasks.profiling.capture import capture_graph, run_eager
+    from forgeflow.tasks.profiling.profile import DTYPES, example_input
 
     if not models:
         raise ForgeflowError("no model to profile: give at least one model spec")
@@ -76,7 +76,7 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
     """Profile ``models`` (one Prefect task each, run in parallel on the Dask workers); return the run id and one
     summary per graph (graph_id, flops, params, nodes, edges, latencies). The options make a ``ProfileConfig``
     (validated, with the models, before the run row is written)."""
-    from flows.model_policy import enforce_model_policy
+    from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy(models)
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
@@ -111,7 +111,7 @@ def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str
                   fmt: str = "auto", link: str | None = None, training: bool = False) -> dict[str, Any]:
     """Load graph files (msr-fiddle JSON, PipeDream graph.txt, forgeflow JSON) into the catalog. Every file is parsed
     and validated before the run starts."""
-    from tasks.profiling.graph_files import load_graph_file
+    from forgeflow.tasks.profiling.graph_files import load_graph_file
 
     for p in paths:  # validate all first: nothing is written if one file is bad
         load_graph_file(p, fmt, link=link, training=training)

@@ -13,12 +13,12 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from flows.validation import validate_once
-from tasks.quantize.pipeline import QuantizeRequest, validate_request
-from tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.quantize.pipeline import QuantizeRequest, validate_request
+from forgeflow.tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
 
 STEPS = ["train", "sensitivity", "plan"]
 
@@ -41,7 +41,7 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
                   ) -> dict[str, Any]:
     """Run the quantize steps for ``request`` (``QuantizeRequest.to_dict()``); return a JSON-able summary."""
     req = QuantizeRequest.from_dict(request)
-    from flows.model_policy import enforce_model_policy
+    from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([req.model])
     settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
@@ -56,7 +56,7 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
 
 
 def publish_quantize(result: dict[str, Any], cat=None) -> None:
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     totals = result["totals"]
     md = (f"Run `{result['run_id']}` in catalog `{result['catalog']}`.\n\n"
@@ -82,7 +82,7 @@ BUNDLED_DATA_MODELS = ("forgeflow:digits_cnn", "forgeflow:digits_mlp")
 def quantize_in_optimize(cat_url: str, run_id: str, model: str, s3_endpoint: str | None) -> dict[str, Any]:
     """The quantize step of `forgeflow optimize`: a plan at the size of uniform 4-bit weights (pinned nothing),
     or ``{"skipped": reason}`` for a model without bundled data (Hessians need labelled calibration batches)."""
-    from tasks.quantize.pipeline import uniform_size_budget
+    from forgeflow.tasks.quantize.pipeline import uniform_size_budget
 
     if model not in BUNDLED_DATA_MODELS:
         return {"skipped": f"no bundled calibration data for {model}; run `forgeflow quantize --model {model} "

@@ -11,9 +11,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from catalog import Catalog, open_catalog
-from flows.settings import Settings
-from tasks.errors import ForgeflowError
+from forgeflow.catalog import Catalog, open_catalog
+from forgeflow.flows.settings import Settings
+from forgeflow.tasks.errors import ForgeflowError
 
 _SECRET = re.compile(r"(secret|password|passwd|token|credential|access_key|private_key|api_key)", re.I)
 
@@ -55,7 +55,7 @@ def task_runner_for(settings: Settings, heavy: bool = True):
     """
     import os
 
-    from flows.api import ensure_api, warm_dask_address
+    from forgeflow.flows.api import ensure_api, warm_dask_address
 
     ensure_api()  # the one API of this command, in the environment every worker started from here inherits
     # idle OpenMP threads spinning on shared cores slow torch ~10x on a busy 2-core machine; workers inherit this

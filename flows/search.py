@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from flows.validation import validate_once
-from tasks.supernet.pipeline import SearchRequest, SearchRequestError
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
 STEPS = ["train", "search"]
 
@@ -29,7 +29,7 @@ def validate_inputs(request: SearchRequest, cat=None) -> None:
 def _validate(request: SearchRequest, cat) -> None:
     import pyarrow.compute as pc
 
-    from tasks.supernet.train import load_dataset
+    from forgeflow.tasks.supernet.train import load_dataset
 
     request.validate()
     load_dataset(request.dataset, seed=request.seed)  # raises DatasetError on a missing or malformed file
@@ -43,7 +43,7 @@ def _validate(request: SearchRequest, cat) -> None:
 
 
 def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpoint: str | None) -> dict[str, Any]:
-    from tasks.supernet.steps import search_step, train_supernet_step
+    from forgeflow.tasks.supernet.steps import search_step, train_supernet_step
 
     total = len(STEPS)
     report("search: train supernet", 0, total)
@@ -72,7 +72,7 @@ def search_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint
 
 
 def publish_search(result: dict[str, Any], cat=None) -> None:
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     p = result["predictors"]
     best = result["best"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from catalog import DEFAULT_URL
-from tasks.errors import ForgeflowError
+from forgeflow.catalog import DEFAULT_URL
+from forgeflow.tasks.errors import ForgeflowError
 
 
 class Settings(BaseSettings):

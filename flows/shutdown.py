@@ -57,7 +57,7 @@ def kill_descendants(timeout: float = 3.0) -> int:
 
 def _hard_exit(signum: int) -> None:
     try:
-        from flows import api
+        from forgeflow.flows import api
 
         if api._started is not None:  # this command's temporary API server (its own session)
             os.killpg(api._started.proc.pid, signal.SIGKILL)

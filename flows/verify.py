@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.progress import report
-from flows.runtime import open_settings_catalog, recorded_run
-from flows.settings import Settings
-from tasks.verify.pipeline import VerifyRequest, validate_request
-from tasks.verify.steps import verify_step
+from forgeflow.flows.progress import report
+from forgeflow.flows.runtime import open_settings_catalog, recorded_run
+from forgeflow.flows.settings import Settings
+from forgeflow.tasks.verify.pipeline import VerifyRequest, validate_request
+from forgeflow.tasks.verify.steps import verify_step
 
 
 def request_from_dict(d: dict[str, Any]) -> VerifyRequest:
@@ -56,7 +56,7 @@ def result_table(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def publish_verify(result: dict[str, Any], cat=None) -> None:
-    from flows.artifacts import publish
+    from forgeflow.flows.artifacts import publish
 
     lines = [f"Run `{result['run_id']}` in catalog `{result['catalog']}`.", "",
              f"- model `{result['model']}`, plan {result['plan'] or 'float'}, activations {result['act_bits']} bits",

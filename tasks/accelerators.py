@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 # device family -> the Dask resource name a worker advertises for it
 RESOURCE_NAMES = {"cuda": "GPU", "gpu": "GPU", "mps": "MPS", "xpu": "XPU", "tpu": "TPU"}

@@ -29,7 +29,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 C = TypeVar("C")
 

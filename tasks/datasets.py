@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 DIGITS = "digits"
 LABEL_COLUMN = "y"

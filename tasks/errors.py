@@ -1,7 +1,7 @@
 """User-facing error types. The CLI turns any ForgeflowError into one line on stderr and exit code 2."""
 
 
-from catalog.errors import CatalogError, ForgeflowError  # noqa: F401  (one base class for every layer)
+from forgeflow.catalog.errors import CatalogError, ForgeflowError  # noqa: F401  (one base class for every layer)
 
 
 class InvalidGraphError(ForgeflowError):

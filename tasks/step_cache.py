@@ -37,7 +37,7 @@ TABLE = "step_cache"
 ALWAYS_IGNORED = ("catalog_url", "run_id", "endpoint_url")
 LIBRARIES = ("forgeflow", "torch", "numpy", "highspy", "scikit-learn", "lightgbm", "pyarrow")
 _ROOT = Path(__file__).resolve().parents[1]  # the directory holding tasks/ and catalog/
-_IMPORT = re.compile(r"^\s*(?:from|import)\s+tasks\.(\w+)", re.M)
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+forgeflow\.tasks\.(\w+)", re.M)
 
 
 class Uncacheable(TypeError):
@@ -76,10 +76,10 @@ def _module_files(name: str) -> list[Path]:
 
 @functools.lru_cache(maxsize=None)
 def code_version(module: str) -> str:
-    """Hash of the source a step defined in ``module`` (``tasks.<domain>.steps``) runs: its domain package, every
+    """Hash of the source a step defined in ``module`` (``forgeflow.tasks.<domain>.steps``) runs: its domain package, every
     ``tasks`` package or module it imports (transitively), the catalog's table schemas, and library versions."""
     parts = module.split(".")
-    todo = [parts[1]] if len(parts) > 1 and parts[0] == "tasks" else []
+    todo = [parts[2]] if len(parts) > 2 and parts[:2] == ["forgeflow", "tasks"] else []
     seen: set[str] = set()
     files: list[Path] = []
     while todo:
@@ -218,7 +218,7 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
                 return fn(*bound.args, **bound.kwargs)
             code = code_version(fn.__module__)
             key = cache_key(name, inputs, code)
-            from catalog import open_catalog
+            from forgeflow.catalog import open_catalog
 
             cat = open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url"))
             t0 = time.perf_counter()

@@ -68,7 +68,7 @@ def catalog_url(request, tmp_path):
 
 @pytest.fixture
 def catalog(catalog_url):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     url, endpoint = catalog_url
     return open_catalog(url, endpoint_url=endpoint)
@@ -88,7 +88,7 @@ def shared_prefect_api(tmp_path_factory):
         return
     home = tmp_path_factory.mktemp("prefect_home")
     os.environ["PREFECT_HOME"] = str(home)
-    from flows.api import LocalServer
+    from forgeflow.flows.api import LocalServer
 
     server = LocalServer(log=home / "server.log")
     url = server.wait(timeout=240)
@@ -96,7 +96,7 @@ def shared_prefect_api(tmp_path_factory):
     try:
         yield url
     finally:
-        from flows.api import _drain_prefect
+        from forgeflow.flows.api import _drain_prefect
 
         _drain_prefect()  # this process's Prefect logs and events reach the server before it stops
         os.environ.pop("PREFECT_API_URL", None)

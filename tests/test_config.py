@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, config_from_dict
-from tasks.errors import ForgeflowError
-from tasks.federated.config import Compression, FederatedConfig, Privacy
-from tasks.partition.request import PartitionRequest
-from tasks.profiling.profile import ProfileConfig
-from tasks.quantize.pipeline import QuantizeRequest
-from tasks.supernet.pipeline import SearchRequest
+from forgeflow.tasks.config import ConfigError, config_from_dict
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, Privacy
+from forgeflow.tasks.partition.request import PartitionRequest
+from forgeflow.tasks.profiling.profile import ProfileConfig
+from forgeflow.tasks.quantize.pipeline import QuantizeRequest
+from forgeflow.tasks.supernet.pipeline import SearchRequest
 
 CONFIGS = [
     QuantizeRequest(model="forgeflow:digits_cnn", bits=(2, 4, 8), ties=(("a", "b"),), pinned=(("fc", 8),),
@@ -59,13 +59,13 @@ def _no_files(root: Path) -> bool:
 
 
 @pytest.mark.parametrize("flow, kwargs, message", [
-    ("flows.quantize:quantize_flow", {"request": {"model": "forgeflow:digits_cnn", "size_budget": -1}}, "budget"),
-    ("flows.search:search_flow", {"request": {"budget": 2}}, "--budget"),
-    ("flows.federated:federated_training", {"config": {"rounds": 0}}, "--rounds"),
-    ("flows.federated:federated_training", {"config": {"model": "nosuchpkg.mod:f"}}, "nosuchpkg"),
-    ("flows.partition:partition_graph", {"stages": 0, "model": "forgeflow:digits_cnn"}, "--stages"),
-    ("flows.profile_models:profile_models", {"models": ["forgeflow:digits_cnn"], "repeats": 0}, "repeats"),
-    ("flows.profile_models:profile_models", {"models": ["nosuchpkg.mod:f"]}, "nosuchpkg"),
+    ("forgeflow.flows.quantize:quantize_flow", {"request": {"model": "forgeflow:digits_cnn", "size_budget": -1}}, "budget"),
+    ("forgeflow.flows.search:search_flow", {"request": {"budget": 2}}, "--budget"),
+    ("forgeflow.flows.federated:federated_training", {"config": {"rounds": 0}}, "--rounds"),
+    ("forgeflow.flows.federated:federated_training", {"config": {"model": "nosuchpkg.mod:f"}}, "nosuchpkg"),
+    ("forgeflow.flows.partition:partition_graph", {"stages": 0, "model": "forgeflow:digits_cnn"}, "--stages"),
+    ("forgeflow.flows.profile_models:profile_models", {"models": ["forgeflow:digits_cnn"], "repeats": 0}, "repeats"),
+    ("forgeflow.flows.profile_models:profile_models", {"models": ["nosuchpkg.mod:f"]}, "nosuchpkg"),
 ])
 def test_flows_validate_on_entry_and_write_nothing(flow, kwargs, message, tmp_path):
     import importlib

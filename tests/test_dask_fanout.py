@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out, runs_in_parallel, step_executor
+from forgeflow.tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out, runs_in_parallel, step_executor
 
 
 def boom(x):

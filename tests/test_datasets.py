@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.datasets import DatasetError, load_dataset
+from forgeflow.tasks.datasets import DatasetError, load_dataset
 
 
 def arrays(n=40, d=6, classes=3):

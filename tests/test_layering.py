@@ -25,7 +25,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def top(module: str) -> str:
-    return module.split(".")[0]
+    """The top-level name, with our own packages named without their ``forgeflow.`` prefix."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "forgeflow" and len(parts) > 1 else parts[0]
 
 
 def sources(package: str) -> list[Path]:
@@ -66,7 +68,19 @@ def test_layering(package, rule):
 
 def test_the_rules_catch_violations(tmp_path):
     bad = tmp_path / "helper.py"
-    bad.write_text("def f():\n    from prefect import flow\n    import flows.cli\n    import torch.nn\n")
+    bad.write_text("def f():\n    from prefect import flow\n    import forgeflow.flows.cli\n    import torch.nn\n")
     mods = imported_modules(bad)
-    assert tasks_rule(bad, "prefect") and tasks_rule(bad, "flows.cli") and catalog_rule(bad, "torch.nn")
-    assert not tasks_rule(tmp_path / "steps.py", "prefect") and {"prefect", "flows.cli", "torch.nn"} <= mods
+    assert tasks_rule(bad, "prefect") and tasks_rule(bad, "forgeflow.flows.cli") and catalog_rule(bad, "torch.nn")
+    assert not tasks_rule(tmp_path / "steps.py", "prefect") and {"prefect", "forgeflow.flows.cli", "torch.nn"} <= mods
+
+
+def test_one_namespace():
+    """Our packages are imported only as ``forgeflow.catalog`` / ``forgeflow.tasks`` / ``forgeflow.flows``: a bare
+    ``import tasks`` would pick up a user's own ``tasks.py`` (Celery's convention) or ``flows/`` (Prefect's)."""
+    bare = []
+    for folder in ("catalog", "tasks", "flows", "tests", "bench"):
+        for path in sources(folder):
+            for module in imported_modules(path):
+                if module.split(".")[0] in ("catalog", "tasks", "flows"):
+                    bare.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert bare == []

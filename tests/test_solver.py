@@ -8,7 +8,7 @@ import highspy
 import numpy as np
 import pytest
 
-from tasks.solver import (INF, LinearModel, SolverOptions, SolveStatus, gap_closed, relative_gap, shave_bound, solve,
+from forgeflow.tasks.solver import (INF, LinearModel, SolverOptions, SolveStatus, gap_closed, relative_gap, shave_bound, solve,
                           status_of)
 
 

@@ -7,8 +7,8 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from catalog.errors import UnknownTableError
-from catalog.schema import TableSpec
+from forgeflow.catalog.errors import UnknownTableError
+from forgeflow.catalog.schema import TableSpec
 
 
 @lru_cache(maxsize=1)

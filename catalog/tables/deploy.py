@@ -3,7 +3,7 @@ pipeline bottleneck on the target, and one decision row per run (what to deploy 
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 DEPLOY_UNIT_PROFILES = TableSpec(
     name="deploy_unit_profiles",

@@ -7,7 +7,7 @@ run that wrote the row. A round re-run after a crash between its two appends app
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 FEDERATED_ROUNDS = TableSpec(
     name="federated_rounds",

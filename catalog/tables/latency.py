@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 LATENCY_DEVICES = TableSpec(
     name="latency_devices",

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 MODEL_SUMMARIES = TableSpec(
     name="model_summaries",

@@ -3,7 +3,7 @@ method's bound or plan value with its status (the certificate)."""
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 PARTITION_RESULTS = TableSpec(
     name="partition_results",

@@ -3,7 +3,7 @@ baselines solved on the same instance, and budget sweeps (the bottleneck-vs-sens
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 PLAN_RESULTS = TableSpec(
     name="plan_results",

@@ -8,7 +8,7 @@ the exact ``CostGraph`` (``tasks.profiling.graph_store.read_graph``).
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 GRAPHS = TableSpec(
     name="graphs",

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 QUANT_MODELS = TableSpec(
     name="quant_models",

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 VERIFY_RESULTS = TableSpec(
     name="verify_results",

@@ -8,7 +8,7 @@ running the step again and records a ``reused`` row under its own run id.
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 STEP_CACHE = TableSpec(
     name="step_cache",

@@ -3,7 +3,7 @@ extracted-vs-from-scratch accuracy comparison."""
 
 import pyarrow as pa
 
-from catalog.schema import TableSpec, field
+from forgeflow.catalog.schema import TableSpec, field
 
 SUPERNET_MODELS = TableSpec(
     name="supernet_models",

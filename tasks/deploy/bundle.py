@@ -8,7 +8,7 @@ Layout of a bundle folder::
     check.safetensors      a sample input and the unsplit quantized model's output on it
     SHA256SUMS             sha256 of PLAN.json (so an edited plan is caught too)
 
-A stage is rebuilt by the factory ``tasks.deploy.bundle:load_stage`` from its unit specs (``tasks.deploy.chain``),
+A stage is rebuilt by the factory ``forgeflow.tasks.deploy.bundle:load_stage`` from its unit specs (``tasks.deploy.chain``),
 its weights, and the calibrated activation ranges of its quantized layers (fake-quantized inputs, as in
 ``tasks.quantize.apply``). Loading verifies every hash first: a tampered bundle raises ``BundleError`` naming the
 file.
@@ -26,12 +26,12 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from tasks.deploy.chain import build_units
-from tasks.errors import ForgeflowError
-from tasks.quantize.fakequant import fake_quantize_activation
+from forgeflow.tasks.deploy.chain import build_units
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.quantize.fakequant import fake_quantize_activation
 
 FORMAT = "forgeflow-bundle/1"
-FACTORY = "tasks.deploy.bundle:load_stage"
+FACTORY = "forgeflow.tasks.deploy.bundle:load_stage"
 
 
 class BundleError(ForgeflowError):

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tasks.supernet.space import ElasticArch
-from tasks.supernet.supernet import ElasticSupernet, InvertedResidual, Resize, _StemBlock, extract_subnet
+from forgeflow.tasks.supernet.space import ElasticArch
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, InvertedResidual, Resize, _StemBlock, extract_subnet
 
 
 class StemUnit(nn.Module):

@@ -15,21 +15,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tasks.deploy.chain import extract_chain
-from tasks.deploy.instance import UnitCost, build_instance, unit_costs
-from tasks.deploy.planner import ChainPlan, plan_instance
-from tasks.deploy.profile import chain_keys
-from tasks.quantize.fakequant import weight_perturbation
-from tasks.quantize.layers import quantizable_modules
-from tasks.supernet.space import ElasticArch
-from tasks.supernet.supernet import ElasticSupernet
-from tasks.supernet.train import Dataset
+from forgeflow.tasks.deploy.chain import extract_chain
+from forgeflow.tasks.deploy.instance import UnitCost, build_instance, unit_costs
+from forgeflow.tasks.deploy.planner import ChainPlan, plan_instance
+from forgeflow.tasks.deploy.profile import chain_keys
+from forgeflow.tasks.quantize.fakequant import weight_perturbation
+from forgeflow.tasks.quantize.layers import quantizable_modules
+from forgeflow.tasks.supernet.space import ElasticArch
+from forgeflow.tasks.supernet.supernet import ElasticSupernet
+from forgeflow.tasks.supernet.train import Dataset
 
 
 def supernet_traces(net: ElasticSupernet, data: Dataset, batch: int = 64, samples: int = 8, seed: int = 0
                     ) -> dict[str, float]:
     """Supernet layer FQN -> Hessian trace per parameter, on the largest subnet (Hutchinson)."""
-    from tasks.quantize.sensitivity import hutchinson_traces
+    from forgeflow.tasks.quantize.sensitivity import hutchinson_traces
 
     torch.manual_seed(seed)
     net.set_active(net.config.space.largest())
@@ -104,7 +104,7 @@ class PlannedObjective:
         self.memo: dict[str, dict[str, Any]] = {}
 
     def plan_of(self, arch: ElasticArch) -> dict[str, Any]:
-        from tasks.deploy.planner import NoPlanError
+        from forgeflow.tasks.deploy.planner import NoPlanError
 
         key = arch.to_string()
         if key not in self.memo:

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from tasks.quantize.layers import quantizable_modules
-from tasks.quantize.problem import FLOAT_BITS
+from forgeflow.tasks.quantize.layers import quantizable_modules
+from forgeflow.tasks.quantize.problem import FLOAT_BITS
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from tasks.deploy.family import Family, PlannedObjective, supernet_traces
-from tasks.deploy.planner import ChainPlan, NoPlanError, host_stage_ms
-from tasks.deploy.target import TargetView, host_view
-from tasks.errors import ForgeflowError
-from tasks.supernet.supernet import ElasticSupernet
+from forgeflow.tasks.deploy.family import Family, PlannedObjective, supernet_traces
+from forgeflow.tasks.deploy.planner import ChainPlan, NoPlanError, host_stage_ms
+from forgeflow.tasks.deploy.target import TargetView, host_view
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.supernet.supernet import ElasticSupernet
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "supernet" / "pretrained"
 BUILTIN_FAMILIES = {"digits": PRETRAINED / "digits.safetensors"}
@@ -47,8 +47,8 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
     """The trained supernet of ``spec``: the built-in ``digits`` family (shipped checkpoint, imported into the catalog
     once), ``train`` (the elastic family trained here by progressive shrinking on ``dataset``, once per dataset),
     or the id of a supernet already in the catalog. Returns its supernet_models record."""
-    from tasks.supernet.pipeline import _config_json
-    from tasks.supernet.train import load_dataset, load_state_arrays, subnet_accuracy, supernet_config_for
+    from forgeflow.tasks.supernet.pipeline import _config_json
+    from forgeflow.tasks.supernet.train import load_dataset, load_state_arrays, subnet_accuracy, supernet_config_for
 
     name = spec.removeprefix("forgeflow:")
     data = load_dataset(dataset, seed=seed)
@@ -72,8 +72,8 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         arrays = load_file(str(path))
         source = f"shipped checkpoint {path.name}"
     elif name == "train":
-        from tasks.supernet.progressive import ShrinkSchedule, train_progressive
-        from tasks.supernet.train import state_arrays
+        from forgeflow.tasks.supernet.progressive import ShrinkSchedule, train_progressive
+        from forgeflow.tasks.supernet.train import state_arrays
 
         sid = "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
         found = [r for r in rows if r["supernet_id"] == sid]
@@ -102,7 +102,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
 
 
 def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
-    from tasks.supernet.pipeline import load_supernet
+    from forgeflow.tasks.supernet.pipeline import load_supernet
 
     return load_supernet(cat, record)
 
@@ -111,10 +111,10 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
     """Before a run (nothing written): the family is known, its smallest subnet fits the target's memory at the
     smallest width, and the target's limits are not below what its fastest subnet can do. Raises ``FamilyError`` /
     ``NoPlanError`` with one line."""
-    from tasks.deploy.chain import extract_chain
-    from tasks.deploy.instance import _param_bytes
-    from tasks.supernet.predictors import measure_many_ms
-    from tasks.supernet.train import load_dataset, supernet_config_for
+    from forgeflow.tasks.deploy.chain import extract_chain
+    from forgeflow.tasks.deploy.instance import _param_bytes
+    from forgeflow.tasks.supernet.predictors import measure_many_ms
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
 
     name = spec.removeprefix("forgeflow:")
     data = load_dataset(dataset)
@@ -144,7 +144,7 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
     if target.min_accuracy_pct is not None and name in BUILTIN_FAMILIES:
         from safetensors.numpy import load_file
 
-        from tasks.supernet.train import load_state_arrays, subnet_accuracy
+        from forgeflow.tasks.supernet.train import load_state_arrays, subnet_accuracy
 
         trained = load_state_arrays(ElasticSupernet(supernet_config_for(data)), load_file(str(BUILTIN_FAMILIES[name])))
         top = subnet_accuracy(trained, sp.largest(), data)
@@ -166,8 +166,8 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
 # ----------------------------------------------------------------------------------------------- profile
 def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, dataset: str | None) -> dict[str, Any]:
     """The unit latency table of the family on this host at ``microbatch`` (measured once, then read back)."""
-    from tasks.deploy.profile import family_units, profile_units
-    from tasks.supernet.train import load_dataset
+    from forgeflow.tasks.deploy.profile import family_units, profile_units
+    from forgeflow.tasks.supernet.train import load_dataset
 
     host = host_name()
     pid = hashlib.sha256(json.dumps([record["supernet_id"], host, microbatch]).encode()).hexdigest()[:16]
@@ -190,7 +190,7 @@ def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, da
 
 def load_family(cat, record: dict[str, Any], profile: dict[str, Any], microbatch: int, dataset: str | None,
                 traces: dict[str, float] | None = None) -> Family:
-    from tasks.supernet.train import load_dataset
+    from forgeflow.tasks.supernet.train import load_dataset
 
     net = load_family_net(cat, record)
     data = load_dataset(dataset)
@@ -204,7 +204,7 @@ def load_family(cat, record: dict[str, Any], profile: dict[str, Any], microbatch
 
 def family_traces(cat, run_id: str, record: dict[str, Any], dataset: str | None) -> dict[str, Any]:
     """The supernet's per-layer Hessian traces: estimated once per family, then read back from the catalog."""
-    from tasks.supernet.train import load_dataset
+    from forgeflow.tasks.supernet.train import load_dataset
 
     fid = record["supernet_id"]
     try:
@@ -248,8 +248,8 @@ def choose(archs: list[str], acc: np.ndarray, lat: np.ndarray, target: TargetVie
 
 def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: int, seed: int = 0,
                   executor=None) -> dict[str, Any]:
-    from tasks.supernet.search import run_search
-    from tasks.supernet.train import subnet_accuracy
+    from forgeflow.tasks.supernet.search import run_search
+    from forgeflow.tasks.supernet.train import subnet_accuracy
 
     data = family.data
     objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data))
@@ -259,7 +259,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
     archs = [sp.to_string(g) for g in res.genes]
     acc, lat = np.asarray(res.accuracy, float), np.asarray(res.latency_ms, float)
     feasible = np.isfinite(lat)
-    from tasks.supernet.pareto import non_dominated_mask
+    from forgeflow.tasks.supernet.pareto import non_dominated_mask
 
     front = np.zeros(len(archs), bool)
     if feasible.any():
@@ -301,15 +301,15 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str,
 def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8):
     """The chosen subnet as a chain with BN recalibrated, its float accuracy, and the plan applied (fake-quantized
     weights per unit width, activations calibrated on training batches)."""
-    from tasks.quantize.apply import quantize_model
-    from tasks.supernet.train import accuracy_pct, recalibrate_bn
+    from forgeflow.tasks.quantize.apply import quantize_model
+    from forgeflow.tasks.supernet.train import accuracy_pct, recalibrate_bn
 
     sp = family.net.config.space
     arch = sp.decode(sp.from_string(arch_text))
     chain, specs = family.chain(arch)
     recalibrate_bn(chain, family.data.x_train)
     names = [s["name"] for s in specs]
-    from tasks.quantize.layers import quantizable_modules
+    from forgeflow.tasks.quantize.layers import quantizable_modules
 
     layer_bits = {fqn: int(plan.bits[names[int(fqn.split(".")[0])]]) for fqn in quantizable_modules(chain)}
     calib = [family.data.x_train[i:i + 128] for i in range(0, 512, 128)]
@@ -319,7 +319,7 @@ def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: i
 
 
 def check_accuracy(family: Family, arch_text: str, plan: ChainPlan) -> dict[str, Any]:
-    from tasks.supernet.train import accuracy_pct
+    from forgeflow.tasks.supernet.train import accuracy_pct
 
     chain, _, q, layer_bits = quantized_chain(family, arch_text, plan)
     d = family.data
@@ -331,7 +331,7 @@ def check_accuracy(family: Family, arch_text: str, plan: ChainPlan) -> dict[str,
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
                   run_id: str) -> dict[str, Any]:
-    from tasks.deploy.bundle import sha256_file, write_bundle
+    from forgeflow.tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
     chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan)

@@ -27,7 +27,7 @@ import torch
 #: relative tolerance of the output's magnitude and with identical predicted classes; the report shows the max diff
 EQUAL_RTOL = 1e-5
 
-from tasks.deploy.bundle import BundleError, load_check, load_stage, read_bundle
+from forgeflow.tasks.deploy.bundle import BundleError, load_check, load_stage, read_bundle
 
 
 def _stage_worker(bundle: str, index: int, doc: dict, q_in, q_out, q_times) -> None:

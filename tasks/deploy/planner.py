@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from tasks.errors import ForgeflowError, InfeasibleError
+from forgeflow.tasks.errors import ForgeflowError, InfeasibleError
 
 
 class NoPlanError(ForgeflowError):
@@ -55,7 +55,7 @@ class ChainPlan:
 
 def plan_instance(instance: Mapping[str, Any], time_limit: float = 10.0) -> ChainPlan:
     """Solve ``instance`` (the joint JSON form) with the joint planner; ``NoPlanError`` when no plan exists."""
-    from tasks.plan import PlanInstance, solve_plan
+    from forgeflow.tasks.plan import PlanInstance, solve_plan
 
     inst = PlanInstance.from_json_dict(dict(instance), name=str(instance.get("name", "chain")))
     try:

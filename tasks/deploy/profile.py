@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from tasks.deploy.chain import build_unit, unit_specs
-from tasks.supernet.space import ElasticArch
-from tasks.supernet.supernet import ElasticSupernet
+from forgeflow.tasks.deploy.chain import build_unit, unit_specs
+from forgeflow.tasks.supernet.space import ElasticArch
+from forgeflow.tasks.supernet.supernet import ElasticSupernet
 
 
 def unit_key(spec: dict[str, Any], side_in: int) -> str:
@@ -53,8 +53,8 @@ def family_units(net: ElasticSupernet, side: int) -> dict[str, tuple[dict[str, A
 
 def with_act_fakequant(unit: torch.nn.Module, bits: int = 8) -> torch.nn.Module:
     """The unit as the host runs it quantized: each quantizable layer's input fake-quantized (``tasks.quantize``)."""
-    from tasks.quantize.fakequant import fake_quantize_activation
-    from tasks.quantize.layers import quantizable_modules
+    from forgeflow.tasks.quantize.fakequant import fake_quantize_activation
+    from forgeflow.tasks.quantize.layers import quantizable_modules
 
     for m in quantizable_modules(unit).values():
         m.register_forward_pre_hook(lambda mod, inp: (fake_quantize_activation(inp[0], bits, 0.05, 0), *inp[1:]))
@@ -65,7 +65,7 @@ def profile_units(units: dict[str, tuple[dict[str, Any], int]], microbatch: int,
                   rounds: int = 3, repeats: int = 5) -> dict[str, tuple[float, float]]:
     """key -> (ms per microbatch on this host in float, ms with its layers' inputs fake-quantized as a quantized
     stage runs here)."""
-    from tasks.supernet.predictors import measure_many_ms
+    from forgeflow.tasks.supernet.predictors import measure_many_ms
 
     torch.manual_seed(0)
     jobs, keys = [], []

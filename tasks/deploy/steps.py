@@ -15,12 +15,12 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
-from tasks.step_cache import cached_step, step_options
-from tasks.deploy import pipeline as P
-from tasks.deploy.planner import ChainPlan
-from tasks.deploy.target import target_from_json
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import enter_worker_client
+from forgeflow.tasks.step_cache import cached_step, step_options
+from forgeflow.tasks.deploy import pipeline as P
+from forgeflow.tasks.deploy.planner import ChainPlan
+from forgeflow.tasks.deploy.target import target_from_json
 
 
 def _family(cat, ctx: dict[str, Any]):
@@ -79,7 +79,7 @@ def accuracy_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dic
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
                 microbatches: int = 48, endpoint_url: str | None = None) -> dict:
     """Export the bundle, then run it as k processes and measure it against the plan."""
-    from tasks.deploy.pipeline_run import run_pipeline
+    from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)

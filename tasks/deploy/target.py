@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from tasks.plan.target import FLOAT_BITS, HardwareTarget, TargetError, load_target as load_hardware  # noqa: F401
+from forgeflow.tasks.plan.target import FLOAT_BITS, HardwareTarget, TargetError, load_target as load_hardware  # noqa: F401
 
 #: widths offered to the planner on every device besides float (a width without kernels saves memory only)
 DEFAULT_WIDTHS = (4, 8)

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 import pyarrow.compute as pc
 
-from tasks.federated.state import RoundRecord
+from forgeflow.tasks.federated.state import RoundRecord
 
 
 def record_row(run_key: str, record: RoundRecord, dp: str, compression: str, delta: float | None) -> dict:
@@ -47,7 +47,7 @@ class CatalogCheckpoints:
         self.cat, self.run_id, self.dp, self.compression, self.delta = cat, run_id, dp, compression, delta
 
     def client_state(self, run_key: str):
-        from tasks.federated.client_state import CatalogClientState
+        from forgeflow.tasks.federated.client_state import CatalogClientState
 
         return CatalogClientState(self.cat, self.run_id, run_key)
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks.federated.compression import EncodedUpdate, decode, encode, round_mask_seed
-from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError
-from tasks.federated.model_state import build_model, flatten_state, has_batch_norm, load_state
-from tasks.federated.privacy import record_sample_rate, record_steps_per_round
-from tasks.federated.state import ClientResult
+from forgeflow.tasks.federated.compression import EncodedUpdate, decode, encode, round_mask_seed
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, FederatedConfigError
+from forgeflow.tasks.federated.model_state import build_model, flatten_state, has_batch_norm, load_state
+from forgeflow.tasks.federated.privacy import record_sample_rate, record_steps_per_round
+from forgeflow.tasks.federated.state import ClientResult
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.federated.config import Compression
+from forgeflow.tasks.federated.config import Compression
 
 SEED_BYTES = 8
 SCALE_BYTES = 4

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from tasks.config import Config
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.config import Config
+from forgeflow.tasks.errors import ForgeflowError
 
 DpMode = Literal["none", "record", "client"]
 

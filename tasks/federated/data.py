@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.datasets import load_dataset
-from tasks.federated.config import FederatedConfigError
+from forgeflow.tasks.datasets import load_dataset
+from forgeflow.tasks.federated.config import FederatedConfigError
 
 
 @dataclass(frozen=True)

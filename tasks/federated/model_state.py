@@ -39,7 +39,7 @@ def load_state(model: nn.Module, vector: np.ndarray) -> nn.Module:
 
 def build_model(spec: str, seed: int = 0) -> nn.Module:
     """The model named by ``spec`` with initial weights drawn from ``seed``."""
-    from tasks.models.spec import resolve_model
+    from forgeflow.tasks.models.spec import resolve_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Small models suited to federated training (spec ``tasks.federated.models:<factory>``).
+"""Small models suited to federated training (spec ``forgeflow.tasks.federated.models:<factory>``).
 
 ``digits_cnn_gn`` is the digits CNN with GroupNorm in place of BatchNorm. GroupNorm normalises each example on its
 own, so (a) the model's whole state is trainable weights: no running statistics that FedAvg, sparsification and

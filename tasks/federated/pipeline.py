@@ -9,19 +9,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.dask_fanout import SERIAL
-from tasks.federated.checkpoints import CatalogCheckpoints
-from tasks.federated.client import check_model_for_dp
-from tasks.federated.config import FederatedConfig, FederatedConfigError
-from tasks.federated.data import FederatedDataset, build_dataset
-from tasks.federated.plot import accuracy_plot
-from tasks.federated.runner import FederatedResult, resolve_noise, run_federated
+from forgeflow.tasks.dask_fanout import SERIAL
+from forgeflow.tasks.federated.checkpoints import CatalogCheckpoints
+from forgeflow.tasks.federated.client import check_model_for_dp
+from forgeflow.tasks.federated.config import FederatedConfig, FederatedConfigError
+from forgeflow.tasks.federated.data import FederatedDataset, build_dataset
+from forgeflow.tasks.federated.plot import accuracy_plot
+from forgeflow.tasks.federated.runner import FederatedResult, resolve_noise, run_federated
 
 
 def prepare(config: FederatedConfig, data: str | None) -> FederatedDataset:
     """Validate everything that can be checked before a run writes anything; return the split data set."""
     config.validate()
-    from tasks.models.spec import resolve_model
+    from forgeflow.tasks.models.spec import resolve_model
 
     resolve_model(config.model)  # UnknownModelError names a bad spec
     check_model_for_dp(config.model, config.privacy.mode)
@@ -34,7 +34,7 @@ def prepare(config: FederatedConfig, data: str | None) -> FederatedDataset:
 def _check_model_runs(spec: str, dataset: FederatedDataset) -> None:
     import torch
 
-    from tasks.federated.model_state import build_model
+    from forgeflow.tasks.federated.model_state import build_model
 
     model = build_model(spec).eval()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Mapping, Sequence
 
-from tasks.federated.state import RoundRecord
+from forgeflow.tasks.federated.state import RoundRecord
 
 
 def _pyplot():

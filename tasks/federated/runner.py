@@ -19,18 +19,18 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from tasks.dask_fanout import SERIAL, as_executor
-from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
-from tasks.federated.client_state import ClientStateStore, MemoryClientState
-from tasks.federated.config import FederatedConfig, FederatedConfigError
-from tasks.federated.data import FederatedDataset
-from tasks.federated.model_state import evaluate, initial_weights
-from tasks.federated.privacy import (
+from forgeflow.tasks.dask_fanout import SERIAL, as_executor
+from forgeflow.tasks.federated.client import LocalTraining, check_model_for_dp, train_client
+from forgeflow.tasks.federated.client_state import ClientStateStore, MemoryClientState
+from forgeflow.tasks.federated.config import FederatedConfig, FederatedConfigError
+from forgeflow.tasks.federated.data import FederatedDataset
+from forgeflow.tasks.federated.model_state import evaluate, initial_weights
+from forgeflow.tasks.federated.privacy import (
     CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
     compression_assumption,
 )
-from tasks.federated.server import initial_state, restore, snapshot, step
-from tasks.federated.state import (
+from forgeflow.tasks.federated.server import initial_state, restore, snapshot, step
+from forgeflow.tasks.federated.state import (
     ArmDeadline, ClientFailed, ClientResult, CompleteRound, DeadlinePassed, Evaluate, Evaluated, Finish, RoundRecord,
     RunClient, ServerState, Start,
 )

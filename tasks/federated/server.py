@@ -22,10 +22,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.federated.compression import decode, dense_bytes, shared_mask
-from tasks.federated.config import FederatedConfig
-from tasks.federated.privacy import ClientLevelAccountant, RecordLevelAccountant
-from tasks.federated.state import (
+from forgeflow.tasks.federated.compression import decode, dense_bytes, shared_mask
+from forgeflow.tasks.federated.config import FederatedConfig
+from forgeflow.tasks.federated.privacy import ClientLevelAccountant, RecordLevelAccountant
+from forgeflow.tasks.federated.state import (
     ArmDeadline, ClientFailed, ClientResult, CompleteRound, DeadlinePassed, Evaluate, Evaluated, Event, Finish,
     Instruction, RoundRecord, RunClient, ServerState, Start,
 )

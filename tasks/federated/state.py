@@ -16,8 +16,8 @@ from typing import Literal, Mapping
 
 import numpy as np
 
-from tasks.federated.compression import EncodedUpdate
-from tasks.federated.config import FederatedConfig
+from forgeflow.tasks.federated.compression import EncodedUpdate
+from forgeflow.tasks.federated.config import FederatedConfig
 
 Phase = Literal["idle", "training", "evaluating", "done"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import step_executor
-from tasks.federated.config import FederatedConfig
-from tasks.federated.pipeline import federate_and_store
-from tasks.step_cache import cached_step, step_options
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import step_executor
+from forgeflow.tasks.federated.config import FederatedConfig
+from forgeflow.tasks.federated.pipeline import federate_and_store
+from forgeflow.tasks.step_cache import cached_step, step_options
 
 
 @task(name="federated-training", cache_policy=NO_CACHE, **step_options())

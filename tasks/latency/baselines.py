@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.latency.table import LatencyTable
-from tasks.supernet.space import NB201_OPS, CategoricalSpace, NB201Space
-from tasks.supernet.surrogate import RidgeSurrogate
+from forgeflow.tasks.latency.table import LatencyTable
+from forgeflow.tasks.supernet.space import NB201_OPS, CategoricalSpace, NB201Space
+from forgeflow.tasks.supernet.surrogate import RidgeSurrogate
 
 
 def ridge_baseline(table: LatencyTable, device: str | None, rows: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ def macs(space: CategoricalSpace, genes: np.ndarray) -> np.ndarray:
         for op, v in per.items():
             cost += v * (g == op).sum(axis=1)
         return 15.0 * cost
-    from tasks.supernet.space import ElasticSpace
+    from forgeflow.tasks.supernet.space import ElasticSpace
 
     if isinstance(space, ElasticSpace):
         out = np.zeros(len(g))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.supernet.space import CategoricalSpace
+from forgeflow.tasks.supernet.space import CategoricalSpace
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from tasks.latency.prior import BLOCKS, Basis, DevicePrior
-from tasks.latency.table import LatencyInputError, Measurements
+from forgeflow.tasks.latency.prior import BLOCKS, Basis, DevicePrior
+from forgeflow.tasks.latency.table import LatencyInputError, Measurements
 
 MIN_SAMPLES = 3  # two fixed effects plus one degree of freedom for the noise
 

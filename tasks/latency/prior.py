@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.latency.encoding import ArchEncoding
-from tasks.latency.table import LatencyInputError, LatencyTable
-from tasks.supernet.space import CategoricalSpace
-from tasks.supernet.surrogate import RidgeSurrogate
+from forgeflow.tasks.latency.encoding import ArchEncoding
+from forgeflow.tasks.latency.table import LatencyInputError, LatencyTable
+from forgeflow.tasks.supernet.space import CategoricalSpace
+from forgeflow.tasks.supernet.surrogate import RidgeSurrogate
 
 #: kernel blocks, in parameter order (the noise scale comes last)
 BLOCKS = ("devices", "counts", "ops", "pairs")
@@ -145,7 +145,7 @@ def _r2(y: np.ndarray, fitted: np.ndarray) -> np.ndarray:
 def _meta_learn(prior: DevicePrior, t: LatencyTable, x: np.ndarray, y: np.ndarray, seed: int) -> None:
     """Fit the kernel's hyper-parameters on each known device with that device left out of the basis; the prior's
     centre is their median, its spread their standard deviation (at least 0.5 on the log scale)."""
-    from tasks.latency.fewshot import fit_hyperparameters
+    from forgeflow.tasks.latency.fewshot import fit_hyperparameters
 
     rng = np.random.default_rng(seed)
     z = prior.standardised(t.genes, x)

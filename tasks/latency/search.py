@@ -27,12 +27,12 @@ from typing import Callable
 
 import numpy as np
 
-from tasks.latency.fewshot import DeviceModel, adapt
-from tasks.latency.prior import DevicePrior
-from tasks.latency.selection import select_measurements
-from tasks.latency.table import LatencyInputError, Measurements
-from tasks.supernet.objectives import CountedEvaluator
-from tasks.supernet.search import SearchResult, run_search
+from forgeflow.tasks.latency.fewshot import DeviceModel, adapt
+from forgeflow.tasks.latency.prior import DevicePrior
+from forgeflow.tasks.latency.selection import select_measurements
+from forgeflow.tasks.latency.table import LatencyInputError, Measurements
+from forgeflow.tasks.supernet.objectives import CountedEvaluator
+from forgeflow.tasks.supernet.search import SearchResult, run_search
 
 
 @dataclass

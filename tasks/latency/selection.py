@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.latency.prior import BLOCKS, DevicePrior
+from forgeflow.tasks.latency.prior import BLOCKS, DevicePrior
 
 POOL = 3000
 

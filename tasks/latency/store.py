@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pyarrow.compute as pc
 
-from tasks.latency.fewshot import DeviceModel
-from tasks.latency.table import LatencyInputError
-from tasks.supernet.space import ElasticSpace, NB201Space
+from forgeflow.tasks.latency.fewshot import DeviceModel
+from forgeflow.tasks.latency.table import LatencyInputError
+from forgeflow.tasks.supernet.space import ElasticSpace, NB201Space
 
 
 def _space(name: str):

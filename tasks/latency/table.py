@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.errors import ForgeflowError
-from tasks.supernet.space import CategoricalSpace, InvalidArchitectureError, NB201Space
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.supernet.space import CategoricalSpace, InvalidArchitectureError, NB201Space
 
 PREFIX = "latency_ms_"
 
@@ -26,7 +26,7 @@ class LatencyInputError(ForgeflowError):
 
 def space_for(archs: list[str]) -> CategoricalSpace:
     """The search space whose strings these are: NAS-Bench-201 cells (``|op~0|+|...``) or elastic-supernet genes."""
-    from tasks.supernet.space import ElasticSpace
+    from forgeflow.tasks.supernet.space import ElasticSpace
 
     if not archs:
         raise LatencyInputError("no architectures given")

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
     """Stratified train/test split of the 1,797 digits as tensors: (x_train, y_train, x_test, y_test)."""
-    from tasks.datasets import load_dataset
+    from forgeflow.tasks.datasets import load_dataset
 
     return dataset_tensors(load_dataset(None, seed=seed, test_fraction=test_fraction))
 

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tasks.errors import UnknownModelError
+from forgeflow.tasks.errors import UnknownModelError
 
-_BUILTINS = {"digits_cnn": "tasks.models.digits:DigitsCNN", "digits_mlp": "tasks.models.digits:DigitsMLP",
-             "digits_mlp_32_32": "tasks.models.digits:digits_mlp_32_32",
-             "digits_mlp_64_64": "tasks.models.digits:digits_mlp_64_64"}
+_BUILTINS = {"digits_cnn": "forgeflow.tasks.models.digits:DigitsCNN", "digits_mlp": "forgeflow.tasks.models.digits:DigitsMLP",
+             "digits_mlp_32_32": "forgeflow.tasks.models.digits:digits_mlp_32_32",
+             "digits_mlp_64_64": "forgeflow.tasks.models.digits:digits_mlp_64_64"}
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

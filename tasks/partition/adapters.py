@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.problem import PartitionProblem
-from tasks.profiling.graph import CostGraph
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.profiling.graph import CostGraph
 
 
 def problem_from_graph(graph: CostGraph, k: int | None = None, mem_cap: float | None = None) -> PartitionProblem:

@@ -20,11 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.cost import InvalidPlanError, validate_plan
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.slicing import OrderSlicer
-from tasks.solver import MEMORY_RTOL
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.cost import InvalidPlanError, validate_plan
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.slicing import OrderSlicer
+from forgeflow.tasks.solver import MEMORY_RTOL
 
 BASELINES = ("equal_nodes", "param_balanced", "compute_balanced")
 

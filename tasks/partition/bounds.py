@@ -27,12 +27,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tasks.dask_fanout import SERIAL, runs_in_parallel
-from tasks.partition.colocation import Groups, must_share_groups
-from tasks.partition.mip import build_cheapest_stage_model, build_stage_model, stages_from_values
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import COST_RTOL, MEMORY_RTOL, PROVEN_RTOL, Bound, ImprovedPlan, SolveStatus, is_proven
-from tasks.solver import SolverOptions, shave_bound, solve
+from forgeflow.tasks.dask_fanout import SERIAL, runs_in_parallel
+from forgeflow.tasks.partition.colocation import Groups, must_share_groups
+from forgeflow.tasks.partition.mip import build_cheapest_stage_model, build_stage_model, stages_from_values
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import COST_RTOL, MEMORY_RTOL, PROVEN_RTOL, Bound, ImprovedPlan, SolveStatus, is_proven
+from forgeflow.tasks.solver import SolverOptions, shave_bound, solve
 
 #: the guess used to prove a plan optimal sits this far (relative) below its bottleneck: well inside PROVEN_RTOL,
 #: so that the guess's infeasibility, shaved for solver tolerances, still certifies the plan

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.graph import CostGraph, Edge, Node
-from tasks.profiling.links import get_link
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.profiling.links import get_link
 
 FAMILIES = ("nasnet", "amoeba", "inception", "ptransformer")
 COMPUTE_KINDS = ("conv", "dwconv", "linear", "matmul")

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.problem import PartitionProblem
 
 
 @dataclass(frozen=True)

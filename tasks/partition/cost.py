@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.errors import ForgeflowError
-from tasks.partition.problem import PartitionProblem
-from tasks.solver import MEMORY_RTOL  # relative slack of every memory-cap comparison (re-exported here)
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.solver import MEMORY_RTOL  # relative slack of every memory-cap comparison (re-exported here)
 
 
 class InvalidPlanError(ForgeflowError):

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.partition.colocation import Groups, must_share_groups
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import COST_RTOL, MEMORY_RTOL, SolveStatus
+from forgeflow.tasks.partition.colocation import Groups, must_share_groups
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import COST_RTOL, MEMORY_RTOL, SolveStatus
 
 
 @dataclass(frozen=True)

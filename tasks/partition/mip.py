@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.partition.colocation import Groups, must_share_groups
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import COST_RTOL, Bound, SolveStatus
-from tasks.solver import INF, LinearModel, SolverOptions, shave_bound, solve
+from forgeflow.tasks.partition.colocation import Groups, must_share_groups
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import COST_RTOL, Bound, SolveStatus
+from forgeflow.tasks.solver import INF, LinearModel, SolverOptions, shave_bound, solve
 
 # --------------------------------------------------------------------------- formulation: one convex stage
 def build_cheapest_stage_model(groups: Groups, anchor: int, mem_cap: float | None = None) -> LinearModel:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from tasks.partition.result import PartitionResult
+from forgeflow.tasks.partition.result import PartitionResult
 
 
 def stage_loads_png(result: PartitionResult, title: str | None = None) -> bytes:

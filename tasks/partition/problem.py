@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tasks.errors import InvalidGraphError
+from forgeflow.tasks.errors import InvalidGraphError
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.config import Config
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.config import Config
+from forgeflow.tasks.errors import ForgeflowError
 
 
 @dataclass(frozen=True)

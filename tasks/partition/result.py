@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from tasks.partition.cost import StageLoads, stages_in_pipeline_order, validate_plan
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus, is_proven
+from forgeflow.tasks.partition.cost import StageLoads, stages_in_pipeline_order, validate_plan
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)

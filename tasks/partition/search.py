@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.slicing import OrderSlicer, SlicedOrder
-from tasks.partition.status import MEMORY_RTOL, SolveStatus
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.slicing import OrderSlicer, SlicedOrder
+from forgeflow.tasks.partition.status import MEMORY_RTOL, SolveStatus
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def move_branches(slicer: OrderSlicer, k: int, group_stage: np.ndarray, deadline
     ancestors inside s moves to stage s - 1, or a group with all its descendants inside s moves to s + 1 (a new
     stage at the end if fewer than k are used). Both keep every edge forward. Moves are scored exactly
     (``cost.stage_loads``, vectorised) by (bottleneck, sum of stage costs). Returns the fitness and group stages."""
-    from tasks.partition.cost import stage_loads
+    from forgeflow.tasks.partition.cost import stage_loads
 
     g = slicer.groups
     problem = slicer.problem

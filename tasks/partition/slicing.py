@@ -20,10 +20,10 @@ from functools import cached_property
 
 import numpy as np
 
-from tasks.partition.colocation import Groups, must_share_groups
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import COST_RTOL
-from tasks.solver import MEMORY_RTOL
+from forgeflow.tasks.partition.colocation import Groups, must_share_groups
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import COST_RTOL
+from forgeflow.tasks.solver import MEMORY_RTOL
 
 
 @dataclass(frozen=True)

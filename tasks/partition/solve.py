@@ -23,18 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from tasks.dask_fanout import SERIAL, runs_in_parallel
-from tasks.errors import InfeasibleError
-from tasks.partition.baselines import all_baselines
-from tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
-from tasks.partition.colocation import must_share_groups
-from tasks.partition.ideals import IdealsResult, solve_ideals_dp
-from tasks.partition.mip import solve_exact_mip
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.result import MethodRun, PartitionResult, Plan
-from tasks.partition.search import SearchConfig, SearchResult, brkga_search
-from tasks.partition.slicing import OrderSlicer
-from tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
+from forgeflow.tasks.dask_fanout import SERIAL, runs_in_parallel
+from forgeflow.tasks.errors import InfeasibleError
+from forgeflow.tasks.partition.baselines import all_baselines
+from forgeflow.tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
+from forgeflow.tasks.partition.colocation import must_share_groups
+from forgeflow.tasks.partition.ideals import IdealsResult, solve_ideals_dp
+from forgeflow.tasks.partition.mip import solve_exact_mip
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.result import MethodRun, PartitionResult, Plan
+from forgeflow.tasks.partition.search import SearchConfig, SearchResult, brkga_search
+from forgeflow.tasks.partition.slicing import OrderSlicer
+from forgeflow.tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tasks.solver import MEMORY_RTOL, SolveStatus
+from forgeflow.tasks.solver import MEMORY_RTOL, SolveStatus
 
 __all__ = ["Bound", "ImprovedPlan", "MEMORY_RTOL", "PROVEN_RTOL", "COST_RTOL", "SolveStatus", "is_proven"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import step_executor
-from tasks.partition.store import partition_catalog_graph
-from tasks.step_cache import cached_step, step_options
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import step_executor
+from forgeflow.tasks.partition.store import partition_catalog_graph
+from forgeflow.tasks.step_cache import cached_step, step_options
 
 
 @task(name="partition-graph", cache_policy=NO_CACHE, **step_options())

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tasks.dask_fanout import SERIAL
-from tasks.partition.adapters import problem_from_graph
-from tasks.partition.plot import stage_loads_png
-from tasks.partition.result import PartitionResult
-from tasks.partition.solve import SolveConfig, partition
-from tasks.profiling.graph_store import read_graph
+from forgeflow.tasks.dask_fanout import SERIAL
+from forgeflow.tasks.partition.adapters import problem_from_graph
+from forgeflow.tasks.partition.plot import stage_loads_png
+from forgeflow.tasks.partition.result import PartitionResult
+from forgeflow.tasks.partition.solve import SolveConfig, partition
+from forgeflow.tasks.profiling.graph_store import read_graph
 
 
 def write_result(cat, run_id: str, problem, result: PartitionResult) -> dict[str, Any]:

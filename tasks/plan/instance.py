@@ -27,9 +27,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.problem import PartitionProblem
-from tasks.plan.target import FLOAT_BITS, HardwareTarget, read_latency_table
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.plan.target import FLOAT_BITS, HardwareTarget, read_latency_table
 
 #: latency_source(stage, device, node) -> float ms on that device, or None to fall back to host ms x speed_factor
 LatencySource = Callable[[int, Any, Any], "float | None"]
@@ -303,7 +303,7 @@ def build_instance(graph, sensitivities: Mapping[str, Mapping[int, float]], targ
     else the device's ``latency_table`` entry (node id, module or op), else host ms x ``speed_factor``. Transfers cost
     ``link latency + bytes / bandwidth`` on the slowest link. The budget is ``budget`` if given, else the target's.
     """
-    from tasks.profiling.graph import CostGraph
+    from forgeflow.tasks.profiling.graph import CostGraph
 
     if not isinstance(graph, CostGraph):
         raise InvalidGraphError("build_instance needs a profiled CostGraph")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.partition.colocation import Groups
-from tasks.partition.mip import _bits
-from tasks.partition.cost import stage_loads
-from tasks.solver import INF, LinearModel
-from tasks.plan.instance import PlanInstance
+from forgeflow.tasks.partition.colocation import Groups
+from forgeflow.tasks.partition.mip import _bits
+from forgeflow.tasks.partition.cost import stage_loads
+from forgeflow.tasks.solver import INF, LinearModel
+from forgeflow.tasks.plan.instance import PlanInstance
 
 
 def allowed_options(inst: PlanInstance) -> np.ndarray:

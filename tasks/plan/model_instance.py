@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tasks.plan.instance import PlanInstance, build_instance
-from tasks.plan.target import HardwareTarget
+from forgeflow.tasks.plan.instance import PlanInstance, build_instance
+from forgeflow.tasks.plan.target import HardwareTarget
 
 BUNDLED_DATA = ("forgeflow:digits_cnn", "forgeflow:digits_mlp")
 
@@ -18,9 +18,9 @@ def model_instance(spec: str, target: HardwareTarget, *, input_shape: Sequence[i
     """(instance, info). ``info`` says which sensitivity source was used and, with data, the float accuracy."""
     import torch
 
-    from tasks.models.spec import default_input_shape, resolve_model
-    from tasks.plan.sensitivity import sensitivities_for
-    from tasks.profiling.profile import profile_model
+    from forgeflow.tasks.models.spec import default_input_shape, resolve_model
+    from forgeflow.tasks.plan.sensitivity import sensitivities_for
+    from forgeflow.tasks.profiling.profile import profile_model
 
     torch.manual_seed(seed)
     model = resolve_model(spec)
@@ -28,9 +28,9 @@ def model_instance(spec: str, target: HardwareTarget, *, input_shape: Sequence[i
     info: dict[str, Any] = {}
     batches = None
     if dataset is not None or spec in BUNDLED_DATA:
-        from tasks.models.digits import train_classifier
-        from tasks.quantize.apply import evaluate_accuracy
-        from tasks.quantize.pipeline import load_data
+        from forgeflow.tasks.models.digits import train_classifier
+        from forgeflow.tasks.quantize.apply import evaluate_accuracy
+        from forgeflow.tasks.quantize.pipeline import load_data
 
         xtr, ytr, xte, yte = load_data(dataset, seed)
         model = train_classifier(model, xtr, ytr, epochs=epochs, seed=seed)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 
-from tasks.partition.plot import draw_stage_loads
-from tasks.plan.result import PlanResult
+from forgeflow.tasks.partition.plot import draw_stage_loads
+from forgeflow.tasks.plan.result import PlanResult
 
 
 def plan_png(result: PlanResult, title: str | None = None) -> bytes:

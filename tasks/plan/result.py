@@ -14,11 +14,11 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from tasks.partition.result import MethodRun, _jsonable
-from tasks.partition.status import Bound, SolveStatus
-from tasks.plan.instance import PlanInstance
-from tasks.plan.validate import validate_joint
-from tasks.solver import OPTIMAL_RTOL, shave_bound
+from forgeflow.tasks.partition.result import MethodRun, _jsonable
+from forgeflow.tasks.partition.status import Bound, SolveStatus
+from forgeflow.tasks.plan.instance import PlanInstance
+from forgeflow.tasks.plan.validate import validate_joint
+from forgeflow.tasks.solver import OPTIMAL_RTOL, shave_bound
 
 
 @dataclass(frozen=True)

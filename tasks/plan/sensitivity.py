@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from tasks.quantize.sensitivity import layer_sensitivities
+from forgeflow.tasks.quantize.sensitivity import layer_sensitivities
 
 SOURCE_DATA = "hutchinson on data"
 SOURCE_ZEROQ = "hutchinson on ZeroQ synthetic inputs (fitted to BatchNorm statistics, labelled by the model)"

@@ -26,18 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from tasks.dask_fanout import SERIAL, fan_out
-from tasks.errors import InfeasibleError
-from tasks.partition.colocation import must_share_groups
-from tasks.partition.cost import InvalidPlanError
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.result import MethodRun
-from tasks.partition.solve import SolveConfig, partition
-from tasks.partition.status import Bound
-from tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
-from tasks.plan.instance import PlanInstance
-from tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
-from tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
+from forgeflow.tasks.dask_fanout import SERIAL, fan_out
+from forgeflow.tasks.errors import InfeasibleError
+from forgeflow.tasks.partition.colocation import must_share_groups
+from forgeflow.tasks.partition.cost import InvalidPlanError
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.result import MethodRun
+from forgeflow.tasks.partition.solve import SolveConfig, partition
+from forgeflow.tasks.partition.status import Bound
+from forgeflow.tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
+from forgeflow.tasks.plan.instance import PlanInstance
+from forgeflow.tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
+from forgeflow.tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
 
 GAP_TOLERANCE = 1e-6
 
@@ -104,7 +104,7 @@ def partition_problem(inst: PlanInstance, choice: np.ndarray) -> PartitionProble
 
 def exact_partition(inst: PlanInstance, choice: np.ndarray, time_limit: float, *, bounds: bool = False):
     """(assignment, PartitionResult) of the partition for ``choice``, or (None, None) when no plan fits."""
-    from tasks.errors import InvalidGraphError
+    from forgeflow.tasks.errors import InvalidGraphError
 
     try:
         res = partition(partition_problem(inst, choice),
@@ -156,7 +156,7 @@ def relaxation_bound(inst: PlanInstance, time_limit: float) -> Bound:
     b = inst.base
     prob = PartitionProblem(b.name, b.node_ids, w, m, b.c, b.edges, b.classes, inst.k,
                             max(caps) if len(caps) == inst.k else None, b.meta)
-    from tasks.errors import InvalidGraphError
+    from forgeflow.tasks.errors import InvalidGraphError
 
     try:
         res = partition(prob, SolveConfig(time_limit=max(time_limit, 0.2), lower_bounds=True, restarts=1))

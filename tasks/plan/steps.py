@@ -7,9 +7,9 @@ import contextlib
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import enter_worker_client
-from tasks.plan.store import plan_catalog_instance
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import enter_worker_client
+from forgeflow.tasks.plan.store import plan_catalog_instance
 
 
 @task(name="plan-instance", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -29,9 +29,9 @@ def model_instance_step(catalog_url: str, run_id: str, model: str, target_path: 
                         dataset: str | None, stages: int | None, budget: float | None,
                         endpoint_url: str | None = None) -> dict:
     """Profile ``model``, measure its sensitivities, build its instance on the target; store the instance JSON."""
-    from tasks.plan.model_instance import model_instance
-    from tasks.plan.store import put_instance
-    from tasks.plan.target import load_target
+    from forgeflow.tasks.plan.model_instance import model_instance
+    from forgeflow.tasks.plan.store import put_instance
+    from forgeflow.tasks.plan.target import load_target
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     inst, info = model_instance(model, load_target(target_path), input_shape=input_shape, dataset=dataset,

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tasks.plan.instance import PlanInstance
-from tasks.plan.plot import plan_png
-from tasks.plan.result import PlanResult
-from tasks.plan.solve import solve_plan, sweep_budgets
-from tasks.plan.validate import validate_joint
+from forgeflow.tasks.plan.instance import PlanInstance
+from forgeflow.tasks.plan.plot import plan_png
+from forgeflow.tasks.plan.result import PlanResult
+from forgeflow.tasks.plan.solve import solve_plan, sweep_budgets
+from forgeflow.tasks.plan.validate import validate_joint
 
 
 def put_instance(cat, run_id: str, inst: PlanInstance) -> str:

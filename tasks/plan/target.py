@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 FLOAT_BITS = 32
 TARGETS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "targets"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.partition.cost import MEMORY_RTOL, InvalidPlanError, stage_loads, validate_plan
-from tasks.plan.instance import PlanInstance
+from forgeflow.tasks.partition.cost import MEMORY_RTOL, InvalidPlanError, stage_loads, validate_plan
+from forgeflow.tasks.plan.instance import PlanInstance
 
 #: relative slack on the sensitivity budget (sensitivities are floats read from JSON)
 BUDGET_RTOL = 1e-9

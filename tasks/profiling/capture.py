@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import fx, nn
 
-from tasks.profiling.errors import InputShapeError, ProfileConfigError, UntraceableModelError
+from forgeflow.tasks.profiling.errors import InputShapeError, ProfileConfigError, UntraceableModelError
 
 METHODS = ("fx", "export")
 

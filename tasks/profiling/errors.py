@@ -1,6 +1,6 @@
 """Errors the profiler raises on bad input; each is a ForgeflowError (one line on stderr, exit code 2 in the CLI)."""
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 
 class UntraceableModelError(ForgeflowError):

@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from tasks.errors import InvalidGraphError
+from forgeflow.tasks.errors import InvalidGraphError
 
 #: Bump when the canonical form hashed by ``graph_id`` changes meaning.
 GRAPH_FORMAT_VERSION = 1

@@ -6,11 +6,11 @@ import json
 import os
 from pathlib import Path
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.graph import CostGraph
-from tasks.profiling.links import LinkProfile
-from tasks.profiling.msr_io import graph_from_msr_dict
-from tasks.profiling.pipedream_io import parse_pipedream_graph
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.graph import CostGraph
+from forgeflow.tasks.profiling.links import LinkProfile
+from forgeflow.tasks.profiling.msr_io import graph_from_msr_dict
+from forgeflow.tasks.profiling.pipedream_io import parse_pipedream_graph
 
 FORMATS = ("auto", "msr", "pipedream", "forgeflow")
 

@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog import Catalog
-from tasks.errors import ForgeflowError
-from tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.catalog import Catalog
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
 
 
 class GraphNotFoundError(ForgeflowError):

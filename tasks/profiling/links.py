@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from tasks.profiling.errors import UnknownLinkError
+from forgeflow.tasks.profiling.errors import UnknownLinkError
 
 __all__ = ["DEFAULT_LINK", "LINKS", "LinkProfile", "UnknownLinkError", "get_link"]
 

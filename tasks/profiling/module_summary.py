@@ -38,9 +38,9 @@ def summarize_model(spec: str, input_shape: tuple[int, ...] | None = None) -> Mo
     """Build the model from ``spec`` and count its parameters and FLOPs per module on one forward pass."""
     import torch
 
-    from tasks.models.spec import default_input_shape, resolve_model
-    from tasks.profiling.costs import counting_conditions, flop_counter
-    from tasks.profiling.errors import InputShapeError
+    from forgeflow.tasks.models.spec import default_input_shape, resolve_model
+    from forgeflow.tasks.profiling.costs import counting_conditions, flop_counter
+    from forgeflow.tasks.profiling.errors import InputShapeError
 
     model = resolve_model(spec).eval()
     shape = tuple(input_shape) if input_shape else default_input_shape(spec)

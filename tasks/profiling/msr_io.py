@@ -25,8 +25,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
 
 _INT_ID = re.compile(r"^(0|[1-9][0-9]*)$")
 

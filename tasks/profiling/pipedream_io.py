@@ -24,9 +24,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.graph import CostGraph, Edge, Node
-from tasks.profiling.links import LinkProfile, get_link
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.profiling.links import LinkProfile, get_link
 
 _META_KEYS = ("forward_compute_time", "backward_compute_time", "activation_size", "parameter_size")
 _OP = re.compile(r"^\s*([A-Za-z_][\w.]*)")

@@ -19,13 +19,13 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import fx, nn
 
-from tasks.config import Config
-from tasks.profiling.capture import capture_graph, run_eager
-from tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
-from tasks.profiling.errors import ProfileConfigError
-from tasks.profiling.graph import CostGraph, Edge, Node, layer_view
-from tasks.profiling.links import LinkProfile, get_link
-from tasks.profiling.timing import TimingResult, time_graph
+from forgeflow.tasks.config import Config
+from forgeflow.tasks.profiling.capture import capture_graph, run_eager
+from forgeflow.tasks.profiling.costs import NodeCost, counting_conditions, flop_counter, node_costs
+from forgeflow.tasks.profiling.errors import ProfileConfigError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node, layer_view
+from forgeflow.tasks.profiling.links import LinkProfile, get_link
+from forgeflow.tasks.profiling.timing import TimingResult, time_graph
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 GRANULARITIES = ("op", "layer")
@@ -73,7 +73,7 @@ class ProfileConfig(Config):
         return self
 
     def shape_for(self, spec: str) -> tuple[int, ...]:
-        from tasks.models.spec import default_input_shape
+        from forgeflow.tasks.models.spec import default_input_shape
 
         shape = tuple(self.input_shape) if self.input_shape is not None else tuple(default_input_shape(spec))
         if self.batch is not None:
@@ -131,7 +131,7 @@ def profile_with_config(spec: str, cfg: ProfileConfig, *, link: LinkProfile | No
     try:
         tick("build", 0, 1)
         if model is None:
-            from tasks.models.spec import resolve_model
+            from forgeflow.tasks.models.spec import resolve_model
 
             model = resolve_model(spec, **dict(cfg.model_kwargs))
         shape = cfg.shape_for(spec)

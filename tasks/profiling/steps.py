@@ -7,9 +7,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.step_cache import cached_step, step_options
-from tasks.profiling.module_summary import summarize_model
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.step_cache import cached_step, step_options
+from forgeflow.tasks.profiling.module_summary import summarize_model
 
 
 @task(name="summarize-model", cache_policy=NO_CACHE, **step_options())
@@ -63,9 +63,9 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
     # reads it once, at load: record whether the value in the environment is the one in force.
     policy_in_force = "torch" not in sys.modules or "OMP_WAIT_POLICY" in os.environ
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from tasks.profiling.graph_store import write_graph
-    from tasks.profiling.profile import profile_with_config
-    from tasks.profiling.workers import exclusive_measurement, pin_worker, worker_slot
+    from forgeflow.tasks.profiling.graph_store import write_graph
+    from forgeflow.tasks.profiling.profile import profile_with_config
+    from forgeflow.tasks.profiling.workers import exclusive_measurement, pin_worker, worker_slot
 
     with exclusive_measurement():
         pinned = pin_worker(config.threads or threads_per_worker, worker_slot())
@@ -81,8 +81,8 @@ def profile_model_step(catalog_url: str, run_id: str, spec: str, config: Any, en
 def import_graph_step(catalog_url: str, run_id: str, path: str, fmt: str = "auto", link: str | None = None,
                       training: bool = False, endpoint_url: str | None = None) -> dict:
     """Load an msr-fiddle / PipeDream / forgeflow graph file and write it to the catalog."""
-    from tasks.profiling.graph_files import load_graph_file
-    from tasks.profiling.graph_store import write_graph
+    from forgeflow.tasks.profiling.graph_files import load_graph_file
+    from forgeflow.tasks.profiling.graph_store import write_graph
 
     graph = load_graph_file(path, fmt, link=link, training=training)
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from tasks.profiling.errors import ProfileConfigError
+from forgeflow.tasks.profiling.errors import ProfileConfigError
 
 
 @dataclass(frozen=True)

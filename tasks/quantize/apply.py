@@ -15,10 +15,10 @@ from typing import Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from tasks.quantize.errors import QuantizeError, UnknownLayerError
-from tasks.quantize.fakequant import ActivationObserver, fake_quantize_activation, fake_quantize_weight
-from tasks.quantize.layers import quantizable_modules
-from tasks.quantize.problem import FLOAT_BITS
+from forgeflow.tasks.quantize.errors import QuantizeError, UnknownLayerError
+from forgeflow.tasks.quantize.fakequant import ActivationObserver, fake_quantize_activation, fake_quantize_weight
+from forgeflow.tasks.quantize.layers import quantizable_modules
+from forgeflow.tasks.quantize.problem import FLOAT_BITS
 
 
 @dataclass(frozen=True)

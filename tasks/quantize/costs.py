@@ -16,10 +16,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tasks.quantize.errors import QuantizeError, UnknownLayerError
-from tasks.quantize.layers import LayerInfo
-from tasks.quantize.problem import FLOAT_BITS, AllocationProblem
-from tasks.quantize.sensitivity import LayerSensitivity
+from forgeflow.tasks.quantize.errors import QuantizeError, UnknownLayerError
+from forgeflow.tasks.quantize.layers import LayerInfo
+from forgeflow.tasks.quantize.problem import FLOAT_BITS, AllocationProblem
+from forgeflow.tasks.quantize.sensitivity import LayerSensitivity
 
 
 def parse_bits(text: str | Sequence[int], keep_float: bool = True) -> tuple[int, ...]:

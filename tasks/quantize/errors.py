@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import ForgeflowError, InfeasibleError
+from forgeflow.tasks.errors import ForgeflowError, InfeasibleError
 
 
 class QuantizeError(ForgeflowError):

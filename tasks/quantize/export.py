@@ -20,9 +20,9 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.layers import quantizable_modules
-from tasks.quantize.problem import FLOAT_BITS
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.layers import quantizable_modules
+from forgeflow.tasks.quantize.problem import FLOAT_BITS
 
 TORCHAO_SUPPORTED = (nn.Linear,)
 TORCHAO_BITS = set(range(1, 9))  # torch.int1 .. torch.int8

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.problem import FLOAT_BITS
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.problem import FLOAT_BITS
 
 
 def symmetric_qmax(bits: int) -> int:

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.problem import AllocationProblem
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.problem import AllocationProblem
 
 BUDGET_KINDS = {"modelsize": "size_bytes", "bops": "bops", "latency": "latency_ms"}
 

@@ -26,9 +26,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tasks.quantize.errors import BudgetInfeasibleError, QuantizeError
-from tasks.quantize.problem import RESOURCE_WORDS, RESOURCES, AllocationProblem
-from tasks.solver import (FEASIBILITY_TOL, INF, LinearModel, SolveOutcome, SolverOptions, SolveStatus, relative_gap,
+from forgeflow.tasks.quantize.errors import BudgetInfeasibleError, QuantizeError
+from forgeflow.tasks.quantize.problem import RESOURCE_WORDS, RESOURCES, AllocationProblem
+from forgeflow.tasks.solver import (FEASIBILITY_TOL, INF, LinearModel, SolveOutcome, SolverOptions, SolveStatus, relative_gap,
                           solve)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from tasks.quantize.errors import NoQuantizableLayerError
+from forgeflow.tasks.quantize.errors import NoQuantizableLayerError
 
 QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 

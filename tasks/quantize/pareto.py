@@ -12,11 +12,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tasks.dask_fanout import SERIAL, fan_out
-from tasks.quantize.errors import BudgetInfeasibleError
-from tasks.quantize.ilp import Allocation, solve_allocation
-from tasks.quantize.problem import RESOURCES, AllocationProblem
-from tasks.solver import SolveStatus
+from forgeflow.tasks.dask_fanout import SERIAL, fan_out
+from forgeflow.tasks.quantize.errors import BudgetInfeasibleError
+from forgeflow.tasks.quantize.ilp import Allocation, solve_allocation
+from forgeflow.tasks.quantize.problem import RESOURCES, AllocationProblem
+from forgeflow.tasks.solver import SolveStatus
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from tasks.config import Config
-from tasks.dask_fanout import SERIAL
-from tasks.errors import ForgeflowError
-from tasks.quantize.apply import evaluate_accuracy, quantize_model
-from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.export import torchao_config_data, torchao_unsupported
-from tasks.quantize.ilp import Allocation, solve_allocation
-from tasks.quantize.layers import describe_layers
-from tasks.quantize.pareto import budget_grid, pareto_sweep
-from tasks.quantize.problem import FLOAT_BITS, uniform_plan
-from tasks.quantize.records import from_sensitivity_rows, plan_rows, sensitivity_rows
-from tasks.quantize.sensitivity import LayerSensitivity, layer_sensitivities
+from forgeflow.tasks.config import Config
+from forgeflow.tasks.dask_fanout import SERIAL
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.quantize.apply import evaluate_accuracy, quantize_model
+from forgeflow.tasks.quantize.costs import load_latency_table, model_problem, parse_bits
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.export import torchao_config_data, torchao_unsupported
+from forgeflow.tasks.quantize.ilp import Allocation, solve_allocation
+from forgeflow.tasks.quantize.layers import describe_layers
+from forgeflow.tasks.quantize.pareto import budget_grid, pareto_sweep
+from forgeflow.tasks.quantize.problem import FLOAT_BITS, uniform_plan
+from forgeflow.tasks.quantize.records import from_sensitivity_rows, plan_rows, sensitivity_rows
+from forgeflow.tasks.quantize.sensitivity import LayerSensitivity, layer_sensitivities
 
 DIGITS = "sklearn:digits"
 
@@ -108,14 +108,14 @@ class ModelRecord:
 
 def load_data(dataset: str | None, seed: int, test_fraction: float = 0.25):
     """(x_train, y_train, x_test, y_test) as tensors from ``tasks.datasets`` (digits, .npz or Parquet)."""
-    from tasks.datasets import load_dataset
-    from tasks.models.digits import dataset_tensors
+    from forgeflow.tasks.datasets import load_dataset
+    from forgeflow.tasks.models.digits import dataset_tensors
 
     return dataset_tensors(load_dataset(dataset, seed=seed, test_fraction=test_fraction, min_rows=4))
 
 
 def build_model(spec: str) -> torch.nn.Module:
-    from tasks.models.spec import resolve_model
+    from forgeflow.tasks.models.spec import resolve_model
 
     return resolve_model(spec)
 
@@ -139,7 +139,7 @@ def load_trained(cat, record: ModelRecord) -> torch.nn.Module:
 
 def train_and_store(cat, run_id: str, req: QuantizeRequest) -> ModelRecord:
     """Train ``req.model`` on the data (or reuse ``req.source_run``'s weights) and record it in quant_models."""
-    from tasks.models.digits import train_classifier
+    from forgeflow.tasks.models.digits import train_classifier
 
     if req.source_run:
         rec = find_model_record(cat, req.source_run)

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tasks.quantize.errors import QuantizeError, UnknownLayerError
-from tasks.solver import FEASIBILITY_TOL
+from forgeflow.tasks.quantize.errors import QuantizeError, UnknownLayerError
+from forgeflow.tasks.solver import FEASIBILITY_TOL
 
 FLOAT_BITS = 32
 RESOURCES = ("size_bytes", "bops", "latency_ms")

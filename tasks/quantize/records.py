@@ -8,11 +8,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.ilp import Allocation
-from tasks.quantize.layers import LayerInfo
-from tasks.quantize.problem import AllocationProblem
-from tasks.quantize.sensitivity import LayerSensitivity
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.ilp import Allocation
+from forgeflow.tasks.quantize.layers import LayerInfo
+from forgeflow.tasks.quantize.problem import AllocationProblem
+from forgeflow.tasks.quantize.sensitivity import LayerSensitivity
 
 
 def sensitivity_rows(model: str, infos: Sequence[LayerInfo], sens: Sequence[LayerSensitivity],

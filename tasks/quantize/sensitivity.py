@@ -17,10 +17,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.fakequant import weight_perturbation
-from tasks.quantize.layers import quantizable_modules
-from tasks.quantize.problem import FLOAT_BITS
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.fakequant import weight_perturbation
+from forgeflow.tasks.quantize.layers import quantizable_modules
+from forgeflow.tasks.quantize.problem import FLOAT_BITS
 
 
 @dataclass(frozen=True)

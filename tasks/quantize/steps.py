@@ -11,10 +11,10 @@ from dataclasses import asdict
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import step_executor
-from tasks.step_cache import cached_step, step_options
-from tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import step_executor
+from forgeflow.tasks.step_cache import cached_step, step_options
+from forgeflow.tasks.quantize.pipeline import (ModelRecord, QuantizeRequest, plan_and_evaluate, sensitivities_to_catalog,
                                      train_and_store)
 
 

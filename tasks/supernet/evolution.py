@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.supernet.pareto import hypervolume_improvement_2d, non_dominated_mask, non_dominated_ranks, crowding_distance
-from tasks.supernet.space import CategoricalSpace
-from tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
+from forgeflow.tasks.supernet.pareto import hypervolume_improvement_2d, non_dominated_mask, non_dominated_ranks, crowding_distance
+from forgeflow.tasks.supernet.space import CategoricalSpace
+from forgeflow.tasks.supernet.surrogate import BoostedSurrogate, RidgeSurrogate
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.errors import ForgeflowError
-from tasks.supernet.space import CategoricalSpace, InvalidArchitectureError
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.supernet.space import CategoricalSpace, InvalidArchitectureError
 
 
 class BudgetExceededError(ForgeflowError):

@@ -14,16 +14,16 @@ from typing import Any
 import pyarrow.compute as pc
 import torch
 
-from tasks.config import Config
-from tasks.dask_fanout import SERIAL
-from tasks.errors import ForgeflowError
-from tasks.supernet.objectives import CountedEvaluator
-from tasks.supernet.predictors import (AccuracyPredictor, LatencyPredictor, PredictorObjective, SupernetObjective,
+from forgeflow.tasks.config import Config
+from forgeflow.tasks.dask_fanout import SERIAL
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.supernet.objectives import CountedEvaluator
+from forgeflow.tasks.supernet.predictors import (AccuracyPredictor, LatencyPredictor, PredictorObjective, SupernetObjective,
                                        fit_predictors)
-from tasks.supernet.search import run_search
-from tasks.supernet.space import ElasticSpace
-from tasks.supernet.supernet import ElasticSupernet, SupernetConfig
-from tasks.supernet.train import (Dataset, TrainConfig, load_dataset, load_state_arrays, state_arrays,
+from forgeflow.tasks.supernet.search import run_search
+from forgeflow.tasks.supernet.space import ElasticSpace
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, SupernetConfig
+from forgeflow.tasks.supernet.train import (Dataset, TrainConfig, load_dataset, load_state_arrays, state_arrays,
                                   subnet_accuracy, supernet_config_for, train_from_scratch, train_supernet)
 
 
@@ -147,7 +147,7 @@ def fit_and_store_predictors(cat, run_id: str, record: dict, request: SearchRequ
 
 def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fitted, executor: Any = SERIAL) -> dict:
     """Run the evolutionary search on the chosen objective source; search_candidates + search_fronts rows + PNG."""
-    from tasks.supernet.plot import front_png
+    from forgeflow.tasks.supernet.plot import front_png
 
     net, data, acc, lat = fitted
     space = net.config.space

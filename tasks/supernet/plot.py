@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from tasks.supernet.search import SearchResult
+from forgeflow.tasks.supernet.search import SearchResult
 
 
 def front_png(result: SearchResult, title: str, latency_limit_ms: float | None = None) -> bytes:

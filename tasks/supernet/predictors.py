@@ -21,9 +21,9 @@ import torch.nn as nn
 from scipy.stats import spearmanr
 from sklearn.linear_model import LinearRegression, RidgeCV
 
-from tasks.supernet.space import ElasticArch, ElasticSpace
-from tasks.supernet.supernet import ElasticSupernet, InvertedResidual, Subnet, _StemBlock, extract_subnet
-from tasks.supernet.train import Dataset, subnet_accuracy
+from forgeflow.tasks.supernet.space import ElasticArch, ElasticSpace
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, InvertedResidual, Subnet, _StemBlock, extract_subnet
+from forgeflow.tasks.supernet.train import Dataset, subnet_accuracy
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks.supernet.space import ElasticArch, ElasticSpace
-from tasks.supernet.supernet import ElasticSupernet
-from tasks.supernet.train import Dataset, TrainReport, recalibrate_bn
+from forgeflow.tasks.supernet.space import ElasticArch, ElasticSpace
+from forgeflow.tasks.supernet.supernet import ElasticSupernet
+from forgeflow.tasks.supernet.train import Dataset, TrainReport, recalibrate_bn
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tasks.dask_fanout import SERIAL, runs_in_parallel
-from tasks.supernet.evolution import EvolutionConfig, EvolutionarySearch
-from tasks.supernet.pareto import non_dominated_mask
-from tasks.supernet.space import CategoricalSpace
+from forgeflow.tasks.dask_fanout import SERIAL, runs_in_parallel
+from forgeflow.tasks.supernet.evolution import EvolutionConfig, EvolutionarySearch
+from forgeflow.tasks.supernet.pareto import non_dominated_mask
+from forgeflow.tasks.supernet.space import CategoricalSpace
 
 
 class SearchStatus(str, Enum):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 
 class InvalidArchitectureError(ForgeflowError):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import step_executor
-from tasks.step_cache import cached_step, step_options
-from tasks.supernet.pipeline import (SearchRequest, compare_and_store, fit_and_store_predictors, search_and_store,
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import step_executor
+from forgeflow.tasks.step_cache import cached_step, step_options
+from forgeflow.tasks.supernet.pipeline import (SearchRequest, compare_and_store, fit_and_store_predictors, search_and_store,
                                      train_and_store)
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tasks.supernet.space import ElasticArch, ElasticSpace
+from forgeflow.tasks.supernet.space import ElasticArch, ElasticSpace
 
 
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> torch.Tensor:

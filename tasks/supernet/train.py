@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tasks import datasets
-from tasks.datasets import DatasetError
-from tasks.supernet.space import ElasticArch, ElasticSpace
-from tasks.supernet.supernet import ElasticSupernet, SupernetConfig, build_standalone, extract_subnet
+from forgeflow.tasks import datasets
+from forgeflow.tasks.datasets import DatasetError
+from forgeflow.tasks.supernet.space import ElasticArch, ElasticSpace
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, SupernetConfig, build_standalone, extract_subnet
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.verify.intnet import QNetwork
+from forgeflow.tasks.verify.intnet import QNetwork
 
 
 def pgd_attack(model, net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, center: np.ndarray,

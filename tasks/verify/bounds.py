@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.verify.intnet import Layer, QNetwork
+from forgeflow.tasks.verify.intnet import Layer, QNetwork
 
 WIDEN_RTOL = 1e-9
 WIDEN_ATOL = 1e-9

@@ -1,6 +1,6 @@
 """Errors of the verify domain (each becomes one line on stderr and exit code 2 in the CLI)."""
 
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 
 class VerifyError(ForgeflowError):

@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tasks.verify.errors import UnsupportedLayerError, VerifyError
+from forgeflow.tasks.verify.errors import UnsupportedLayerError, VerifyError
 
 FORMAT = "forgeflow-qnet/1"
 SUPPORTED = "Linear, Conv2d (groups=1, dilation=1), BatchNorm1d/2d after a Linear/Conv2d, ReLU, MaxPool2d, " \
@@ -345,7 +345,7 @@ def build_network(model, plan: Mapping[str, int], act_qparams: Mapping[str, tupl
     ``quantize_model``), or the float reference on the same input lattice (``exact=False``)."""
     import torch
 
-    from tasks.quantize.fakequant import per_channel_scale, symmetric_qmax
+    from forgeflow.tasks.quantize.fakequant import per_channel_scale, symmetric_qmax
 
     model = model.eval()
     specs = _layer_specs(model, example)

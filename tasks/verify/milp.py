@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.solver import LinearModel, SolveOutcome, SolverOptions, solve
-from tasks.verify.bounds import NetBounds, _act_bounds, _affine, _margin_rows
-from tasks.verify.intnet import QNetwork
+from forgeflow.tasks.solver import LinearModel, SolveOutcome, SolverOptions, solve
+from forgeflow.tasks.verify.bounds import NetBounds, _act_bounds, _affine, _margin_rows
+from forgeflow.tasks.verify.intnet import QNetwork
 
 
 @dataclass

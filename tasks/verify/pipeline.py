@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow.compute as pc
 
-from tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out
-from tasks.verify.errors import VerifyError
-from tasks.verify.intnet import QNetwork, _chain, build_network, network_json
-from tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Answer, Instance, verify_instance
+from forgeflow.tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out
+from forgeflow.tasks.verify.errors import VerifyError
+from forgeflow.tasks.verify.intnet import QNetwork, _chain, build_network, network_json
+from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Answer, Instance, verify_instance
 
 ANSWERS = (VERIFIED, FALSIFIED, UNKNOWN)
 
@@ -135,14 +135,14 @@ def _run_plans(cat, run_id: str) -> dict[str, dict[str, int]]:
 
 
 def _model_layers(model) -> list[str]:
-    from tasks.quantize.layers import quantizable_modules
+    from forgeflow.tasks.quantize.layers import quantizable_modules
 
     return list(quantizable_modules(model))
 
 
 def validate_request(req: VerifyRequest, cat=None) -> None:
     """Raise a VerifyError (or UnsupportedLayerError / UnknownModelError) naming the problem; writes nothing."""
-    from tasks.quantize.pipeline import build_model, find_model_record, load_data
+    from forgeflow.tasks.quantize.pipeline import build_model, find_model_record, load_data
 
     if bool(req.model) == bool(req.source_run):
         raise VerifyError("give exactly one of --model SPEC or --run RUN_ID")
@@ -190,8 +190,8 @@ def prepare(cat, run_id: str, req: VerifyRequest) -> Prepared:
     ``samples`` held-out images that every verified network classifies correctly."""
     import torch
 
-    from tasks.quantize.apply import quantize_model
-    from tasks.quantize.pipeline import (DIGITS, QuantizeRequest, find_model_record, load_data, load_trained,
+    from forgeflow.tasks.quantize.apply import quantize_model
+    from forgeflow.tasks.quantize.pipeline import (DIGITS, QuantizeRequest, find_model_record, load_data, load_trained,
                                          train_and_store)
 
     if req.source_run:

@@ -11,9 +11,9 @@ import time
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from catalog import open_catalog
-from tasks.dask_fanout import step_executor
-from tasks.verify.pipeline import VerifyRequest, decide_all, parse_eps, prepare, record
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.dask_fanout import step_executor
+from forgeflow.tasks.verify.pipeline import VerifyRequest, decide_all, parse_eps, prepare, record
 
 
 @task(name="verify-instances", retries=0, cache_policy=NO_CACHE)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from tasks.verify.attack import pgd_attack
-from tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
-from tasks.verify.intnet import QNetwork
-from tasks.verify.milp import encode, margin_grid, solve_margin
+from forgeflow.tasks.verify.attack import pgd_attack
+from forgeflow.tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
+from forgeflow.tasks.verify.intnet import QNetwork
+from forgeflow.tasks.verify.milp import encode, margin_grid, solve_margin
 
 VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
 GUARD_RTOL = 1e-5  # margins within guard = GUARD_RTOL * (1 + |margin scale|) are never taken as decided by a solver

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import CatalogError, open_catalog
-from catalog.verify import DAMAGE, verify_catalog
+from forgeflow.catalog import CatalogError, open_catalog
+from forgeflow.catalog.verify import DAMAGE, verify_catalog
 
 
 def rows(n: int, start: int = 0) -> list[dict]:
@@ -108,8 +108,8 @@ def test_reader_listing_during_a_commit_misses_no_row(tmp_path):
 
 def test_multi_output_compaction_killed_after_its_log_keeps_every_row(catalog, monkeypatch):
     """Item 4: a compaction writing several outputs dies right after its first log put (12 -> 5 rows before)."""
-    from catalog.compaction import compact_table
-    from catalog.tables import get_table
+    from forgeflow.catalog.compaction import compact_table
+    from forgeflow.catalog.tables import get_table
 
     for i in range(4):
         catalog.append("model_summaries", rows(3, start=3 * i), run_id=f"r{i}")
@@ -133,7 +133,7 @@ def test_multi_output_compaction_killed_after_its_log_keeps_every_row(catalog, m
 
 def test_compaction_carries_columns_of_a_newer_schema(catalog):
     """Item 5: a file written by a newer forgeflow (an extra column) keeps that column through compaction."""
-    from catalog.tables import get_table
+    from forgeflow.catalog.tables import get_table
 
     spec = get_table("model_summaries")
     catalog.append("model_summaries", rows(2), run_id="old")
@@ -155,7 +155,7 @@ def test_compaction_carries_columns_of_a_newer_schema(catalog):
 
 def test_idempotent_retry_across_midnight_and_after_compaction(catalog, monkeypatch):
     """Item 6: a retry on the next UTC day, or after its first write was compacted, adds no second copy."""
-    import catalog.catalog as cc
+    import forgeflow.catalog.catalog as cc
 
     day1 = dt.datetime(2030, 1, 1, 23, 59, 59, tzinfo=dt.timezone.utc)
     monkeypatch.setattr(cc, "_now", lambda: day1)
@@ -269,8 +269,8 @@ def test_zero_byte_parquet_is_one_clear_error_and_compaction_skips_it(tmp_path):
     with pytest.raises(CatalogError, match="is not a readable Parquet file.*nothing was compacted"):
         cat.compact()
     assert sorted(cat.store.list("tables")) == before
-    from catalog.compaction import compact_table  # the compactor itself skips what it cannot decode
-    from catalog.tables import get_table
+    from forgeflow.catalog.compaction import compact_table  # the compactor itself skips what it cannot decode
+    from forgeflow.catalog.tables import get_table
 
     assert compact_table(cat, get_table("runs")) == 3
     report = verify_catalog(cat)
@@ -279,7 +279,7 @@ def test_zero_byte_parquet_is_one_clear_error_and_compaction_skips_it(tmp_path):
 
 def test_query_cannot_touch_duckdb_temp_folder(tmp_path, monkeypatch):
     """Item 14: DuckDB's auto-allowed temporary folder is not readable or listable from SQL."""
-    from catalog import ReadOnlySQLError
+    from forgeflow.catalog import ReadOnlySQLError
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".tmp").mkdir()
@@ -292,7 +292,7 @@ def test_query_cannot_touch_duckdb_temp_folder(tmp_path, monkeypatch):
 
 
 def test_query_timeout_and_memory_limit(tmp_path, monkeypatch):
-    from catalog.sql import _memory_limit
+    from forgeflow.catalog.sql import _memory_limit
 
     cat = open_catalog(str(tmp_path / "c"))
     monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 
 def _writer(url: str, endpoint: str | None, writer: int, commits: int, rows_per_commit: int) -> None:
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(url, endpoint_url=endpoint)
     for c in range(commits):
@@ -20,7 +20,7 @@ def _writer(url: str, endpoint: str | None, writer: int, commits: int, rows_per_
 
 def test_processes_write_at_once(catalog_url):
     url, endpoint = catalog_url
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(url, endpoint_url=endpoint)
     writers, commits, per = 4, 10, 7

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalog import CatalogError, ReadOnlySQLError, UnknownTableError, open_catalog
-from catalog.store import safe_key
+from forgeflow.catalog import CatalogError, ReadOnlySQLError, UnknownTableError, open_catalog
+from forgeflow.catalog.store import safe_key
 
 
 def rows(n: int, model: str = "m", start: int = 0) -> list[dict]:
@@ -138,7 +138,7 @@ def test_compaction_racing_with_writers_loses_nothing(catalog):
 
 
 def test_added_column_keeps_old_files_readable(catalog):
-    from catalog.tables import get_table
+    from forgeflow.catalog.tables import get_table
 
     spec = get_table("model_summaries")
     old_schema = spec.file_schema.remove(spec.file_schema.get_field_index("param_bytes"))

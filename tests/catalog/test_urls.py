@@ -2,7 +2,7 @@
 
 import pytest
 
-from catalog import CatalogError, open_catalog
+from forgeflow.catalog import CatalogError, open_catalog
 from tests.conftest import free_port
 
 

@@ -9,10 +9,10 @@ import torch
 
 @pytest.fixture(scope="session")
 def small_family():
-    from tasks.deploy.family import Family
-    from tasks.deploy.profile import chain_keys
-    from tasks.supernet.supernet import ElasticSupernet
-    from tasks.supernet.train import load_dataset, supernet_config_for
+    from forgeflow.tasks.deploy.family import Family
+    from forgeflow.tasks.deploy.profile import chain_keys
+    from forgeflow.tasks.supernet.supernet import ElasticSupernet
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
 
     torch.manual_seed(0)
     data = load_dataset(None)
@@ -29,14 +29,14 @@ def small_family():
 
 @pytest.fixture(scope="session")
 def host2():
-    from tasks.deploy.target import host_view
+    from forgeflow.tasks.deploy.target import host_view
 
     return host_view(2, 16)
 
 
 @pytest.fixture(scope="session")
 def bundle(small_family, host2, tmp_path_factory):
-    from tasks.deploy.pipeline import export_bundle, plan_chosen
+    from forgeflow.tasks.deploy.pipeline import export_bundle, plan_chosen
 
     fam, arch = small_family
     planned = plan_chosen(fam, arch.to_string(), host2)

@@ -21,7 +21,7 @@ def test_plan_covers_the_chain_in_order_with_a_certificate(bundle):
 
 
 def test_stages_compose_to_the_stored_quantized_output(bundle):
-    from tasks.deploy.bundle import load_check, load_stage, read_bundle
+    from forgeflow.tasks.deploy.bundle import load_check, load_stage, read_bundle
 
     path, _, _ = bundle
     doc = read_bundle(path)
@@ -35,7 +35,7 @@ def test_stages_compose_to_the_stored_quantized_output(bundle):
 
 
 def test_pipeline_run_as_processes_matches_unsplit(bundle):
-    from tasks.deploy.pipeline_run import run_pipeline
+    from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     path, _, _ = bundle
     r = run_pipeline(path, microbatches=6, warmup=1)
@@ -57,7 +57,7 @@ def test_tampered_bundle_is_one_line_exit_2(bundle, tmp_path, victim):
         data = bytearray(f.read_bytes())
         data[-3] ^= 0x01
         f.write_bytes(bytes(data))
-    p = subprocess.run([sys.executable, "-m", "flows.cli", "pipeline", "run", str(bad), "--microbatches", "4"],
+    p = subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "pipeline", "run", str(bad), "--microbatches", "4"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]

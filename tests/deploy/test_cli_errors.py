@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(capsys, args):
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(args)

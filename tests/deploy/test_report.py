@@ -9,7 +9,7 @@ import pytest
 
 
 def _summary(bundle):
-    from tasks.deploy.pipeline_run import run_pipeline
+    from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     path, planned, info = bundle
     plan = planned["plan"]
@@ -43,7 +43,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 
 @pytest.mark.slow
 def test_report_renders_with_plots_in_chromium(bundle, tmp_path):
-    from tasks.deploy.report import render_html
+    from forgeflow.tasks.deploy.report import render_html
 
     page = render_html(_summary(bundle))
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained

@@ -5,10 +5,10 @@ import time
 
 import torch
 
-from catalog import open_catalog
-from tasks.federated.checkpoints import CatalogCheckpoints
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.federated.checkpoints import CatalogCheckpoints
 from tests.federated.test_runner import small_config, small_dataset
-from tasks.federated.runner import run_federated
+from forgeflow.tasks.federated.runner import run_federated
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

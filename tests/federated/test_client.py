@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tasks.federated.client import LocalTraining, check_model_for_dp, train_client
-from tasks.federated.compression import decode
-from tasks.federated.config import Compression, FederatedConfigError
-from tasks.federated.model_state import build_model, flatten_state, initial_weights, load_state
+from forgeflow.tasks.federated.client import LocalTraining, check_model_for_dp, train_client
+from forgeflow.tasks.federated.compression import decode
+from forgeflow.tasks.federated.config import Compression, FederatedConfigError
+from forgeflow.tasks.federated.model_state import build_model, flatten_state, initial_weights, load_state
 
 torch.set_num_threads(1)
 MLP = "forgeflow:digits_mlp"
@@ -81,7 +81,7 @@ def test_record_dp_refuses_batch_norm_models():
 
 
 def test_full_batch_dp_gd_with_the_per_example_normalised_linear_model():
-    spec = "tasks.federated.models:digits_linear_ln"
+    spec = "forgeflow.tasks.federated.models:digits_linear_ln"
     check_model_for_dp(spec, "record")  # no batch norm: accepted
     model = build_model(spec)
     assert sum(p.numel() for p in model.parameters()) == 650

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from catalog import open_catalog
-from tasks.federated.client_state import CatalogClientState, MemoryClientState
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.federated.client_state import CatalogClientState, MemoryClientState
 
 
 def stores(tmp_path):

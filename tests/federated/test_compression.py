@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tasks.federated.compression import decode, encode
-from tasks.federated.config import Compression, FederatedConfigError
+from forgeflow.tasks.federated.compression import decode, encode
+from forgeflow.tasks.federated.config import Compression, FederatedConfigError
 
 vectors = arrays(np.float32, st.integers(1, 300), elements=st.floats(-1e3, 1e3, width=32))
 

@@ -5,9 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.datasets import DatasetError
-from tasks.federated.config import FederatedConfigError
-from tasks.federated.data import build_dataset, split_dirichlet, split_iid
+from forgeflow.tasks.datasets import DatasetError
+from forgeflow.tasks.federated.config import FederatedConfigError
+from forgeflow.tasks.federated.data import build_dataset, split_dirichlet, split_iid
 
 
 def test_splits_partition_the_examples():

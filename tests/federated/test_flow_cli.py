@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
-from tasks.federated.config import Compression, FederatedConfig, Privacy
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, Privacy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch):
     from prefect_dask import DaskTaskRunner
 
-    from flows.federated import federated_training
+    from forgeflow.flows.federated import federated_training
 
     runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
                             cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
@@ -41,7 +41,7 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
     # same configuration again: the finished step is reused from the catalog (tasks.step_cache)
     cached = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
     assert cached["weights_key"] == result["weights_key"] and cached["accuracy"] == result["accuracy"]
-    from tasks.step_cache import reuses
+    from forgeflow.tasks.step_cache import reuses
 
     assert [r["status"] for r in reuses(cat, cached["run_id"])] == ["reused"]
     # and with the step cache off the step runs, resumes after round 3 and trains nothing
@@ -52,7 +52,7 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
 
 def forgeflow(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tasks.federated.privacy import (
+from forgeflow.tasks.federated.privacy import (
     ClientLevelAccountant, RecordLevelAccountant, calibrate_noise, classic_rdp_epsilon, subsampled_gaussian_epsilon,
 )
 
@@ -39,7 +39,7 @@ def test_calibrated_noise_is_the_smallest_meeting_the_target():
 
 
 def test_record_noise_calibration_covers_every_client():
-    from tasks.federated.privacy import calibrate_record_noise
+    from forgeflow.tasks.federated.privacy import calibrate_record_noise
 
     sizes = (12, 40, 200, 75)
     z = calibrate_record_noise(sizes, batch_size=16, local_epochs=1, rounds=10, delta=1e-5, target_epsilon=4.0)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.federated.checkpoints import CatalogCheckpoints
-from tasks.federated.client import train_client
-from tasks.federated.config import Compression, FederatedConfig
-from tasks.federated.data import build_dataset
-from tasks.federated.runner import MemoryCheckpoints, run_federated
+from forgeflow.tasks.federated.checkpoints import CatalogCheckpoints
+from forgeflow.tasks.federated.client import train_client
+from forgeflow.tasks.federated.config import Compression, FederatedConfig
+from forgeflow.tasks.federated.data import build_dataset
+from forgeflow.tasks.federated.runner import MemoryCheckpoints, run_federated
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_straggler_misses_deadline_and_is_dropped():
 
 
 def test_resume_after_killed_flow_reaches_the_same_weights(tmp_path):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cfg = small_config()
     url = str(tmp_path / "catalog")

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tasks.federated.compression import EncodedUpdate
-from tasks.federated.config import FederatedConfig, Privacy
-from tasks.federated.server import aggregate, initial_state, restore, sample_clients, snapshot, step
-from tasks.federated.state import (
+from forgeflow.tasks.federated.compression import EncodedUpdate
+from forgeflow.tasks.federated.config import FederatedConfig, Privacy
+from forgeflow.tasks.federated.server import aggregate, initial_state, restore, sample_clients, snapshot, step
+from forgeflow.tasks.federated.state import (
     ArmDeadline, ClientFailed, ClientResult, CompleteRound, DeadlinePassed, Evaluate, Evaluated, Finish, RunClient,
     Start,
 )

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tasks.federated.compression import decode, shared_mask
-from tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
-from tasks.federated.data import build_dataset
-from tasks.federated.runner import run_federated
-from tasks.federated.server import aggregate_dp
+from forgeflow.tasks.federated.compression import decode, shared_mask
+from forgeflow.tasks.federated.config import Compression, FederatedConfig, FederatedConfigError, Privacy
+from forgeflow.tasks.federated.data import build_dataset
+from forgeflow.tasks.federated.runner import run_federated
+from forgeflow.tasks.federated.server import aggregate_dp
 
 
 def test_shared_mask_clients_send_the_same_coordinates_and_the_noise_stays_on_them():
@@ -17,7 +17,7 @@ def test_shared_mask_clients_send_the_same_coordinates_and_the_noise_stays_on_th
     assert cfg.compression.shared_mask and cfg.compression.label() == "randk:0.05:shared"
     ds = build_dataset(None, cfg.clients, cfg.alpha, cfg.seed)
     res = run_federated(cfg, ds)
-    from tasks.federated.model_state import initial_weights
+    from forgeflow.tasks.federated.model_state import initial_weights
 
     start = initial_weights(cfg.model, cfg.seed)
     mask = shared_mask(cfg.compression, start.size, cfg.seed, 1)
@@ -46,7 +46,7 @@ def test_topk_under_client_level_dp_is_refused_but_allowed_under_record_level():
 def test_independent_masks_differ_between_clients():
     comp = Compression.parse("randk:0.1")
     assert not comp.shared_mask and shared_mask(comp, 100, 0, 1) is None
-    from tasks.federated.compression import encode
+    from forgeflow.tasks.federated.compression import encode
 
     a, _ = encode(np.arange(100, dtype=np.float32), comp, None, 11)
     b, _ = encode(np.arange(100, dtype=np.float32), comp, None, 12)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from catalog import open_catalog
-from flows.artifacts import MAX_EMBED_BYTES, plot_markdown
+from forgeflow.catalog import open_catalog
+from forgeflow.flows.artifacts import MAX_EMBED_BYTES, plot_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ from tests.conftest import free_port
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "FORGEFLOW_DASK_WORKERS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=Path(__file__).resolve().parents[2])
 
 
@@ -41,8 +41,8 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["run_id"] != run_id
-    from catalog import open_catalog
-    from tasks.step_cache import reuses
+    from forgeflow.catalog import open_catalog
+    from forgeflow.tasks.step_cache import reuses
 
     ran = [(r["step"], r["status"]) for r in reuses(open_catalog(cat), run_id)]
     reused = [(r["step"], r["status"], r["source_run_id"]) for r in reuses(open_catalog(cat), second["run_id"])]
@@ -74,7 +74,7 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     got = run_cli("catalog", "get", plots[0], "-o", str(out), "--catalog", cat, "--json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout) == {"key": plots[0], "path": str(out), "bytes": out.stat().st_size}
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     assert out.read_bytes() == open_catalog(cat).get_object(plots[0])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

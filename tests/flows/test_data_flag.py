@@ -25,7 +25,7 @@ COMMANDS = {
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_data_file_one_line_exit_2_nothing_written(command, name, tmp_path, capsys, monkeypatch):
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     monkeypatch.setenv("FORGEFLOW_DASK_WORKERS", "1")
     message, make = BAD[name]

@@ -10,8 +10,8 @@ import pytest
 def test_family_flow_end_to_end_then_rerun_on_new_target(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from catalog import open_catalog
-    from flows.optimize import optimize_family_flow
+    from forgeflow.catalog import open_catalog
+    from forgeflow.flows.optimize import optimize_family_flow
 
     url = str(tmp_path / "cat")
     flow = optimize_family_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))

@@ -8,7 +8,7 @@ import json
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def dask_runner():
 
 
 def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, dask_runner, tmp_path):
-    from flows.optimize import optimize_flow
+    from forgeflow.flows.optimize import optimize_flow
 
     url = str(tmp_path / "cat")
     result = optimize_flow.with_options(task_runner=dask_runner)(model="forgeflow:digits_cnn", stages=2, catalog=url)
@@ -49,8 +49,8 @@ def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, dask_runner,
 
 
 def test_failed_flow_records_failure(prefect_harness, dask_runner, tmp_path):
-    from flows.optimize import optimize_flow
-    from tasks.errors import ForgeflowError
+    from forgeflow.flows.optimize import optimize_flow
+    from forgeflow.tasks.errors import ForgeflowError
 
     url = str(tmp_path / "cat")
     with pytest.raises(ForgeflowError, match="cannot run on an input"):
@@ -62,7 +62,7 @@ def test_failed_flow_records_failure(prefect_harness, dask_runner, tmp_path):
 
 
 def test_recorded_run_redacts_secrets(tmp_path):
-    from flows.runtime import recorded_run
+    from forgeflow.flows.runtime import recorded_run
 
     cat = open_catalog(str(tmp_path / "c"))
     with recorded_run(cat, "f", {"aws_secret_access_key": "SECRET1", "url": "s3://user:pw@bucket/x",

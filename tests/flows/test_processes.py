@@ -29,7 +29,7 @@ def cold_env(tmp_path: Path, **extra: str) -> dict:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
+    return [sys.executable, "-m", "forgeflow.flows.cli", *args]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -63,7 +63,7 @@ def test_one_api_per_run_and_sigterm_leaves_nothing_behind(tmp_path):
     servers: set[int] = set()
     try:
         deadline = time.monotonic() + 400
-        from catalog import open_catalog
+        from forgeflow.catalog import open_catalog
 
         while time.monotonic() < deadline and proc.poll() is None:
             for p in descendants(proc.pid):
@@ -93,7 +93,7 @@ def test_one_api_per_run_and_sigterm_leaves_nothing_behind(tmp_path):
     time.sleep(1.0)
     left = [seen[pid] for pid in seen if alive(pid)]
     assert left == []  # no server, scheduler or worker process behind
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     runs = open_catalog(str(cat)).read("runs").to_pylist()
     assert {r["status"] for r in runs} == {"running", "failed"}  # the run says it did not finish

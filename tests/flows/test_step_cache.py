@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from catalog import open_catalog
-from tasks import step_cache
-from tasks.step_cache import cached_step, canonical, reuses
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks import step_cache
+from forgeflow.tasks.step_cache import cached_step, canonical, reuses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +87,9 @@ def test_canonical_form_and_code_version():
     assert canonical(Config(1)) != canonical(Config(2))
     with pytest.raises(step_cache.Uncacheable):
         canonical(object())
-    v = step_cache.code_version("tasks.partition.steps")
-    assert v == step_cache.code_version("tasks.partition.steps") and len(v) == 24
-    assert v != step_cache.code_version("tasks.quantize.steps")
+    v = step_cache.code_version("forgeflow.tasks.partition.steps")
+    assert v == step_cache.code_version("forgeflow.tasks.partition.steps") and len(v) == 24
+    assert v != step_cache.code_version("forgeflow.tasks.quantize.steps")
 
 
 def test_step_retries_reads_the_setting(monkeypatch):

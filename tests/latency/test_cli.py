@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home")}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "latency", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "latency", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=ROOT)
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tasks.latency.baselines import flops_baseline, macs
-from tasks.latency.fewshot import DeviceModel, adapt
-from tasks.latency.prior import pretrain
-from tasks.latency.search import fewshot_search
-from tasks.latency.selection import select_measurements
-from tasks.latency.table import LatencyInputError, LatencyTable, Measurements, TableLatency
-from tasks.supernet.objectives import BudgetExceededError, CountedEvaluator
-from tasks.supernet.space import ElasticSpace, NB201Space
+from forgeflow.tasks.latency.baselines import flops_baseline, macs
+from forgeflow.tasks.latency.fewshot import DeviceModel, adapt
+from forgeflow.tasks.latency.prior import pretrain
+from forgeflow.tasks.latency.search import fewshot_search
+from forgeflow.tasks.latency.selection import select_measurements
+from forgeflow.tasks.latency.table import LatencyInputError, LatencyTable, Measurements, TableLatency
+from forgeflow.tasks.supernet.objectives import BudgetExceededError, CountedEvaluator
+from forgeflow.tasks.supernet.space import ElasticSpace, NB201Space
 
 
 def synthetic_table(seed: int = 0) -> tuple[LatencyTable, np.ndarray]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.accelerators import (DeviceRequest, accelerator_annotation, check_accelerators_available, dask_resources,
+from forgeflow.tasks.accelerators import (DeviceRequest, accelerator_annotation, check_accelerators_available, dask_resources,
                                 parse_device)
-from tasks.errors import ForgeflowError
+from forgeflow.tasks.errors import ForgeflowError
 
 
 @pytest.mark.parametrize("text,expected", [

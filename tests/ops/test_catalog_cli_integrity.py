@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 
 def _run(argv, capsys):
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -41,7 +41,7 @@ def test_get_output_into_a_missing_folder_or_a_folder(cat, tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
     out_dir = tmp_path / "plots"
     out_dir.mkdir()
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     main(["catalog", "get", cat.key, "-o", str(out_dir), "--catalog", cat.url])
     assert [p.name for p in out_dir.iterdir()] == [cat.key.rsplit("/", 1)[-1]]
@@ -52,7 +52,7 @@ def test_get_does_not_follow_a_planted_part_symlink(cat, tmp_path, capsys):
     victim.write_text("keep me")
     target = tmp_path / "x.png"
     os.symlink(victim, tmp_path / "x.png.part")
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     main(["catalog", "get", cat.key, "-o", str(target), "--catalog", cat.url])
     assert victim.read_text() == "keep me"
@@ -62,7 +62,7 @@ def test_get_does_not_follow_a_planted_part_symlink(cat, tmp_path, capsys):
 
 def test_show_with_parameters_that_are_not_json(cat, capsys):
     cat.append("runs", [{"flow": "f", "status": "completed", "parameters": "{not json"}], run_id="r9")
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     main(["catalog", "show", "r9", "--catalog", cat.url, "--json"])
     out, err = capsys.readouterr()

@@ -9,8 +9,8 @@ import time
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
-from catalog.verify import verify_catalog
+from forgeflow.catalog import open_catalog
+from forgeflow.catalog.verify import verify_catalog
 from tests.conftest import free_port
 from tests.ops._procs import Proc, bin_path, wait_until
 
@@ -57,7 +57,7 @@ def _profile(address: str, cat: str) -> dict:
     """The profile_models flow (this process, real Prefect) on the cluster at ``address``."""
     from prefect_dask import DaskTaskRunner
 
-    from flows.profile_models import profile_models
+    from forgeflow.flows.profile_models import profile_models
 
     flow = profile_models.with_options(task_runner=DaskTaskRunner(address=address))
     # enough timed repeats that a step spends seconds measuring before its short write phase, where the kill lands
@@ -99,7 +99,7 @@ def test_sigkill_a_worker_mid_flow(cluster, prefect_harness, tmp_path):
     killed: dict = {}
 
     def killer():
-        from tasks.profiling.steps import PROGRESS_TOPIC
+        from forgeflow.tasks.profiling.steps import PROGRESS_TOPIC
 
         try:
             started = time.time()

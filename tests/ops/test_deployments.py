@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import deployments as D
+from forgeflow.flows import deployments as D
 
 YAML = Path(D.__file__).resolve().parents[1] / "deploy" / "prefect.yaml"
 
@@ -28,7 +28,7 @@ def test_every_available_deployment_builds_with_its_schedule():
     assert {s.flow for s in specs} >= {"optimize", "profile_models", "quantize", "federated_training"}, missing
     for spec in specs:
         dep = D.build_deployment(spec)
-        assert dep.entrypoint == f"flows.deployments.{spec.flow}"
+        assert dep.entrypoint == f"forgeflow.flows.deployments.{spec.flow}"
         assert [s.schedule.cron for s in dep.schedules] == [s.cron for s in spec.schedules]
         for s in spec.schedules:
             CronSchedule(cron=s.cron, timezone=s.timezone)  # raises on a malformed cron
@@ -53,9 +53,9 @@ def test_runtime_flow_follows_settings(monkeypatch):
     ("deployments: []", "no `deployments:` list"),
     ("deployments: [{name: x}]", "needs a name and an entrypoint"),
     ("deployments: [{name: x, entrypoint: 'flows/optimize.py:optimize_flow'}]", "must be one of"),
-    ("deployments: [{name: x, entrypoint: flows.deployments.optimize, schedules: [{every: 5}]}]", "cron"),
-    ("deployments: [{name: x, entrypoint: flows.deployments.optimize}, {name: x, entrypoint: "
-     "flows.deployments.optimize}]", "declared twice"),
+    ("deployments: [{name: x, entrypoint: forgeflow.flows.deployments.optimize, schedules: [{every: 5}]}]", "cron"),
+    ("deployments: [{name: x, entrypoint: forgeflow.flows.deployments.optimize}, {name: x, entrypoint: "
+     "forgeflow.flows.deployments.optimize}]", "declared twice"),
     ("deployments: [{name: x\n", "not valid YAML"),
 ])
 def test_bad_deployment_file(tmp_path, body, message):
@@ -67,7 +67,7 @@ def test_bad_deployment_file(tmp_path, body, message):
 
 def test_parameters_the_flow_lacks_are_refused(tmp_path):
     f = tmp_path / "d.yaml"
-    f.write_text("deployments: [{name: x, entrypoint: flows.deployments.optimize, parameters: {modle: resnet}}]")
+    f.write_text("deployments: [{name: x, entrypoint: forgeflow.flows.deployments.optimize, parameters: {modle: resnet}}]")
     (spec,) = D.load_specs(f)
     with pytest.raises(D.DeploymentError, match="parameters do not fit flow 'optimize'"):
         D.build_deployment(spec)

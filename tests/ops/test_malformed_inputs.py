@@ -107,7 +107,7 @@ def inputs(tmp_path):
 
 def _zero_byte_catalog(path: Path) -> None:
     """Two runs and one 0-byte Parquet file among the runs files (a torn copy, a full disk)."""
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(str(path))
     for i in range(2):
@@ -137,7 +137,7 @@ def test_at_least_twenty_cases_across_the_cli():
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("case,args,message", CASES, ids=[c[0] for c in CASES])
 def test_malformed_input_one_clear_error_nothing_written(case, args, message, inputs, capsys, monkeypatch):
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     monkeypatch.setenv("FORGEFLOW_DASK_WORKERS", "1")
     cat = inputs / "cat"

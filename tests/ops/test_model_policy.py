@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.errors import ForgeflowError
-from tasks.models.spec import check_model_allowed
+from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.models.spec import check_model_allowed
 
 
 @pytest.mark.parametrize("spec", ["os:abort", "subprocess:getoutput", "mypkg.evil:factory", "mypkgx.models:f"])
@@ -23,7 +23,7 @@ def test_built_ins_and_allow_listed_modules_pass(spec, monkeypatch):
 
 
 def test_policy_applies_only_inside_a_deployment_run(monkeypatch):
-    import flows.model_policy as mp
+    import forgeflow.flows.model_policy as mp
 
     monkeypatch.delenv("FORGEFLOW_MODEL_ALLOW", raising=False)
     mp.enforce_model_policy(["os:abort"])  # the CLI: no deployment, full freedom (nothing is built here)
@@ -34,8 +34,8 @@ def test_policy_applies_only_inside_a_deployment_run(monkeypatch):
 
 def test_deployed_flow_refuses_before_writing(tmp_path, monkeypatch):
     """The optimize flow itself (as a deployment calls it) refuses os:abort before its run row."""
-    import flows.model_policy as mp
-    from flows.optimize import optimize_flow
+    import forgeflow.flows.model_policy as mp
+    from forgeflow.flows.optimize import optimize_flow
 
     monkeypatch.setattr(mp, "in_deployment", lambda: True)
     with pytest.raises(ForgeflowError, match="not allowed"):

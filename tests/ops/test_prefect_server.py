@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 from tests.conftest import free_port
 from tests.ops._procs import Proc, bin_path, forgeflow, http_ok, wait_until
 
@@ -69,7 +69,7 @@ def _trigger_and_wait(api: str, procs: list[Proc], timeout: float = 240) -> tupl
     with _client(api) as client:
         dep = client.read_deployment_by_name(DEPLOYMENT)
         assert [s.schedule.cron for s in dep.schedules] == ["30 3 * * *"]  # the schedule from deploy/prefect.yaml
-        assert dep.entrypoint == "flows.deployments.profile_models"
+        assert dep.entrypoint == "forgeflow.flows.deployments.profile_models"
         fr = client.create_flow_run_from_deployment(dep.id, parameters=PARAMS)
 
         def final():
@@ -141,7 +141,7 @@ def test_deploy_to_process_work_pool(server, tmp_path):
 def _forgeflow_cmd() -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "flows.cli"]
+    return [sys.executable, "-m", "forgeflow.flows.cli"]
 
 
 def test_prefect_cli_reads_the_same_file(server, tmp_path):
@@ -151,7 +151,7 @@ def test_prefect_cli_reads_the_same_file(server, tmp_path):
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deployments import ensure_work_pool
+    from forgeflow.flows.deployments import ensure_work_pool
 
     env, api = server
     with temporary_settings(updates={PREFECT_API_URL: api}):
@@ -162,7 +162,7 @@ def test_prefect_cli_reads_the_same_file(server, tmp_path):
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     with _client(api) as client:
         dep = client.read_deployment_by_name("quantize/weekly")
-        assert dep.entrypoint == "flows.deployments.quantize"
+        assert dep.entrypoint == "forgeflow.flows.deployments.quantize"
         assert [s.schedule.cron for s in dep.schedules] == ["0 4 * * 0"]
         assert dep.parameters["request"]["size_budget"] == 4096
         assert dep.work_pool_name == "forgeflow"  # re-registered by the Prefect CLI from the anchor

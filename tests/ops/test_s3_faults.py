@@ -8,8 +8,8 @@ import boto3
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
-from catalog.verify import verify_catalog
+from forgeflow.catalog import open_catalog
+from forgeflow.catalog.verify import verify_catalog
 from tests.conftest import free_port
 from tests.ops._s3 import RestartableS3
 
@@ -44,7 +44,7 @@ def _keys(endpoint: str, bucket: str) -> list[str]:
 def test_s3_stops_mid_flow_then_rerun_reuses_finished_step(s3, prefect_harness):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.optimize import optimize_flow
+    from forgeflow.flows.optimize import optimize_flow
 
     bucket = "ff-faults"
     boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import CatalogError, ReadOnlySQLError
+from forgeflow.catalog import CatalogError, ReadOnlySQLError
 from tests.conftest import make_bucket
 from tests.ops._procs import REPO, forgeflow
 
@@ -65,7 +65,7 @@ def test_torch_load_scanner_finds_offenders(tmp_path):
     "CALL pragma_version()",
 ])
 def test_sql_cannot_reach_files(tmp_path, sql):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(str(tmp_path / "c"))
     cat.append("runs", [{"flow": "f", "status": "completed"}], run_id="r")
@@ -75,7 +75,7 @@ def test_sql_cannot_reach_files(tmp_path, sql):
 
 @pytest.mark.parametrize("sql", ["SELECT getenv('AWS_SECRET_ACCESS_KEY') AS s", "SELECT * FROM '/etc/hostname'"])
 def test_sql_cannot_read_environment_or_paths(tmp_path, monkeypatch, sql):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-xyz")
     cat = open_catalog(str(tmp_path / "c"))
@@ -85,8 +85,8 @@ def test_sql_cannot_read_environment_or_paths(tmp_path, monkeypatch, sql):
 
 
 def test_object_keys_cannot_escape_the_root(tmp_path):
-    from catalog import open_catalog
-    from catalog.errors import UnknownTableError
+    from forgeflow.catalog import open_catalog
+    from forgeflow.catalog.errors import UnknownTableError
 
     cat = open_catalog(str(tmp_path / "c"))
     (tmp_path / "outside.txt").write_text("private")
@@ -139,7 +139,7 @@ def test_aws_secret_never_logged_or_stored(s3_server, tmp_path):
     for k in keys:
         body = s3.get_object(Bucket=bucket, Key=k)["Body"].read()
         assert secret.encode() not in body and key_id.encode() not in body, k
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     run = open_catalog(url, endpoint_url=s3_server).run(run_id)
     assert run["status"] == "completed" and secret not in json.dumps(run, default=str)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.compute as pc
-from catalog.verify import DAMAGE, NOTICE, ORPHAN, verify_catalog
+from forgeflow.catalog.verify import DAMAGE, NOTICE, ORPHAN, verify_catalog
 from tests.ops._procs import forgeflow
 
 
@@ -61,7 +61,7 @@ def test_lost_compaction_output_and_corrupt_object_are_damage(catalog):
 
 
 def test_orphans_are_reported_not_damage(catalog):
-    from catalog.store import new_file_name
+    from forgeflow.catalog.store import new_file_name
 
     _fill(catalog, runs=2)
     # a writer that died between its data file and its lineage row
@@ -83,7 +83,7 @@ def test_orphans_are_reported_not_damage(catalog):
 
 
 def test_replaced_file_left_behind_is_a_notice(tmp_path):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     cat = open_catalog(str(tmp_path / "c"))
     _fill(cat)
@@ -97,7 +97,7 @@ def test_replaced_file_left_behind_is_a_notice(tmp_path):
 
 
 def test_cli_verify_exit_codes(tmp_path):
-    from catalog import open_catalog
+    from forgeflow.catalog import open_catalog
 
     url = str(tmp_path / "c")
     cat = open_catalog(url)

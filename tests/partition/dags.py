@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 from hypothesis import strategies as st
 
-from tasks.partition.cost import InvalidPlanError, validate_plan
-from tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.cost import InvalidPlanError, validate_plan
+from forgeflow.tasks.partition.problem import PartitionProblem
 
 
 @st.composite

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.adapters import problem_from_graph
-from tasks.partition.plot import stage_loads_png
-from tasks.partition.solve import SolveConfig, partition
-from tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.adapters import problem_from_graph
+from forgeflow.tasks.partition.plot import stage_loads_png
+from forgeflow.tasks.partition.solve import SolveConfig, partition
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
 from tests.partition.dags import diamond
 
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.baselines import (all_baselines, compute_balanced, equal_nodes, expert_assignment, expert_plan,
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.baselines import (all_baselines, compute_balanced, equal_nodes, expert_assignment, expert_plan,
                                        param_balanced)
-from tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.problem import PartitionProblem
 from tests.partition.dags import diamond
 
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.partition.bounds import (bottleneck_guess_bound, best_lower_bound, cheapest_stage_bound,
+from forgeflow.tasks.partition.bounds import (bottleneck_guess_bound, best_lower_bound, cheapest_stage_bound,
                                     combinatorial_lower_bound)
-from tasks.partition.cost import validate_plan
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import Bound, SolveStatus
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import Bound, SolveStatus
 from tests.partition.dags import brute_force_optimum, diamond, small_problems
 
 TOL = 1e-9
@@ -158,7 +158,7 @@ def test_unknown_upper_bound_runs_the_plain_model():
 
 
 def test_guesses_close_a_small_gap_first_and_probe_near_the_bound_on_a_wide_one():
-    from tasks.partition.bounds import CLOSING_GAP, _guess_caps
+    from forgeflow.tasks.partition.bounds import CLOSING_GAP, _guess_caps
 
     closing = 10.5 * (1 - CLOSING_GAP)
     assert _guess_caps(10.0, 10.5, 1) == [closing]  # gap 5 %: try to prove the plan optimal

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.adapters import problem_from_graph
-from tasks.partition.bounds import best_lower_bound, cheapest_stage_bound, combinatorial_lower_bound
-from tasks.partition.cells import FAMILIES, CellGraphSpec, cell_graph, op_profiles
-from tasks.partition.cost import validate_plan
-from tasks.partition.solve import SolveConfig, partition
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.adapters import problem_from_graph
+from forgeflow.tasks.partition.bounds import best_lower_bound, cheapest_stage_bound, combinatorial_lower_bound
+from forgeflow.tasks.partition.cells import FAMILIES, CellGraphSpec, cell_graph, op_profiles
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.solve import SolveConfig, partition
 from tests.partition.dags import branchy_problems, brute_force_optimum
 
 TOL = 1e-9

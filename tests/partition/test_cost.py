@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tasks.partition.cost import InvalidPlanError, stage_loads, stages_in_pipeline_order, validate_plan
+from forgeflow.tasks.partition.cost import InvalidPlanError, stage_loads, stages_in_pipeline_order, validate_plan
 from tests.partition.dags import diamond, small_problems
 
 

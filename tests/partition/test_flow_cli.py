@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,9 @@ def write_graph(tmp_path: Path, data=None) -> Path:
 def test_partition_flow_writes_plan_loads_bounds_and_plot(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.partition import partition_graph
-    from tasks.partition.cost import validate_plan
-    from tasks.partition.problem import PartitionProblem
+    from forgeflow.flows.partition import partition_graph
+    from forgeflow.tasks.partition.cost import validate_plan
+    from forgeflow.tasks.partition.problem import PartitionProblem
 
     url = str(tmp_path / "cat")
     flow = partition_graph.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -70,9 +70,9 @@ def test_partition_flow_writes_plan_loads_bounds_and_plot(prefect_harness, tmp_p
 def test_partition_step_fans_out_on_a_dask_cluster(tmp_path):
     from distributed import Client, LocalCluster
 
-    from tasks.partition.store import partition_catalog_graph
-    from tasks.profiling.graph_store import write_graph as store_graph
-    from tasks.profiling.msr_io import load_msr_json
+    from forgeflow.tasks.partition.store import partition_catalog_graph
+    from forgeflow.tasks.profiling.graph_store import write_graph as store_graph
+    from forgeflow.tasks.profiling.msr_io import load_msr_json
 
     cat = open_catalog(str(tmp_path / "cat"))
     graph = load_msr_json(write_graph(tmp_path))
@@ -88,9 +88,9 @@ def test_step_fans_out_without_deadlock_on_a_one_thread_cluster(tmp_path):
     # the step runs on the cluster's only thread; its fan-out must hand that thread back while it waits
     from distributed import Client, LocalCluster
 
-    from tasks.partition.steps import partition_step
-    from tasks.profiling.graph_store import write_graph as store_graph
-    from tasks.profiling.msr_io import load_msr_json
+    from forgeflow.tasks.partition.steps import partition_step
+    from forgeflow.tasks.profiling.graph_store import write_graph as store_graph
+    from forgeflow.tasks.profiling.msr_io import load_msr_json
 
     url = str(tmp_path / "cat")
     graph = load_msr_json(write_graph(tmp_path))
@@ -105,7 +105,7 @@ def test_step_fans_out_without_deadlock_on_a_one_thread_cluster(tmp_path):
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "partition", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "partition", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=ROOT)
 
 
@@ -154,8 +154,8 @@ def test_partition_step_of_optimize_profiles_the_model_first(prefect_harness, tm
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.partition import partition_in_optimize
-    from flows.runtime import recorded_run
+    from forgeflow.flows.partition import partition_in_optimize
+    from forgeflow.flows.runtime import recorded_run
 
     url = str(tmp_path / "cat")
     cat = open_catalog(url)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tasks.partition.cost import validate_plan
-from tasks.partition.ideals import solve_ideals_dp
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.slicing import OrderSlicer
-from tasks.partition.status import SolveStatus
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.ideals import solve_ideals_dp
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.slicing import OrderSlicer
+from forgeflow.tasks.partition.status import SolveStatus
 from tests.partition.dags import brute_force_optimum, diamond, small_problems
 
 
@@ -58,7 +58,7 @@ def test_ideal_cap_and_time_limit_are_reported_not_guessed():
 @settings(max_examples=25, deadline=None)
 @given(small_problems(max_nodes=6, max_k=3))
 def test_mip_optimum_equals_ideals_dp_optimum(problem):
-    from tasks.partition.mip import solve_exact_mip
+    from forgeflow.tasks.partition.mip import solve_exact_mip
 
     dp = solve_ideals_dp(problem).best[-1]
     assignment, bound, status = solve_exact_mip(problem, 20.0)

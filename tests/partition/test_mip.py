@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tasks.partition.colocation import must_share_groups
-from tasks.partition.cost import validate_plan
-from tasks.partition.mip import build_cheapest_stage_model, solve_exact_mip
-from tasks.solver import SolverOptions, solve
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.status import SolveStatus
+from forgeflow.tasks.partition.colocation import must_share_groups
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.mip import build_cheapest_stage_model, solve_exact_mip
+from forgeflow.tasks.solver import SolverOptions, solve
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.status import SolveStatus
 from tests.partition.dags import brute_force_optimum, diamond, small_problems
 
 

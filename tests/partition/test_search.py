@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tasks.partition.cost import validate_plan
-from tasks.partition.ideals import solve_ideals_dp
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.search import SearchConfig, brkga_search, improve_locally, keys_for_order
-from tasks.partition.slicing import OrderSlicer
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.ideals import solve_ideals_dp
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.search import SearchConfig, brkga_search, improve_locally, keys_for_order
+from forgeflow.tasks.partition.slicing import OrderSlicer
 from tests.partition.dags import branchy_problems, small_problems
 
 
@@ -64,8 +64,8 @@ def test_local_moves_never_make_the_plan_worse(problem):
 def test_branch_orders_are_topological_and_branch_moves_keep_plans_valid(problem):
     import time
 
-    from tasks.partition.cost import stage_loads
-    from tasks.partition.search import branch_orders, move_branches
+    from forgeflow.tasks.partition.cost import stage_loads
+    from forgeflow.tasks.partition.search import branch_orders, move_branches
 
     sl = OrderSlicer(problem)
     for order in branch_orders(sl):
@@ -85,7 +85,7 @@ def test_branch_moves_take_a_whole_branch_out_of_the_bottleneck_stage():
     edges = [(0, 1), (1, 2), (0, 3), (3, 4), (2, 5), (4, 5)]
     p = PartitionProblem.from_arrays(w, [1] * 6, [0] * 6, edges, 2, name="fork")
     sl = OrderSlicer(p)
-    from tasks.partition.search import move_branches
+    from forgeflow.tasks.partition.search import move_branches
     import time
 
     gs0 = np.zeros(sl.G, dtype=np.int64)

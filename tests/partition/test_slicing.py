@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.partition.cost import InvalidPlanError, validate_plan
-from tasks.partition.slicing import OrderSlicer
+from forgeflow.tasks.partition.cost import InvalidPlanError, validate_plan
+from forgeflow.tasks.partition.slicing import OrderSlicer
 from tests.partition.dags import diamond, small_problems
 
 
@@ -66,8 +66,8 @@ def test_memory_cap_limits_the_blocks():
 @given(st.integers(0, 2**32 - 1), st.integers(3, 12))
 def test_banded_slicing_equals_the_full_matrix_pass(seed, k):
     # the band (block starts whose work fits the quick slicing's bottleneck) never drops the optimum
-    from tasks.partition.cells import CellGraphSpec, cell_graph
-    from tasks.partition.adapters import problem_from_graph
+    from forgeflow.tasks.partition.cells import CellGraphSpec, cell_graph
+    from forgeflow.tasks.partition.adapters import problem_from_graph
 
     rng = np.random.default_rng(seed)
     g = cell_graph(CellGraphSpec("amoeba", 2, width=8, resolution=8, blocks=3, link="10gbe", seed=seed % 7))

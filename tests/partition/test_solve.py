@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tasks.errors import InfeasibleError, InvalidGraphError
-from tasks.partition.cost import validate_plan
-from tasks.partition.problem import PartitionProblem
-from tasks.partition.solve import SolveConfig, partition, partition_many
-from tasks.partition.status import SolveStatus
+from forgeflow.tasks.errors import InfeasibleError, InvalidGraphError
+from forgeflow.tasks.partition.cost import validate_plan
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.partition.solve import SolveConfig, partition, partition_many
+from forgeflow.tasks.partition.status import SolveStatus
 from tests.partition.dags import brute_force_optimum, diamond, small_problems
 
 FAST = SolveConfig(time_limit=5.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.plan import build_instance, load_target, solve_plan
-from tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.plan import build_instance, load_target, solve_plan
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
 
 
 def graph():
@@ -54,7 +54,7 @@ def test_zeroq_inputs_fit_batchnorm_statistics_and_name_their_source():
     import torch
     import torch.nn as nn
 
-    from tasks.plan.sensitivity import SOURCE_GAUSSIAN, SOURCE_ZEROQ, distilled_inputs, sensitivities_for
+    from forgeflow.tasks.plan.sensitivity import SOURCE_GAUSSIAN, SOURCE_ZEROQ, distilled_inputs, sensitivities_for
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))

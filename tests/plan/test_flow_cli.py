@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
-from tasks.plan import PlanInstance
-from tasks.plan.validate import validate_joint
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.plan import PlanInstance
+from forgeflow.tasks.plan.validate import validate_joint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def check_plan(out: dict) -> None:
 def test_plan_flow_writes_plan_choices_baselines_front_and_plot(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.plan import plan_deployment
+    from forgeflow.flows.plan import plan_deployment
 
     url = str(tmp_path / "cat")
     flow = plan_deployment.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -67,7 +67,7 @@ def test_plan_flow_writes_plan_choices_baselines_front_and_plot(prefect_harness,
 def test_plan_step_fans_the_front_out_on_a_dask_cluster(tmp_path):
     from distributed import Client, LocalCluster
 
-    from tasks.plan.store import plan_catalog_instance, put_instance
+    from forgeflow.tasks.plan.store import plan_catalog_instance, put_instance
 
     cat = open_catalog(str(tmp_path / "cat"))
     key = put_instance(cat, "r0", PlanInstance.from_json_dict(INSTANCE, name="x"))
@@ -85,7 +85,7 @@ def test_plan_step_fans_the_front_out_on_a_dask_cluster(tmp_path):
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "plan", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "plan", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=ROOT)
 
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.plan import PlanInstance
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.plan import PlanInstance
 
 BASE = {"maxFPGAs": 2, "maxSizePerFPGA": 10.0, "maxCPUs": 5, "sensitivityBudget": 1.0,
         "nodes": [{"id": 7, "fpgaLatency": 3.0, "size": 4.0,

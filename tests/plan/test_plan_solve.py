@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import InfeasibleError
-from tasks.partition.cost import InvalidPlanError
-from tasks.plan import PlanInstance, solve_plan
-from tasks.plan.validate import validate_joint
+from forgeflow.tasks.errors import InfeasibleError
+from forgeflow.tasks.partition.cost import InvalidPlanError
+from forgeflow.tasks.plan import PlanInstance, solve_plan
+from forgeflow.tasks.plan.validate import validate_joint
 
 
 def chain(n=4, k=2, cap=10.0, budget=1.2, cost=0.5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.plan.target import TargetError, load_target, shipped_targets
+from forgeflow.tasks.plan.target import TargetError, load_target, shipped_targets
 
 
 def test_three_shipped_targets_load_with_their_declared_devices():

@@ -5,9 +5,9 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from tasks.profiling.capture import capture_graph, run_eager
-from tasks.profiling.costs import node_costs, reference_flops, stock_flops
-from tasks.profiling.errors import InputShapeError, ProfileConfigError, UntraceableModelError
+from forgeflow.tasks.profiling.capture import capture_graph, run_eager
+from forgeflow.tasks.profiling.costs import node_costs, reference_flops, stock_flops
+from forgeflow.tasks.profiling.errors import InputShapeError, ProfileConfigError, UntraceableModelError
 from tests.profiling import _models
 
 

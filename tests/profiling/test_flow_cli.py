@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
-from tasks.profiling.graph_store import read_graph
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.profiling.graph_store import read_graph
 from tests.profiling.test_links_pipedream import GRAPH_TXT
 from tests.profiling.test_msr_io import MSR
 
@@ -30,9 +30,9 @@ def two_workers():
 
 
 def test_profile_models_flow_one_model_per_worker(prefect_harness, two_workers, tmp_path):
-    from flows.profile_models import profile_models
+    from forgeflow.flows.profile_models import profile_models
 
-    from flows import progress
+    from forgeflow.flows import progress
 
     url = str(tmp_path / "cat")
     models = [TINY, "tests.profiling._models:shared_linear"]
@@ -66,8 +66,8 @@ def test_profile_models_flow_one_model_per_worker(prefect_harness, two_workers, 
 def test_profile_models_flow_rejects_bad_input_before_writing(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.profile_models import profile_models
-    from tasks.errors import UnknownModelError
+    from forgeflow.flows.profile_models import profile_models
+    from forgeflow.tasks.errors import UnknownModelError
 
     url = tmp_path / "cat"
     with pytest.raises(UnknownModelError, match="unknown torchvision model"):
@@ -79,7 +79,7 @@ def test_profile_models_flow_rejects_bad_input_before_writing(prefect_harness, t
 def test_import_graphs_flow(prefect_harness, tmp_path):
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.profile_models import import_graphs
+    from forgeflow.flows.profile_models import import_graphs
 
     msr = tmp_path / "tiny.json"
     msr.write_text(json.dumps(MSR))
@@ -98,14 +98,14 @@ def test_import_graphs_flow(prefect_harness, tmp_path):
 
 def run_cli(*args: str, home: Path, timeout: int = 400) -> subprocess.CompletedProcess:
     env = {**os.environ, "FORGEFLOW_DASK_WORKERS": "1", "PREFECT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 
 def test_cli_graph_import_ls_export_round_trip(prefect_harness, tmp_path, capsys):
-    from flows.cli import main
-    from tasks.profiling.msr_io import dump_msr_json
-    from tasks.profiling.profile import profile_model
+    from forgeflow.flows.cli import main
+    from forgeflow.tasks.profiling.msr_io import dump_msr_json
+    from forgeflow.tasks.profiling.profile import profile_model
 
     g = profile_model(TINY, (1, 3, 16, 16), repeats=1, warmup=0)
     out, cat = dump_msr_json(g, tmp_path / "tiny.json"), str(tmp_path / "cat")
@@ -116,7 +116,7 @@ def test_cli_graph_import_ls_export_round_trip(prefect_harness, tmp_path, capsys
     for fmt in ("msr", "forgeflow", "pipedream"):
         main(["graph", "export", g.graph_id, str(tmp_path / f"again.{fmt}"), "--format", fmt, "--catalog", cat])
     assert json.loads((tmp_path / "again.msr").read_text()) == json.loads(out.read_text())
-    from tasks.profiling.graph import CostGraph
+    from forgeflow.tasks.profiling.graph import CostGraph
 
     assert CostGraph.from_dict(json.loads((tmp_path / "again.forgeflow").read_text())) == g
     assert (tmp_path / "again.pipedream").read_text().startswith("input_1 -- input -- forward_compute_time=")
@@ -126,7 +126,7 @@ def test_cli_graph_import_ls_export_round_trip(prefect_harness, tmp_path, capsys
 def test_cli_profile_json_export_and_reimport(prefect_harness, tmp_path, capsys):
     """The profile command as a user runs it (a subprocess: ephemeral Prefect API, Dask LocalCluster); the import and
     listing of its export in-process."""
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     cat, out = str(tmp_path / "cat"), tmp_path / "tiny_msr.json"
     p = run_cli("profile", "--model", TINY, "--input-shape", "1,3,16,16", "--repeats", "2", "--warmup", "1",
@@ -169,7 +169,7 @@ def _args(args, tmp_path):
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a[:3]) for a, _ in BAD])
 def test_cli_bad_input_one_clear_error_nothing_written(tmp_path, capsys, args, message):
-    from flows.cli import main
+    from forgeflow.flows.cli import main
 
     cat = tmp_path / "cat"
     if args[:2] == ["graph", "export"]:

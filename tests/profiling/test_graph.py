@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.graph import CostGraph, Edge, Node, layer_view, module_prefix
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node, layer_view, module_prefix
 
 
 def _node(nid, module="", op="conv2d", flops=10, latency=1.0, out=4, cost=0.5, **kw):

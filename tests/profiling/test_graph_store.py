@@ -2,9 +2,9 @@
 
 import pytest
 
-from catalog import open_catalog
-from tasks.profiling.graph import CostGraph, Edge, Node
-from tasks.profiling.graph_store import GraphNotFoundError, list_graphs, read_graph, write_graph
+from forgeflow.catalog import open_catalog
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.profiling.graph_store import GraphNotFoundError, list_graphs, read_graph, write_graph
 
 
 def _graph():

@@ -5,8 +5,8 @@ import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from tasks.profiling.capture import capture_graph
-from tasks.profiling.costs import node_costs, reference_flops
+from forgeflow.tasks.profiling.capture import capture_graph
+from forgeflow.tasks.profiling.costs import node_costs, reference_flops
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_vit_b_16_counts_attention():
 
 
 def test_vit_b_16_module_summary_agrees():
-    from tasks.profiling.module_summary import summarize_model
+    from forgeflow.tasks.profiling.module_summary import summarize_model
 
     s = summarize_model("torchvision:vit_b_16", (1, 3, 224, 224))
     assert s.total_flops == sum(m.flops for m in s.modules) == 35_127_656_448

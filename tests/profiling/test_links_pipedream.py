@@ -2,9 +2,9 @@
 
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.profiling.links import LINKS, LinkProfile, UnknownLinkError, get_link
-from tasks.profiling.pipedream_io import format_pipedream_graph, load_pipedream_graph, parse_pipedream_graph
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.profiling.links import LINKS, LinkProfile, UnknownLinkError, get_link
+from forgeflow.tasks.profiling.pipedream_io import format_pipedream_graph, load_pipedream_graph, parse_pipedream_graph
 
 GRAPH_TXT = """node1 -- Input0 -- forward_compute_time=0.000, backward_compute_time=0.000, activation_size=602112.0, \
 parameter_size=0.000

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tasks.profiling.errors import InputShapeError
-from tasks.profiling.module_summary import summarize_model
-from tasks.profiling.profile import profile_model
+from forgeflow.tasks.profiling.errors import InputShapeError
+from forgeflow.tasks.profiling.module_summary import summarize_model
+from forgeflow.tasks.profiling.profile import profile_model
 
 
 def test_summary_rows_add_up_and_match_the_profile():

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from tasks.errors import InvalidGraphError
-from tasks.partition.problem import PartitionProblem
-from tasks.profiling.graph import CostGraph, Edge, Node
-from tasks.profiling.msr_io import dump_msr_json, graph_to_msr_dict, load_msr_json
+from forgeflow.tasks.errors import InvalidGraphError
+from forgeflow.tasks.partition.problem import PartitionProblem
+from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node
+from forgeflow.tasks.profiling.msr_io import dump_msr_json, graph_to_msr_dict, load_msr_json
 
 MSR = {
     "maxSizePerFPGA": 1000.0, "maxFPGAs": 2, "maxCPUs": 1,

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from tasks.errors import UnknownModelError
-from tasks.profiling.errors import InputShapeError, ProfileConfigError, UnknownLinkError, UntraceableModelError
-from tasks.profiling.links import get_link
-from tasks.profiling.profile import parse_shape, profile_model
+from forgeflow.tasks.errors import UnknownModelError
+from forgeflow.tasks.profiling.errors import InputShapeError, ProfileConfigError, UnknownLinkError, UntraceableModelError
+from forgeflow.tasks.profiling.links import get_link
+from forgeflow.tasks.profiling.profile import parse_shape, profile_model
 
 
 @pytest.fixture(autouse=True)

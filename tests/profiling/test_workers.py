@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from tasks.profiling.workers import exclusive_measurement, pin_worker, release_affinity
+from forgeflow.tasks.profiling.workers import exclusive_measurement, pin_worker, release_affinity
 
 
 def test_pin_worker_sets_threads_and_binds_cpus():

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from tasks.models.digits import DigitsCNN
-from tasks.quantize.apply import evaluate_accuracy, quantize_model
-from tasks.quantize.errors import BudgetInfeasibleError, NoQuantizableLayerError, QuantizeError, UnknownLayerError
-from tasks.quantize.export import apply_torchao, plan_json, torchao_config_data, torchao_unsupported
-from tasks.quantize.fakequant import fake_quantize_weight
-from tasks.quantize.pipeline import QuantizeRequest, validate_request
+from forgeflow.tasks.models.digits import DigitsCNN
+from forgeflow.tasks.quantize.apply import evaluate_accuracy, quantize_model
+from forgeflow.tasks.quantize.errors import BudgetInfeasibleError, NoQuantizableLayerError, QuantizeError, UnknownLayerError
+from forgeflow.tasks.quantize.export import apply_torchao, plan_json, torchao_config_data, torchao_unsupported
+from forgeflow.tasks.quantize.fakequant import fake_quantize_weight
+from forgeflow.tasks.quantize.pipeline import QuantizeRequest, validate_request
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_request_validation_before_any_run():
 def test_user_dataset_path_and_a_mismatched_one(tmp_path):
     import numpy as np
 
-    from tasks.quantize.pipeline import load_data
+    from forgeflow.tasks.quantize.pipeline import load_data
 
     rng = np.random.default_rng(0)
     good = tmp_path / "flat.npz"

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from tasks.quantize.costs import load_latency_table, model_problem, parse_bits
-from tasks.quantize.errors import QuantizeError, UnknownLayerError
-from tasks.quantize.ilp import solve_allocation
-from tasks.quantize.layers import LayerInfo
-from tasks.quantize.sensitivity import LayerSensitivity
+from forgeflow.tasks.quantize.costs import load_latency_table, model_problem, parse_bits
+from forgeflow.tasks.quantize.errors import QuantizeError, UnknownLayerError
+from forgeflow.tasks.quantize.ilp import solve_allocation
+from forgeflow.tasks.quantize.layers import LayerInfo
+from forgeflow.tasks.quantize.sensitivity import LayerSensitivity
 
 LAYERS = [LayerInfo("conv", "Conv2d", 100, 4, 4, 1000), LayerInfo("fc", "Linear", 40, 2, 2, 40)]
 SENS = [LayerSensitivity("conv", 2.0, 0.02, 0.1, 8, {4: 1.0, 8: 0.01, 32: 0.0}),

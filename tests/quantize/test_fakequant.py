@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.quantize.errors import QuantizeError
-from tasks.quantize.fakequant import (ActivationObserver, fake_quantize_activation, fake_quantize_weight,
+from forgeflow.tasks.quantize.errors import QuantizeError
+from forgeflow.tasks.quantize.fakequant import (ActivationObserver, fake_quantize_activation, fake_quantize_weight,
                                       per_channel_scale, symmetric_qmax, weight_perturbation)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 
 @pytest.mark.slow
@@ -18,8 +18,8 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
     import torch
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.quantize import quantize_flow
-    from tasks.quantize.pipeline import QuantizeRequest
+    from forgeflow.flows.quantize import quantize_flow
+    from forgeflow.tasks.quantize.pipeline import QuantizeRequest
 
     torch.set_num_threads(1)
     url = str(tmp_path / "cat")
@@ -55,7 +55,7 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "quantize", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "quantize", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
 
 
@@ -87,8 +87,8 @@ def test_quantize_flow_on_a_one_thread_dask_cluster(prefect_harness, tmp_path):
     # finishes if the step's thread secedes while it waits (regression: a plain Client deadlocked here)
     from prefect_dask import DaskTaskRunner
 
-    from flows.quantize import quantize_flow
-    from tasks.quantize.pipeline import QuantizeRequest
+    from forgeflow.flows.quantize import quantize_flow
+    from forgeflow.tasks.quantize.pipeline import QuantizeRequest
 
     runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
                             cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": True,

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import InfeasibleError
-from tasks.solver import SolveStatus
-from tasks.quantize.errors import BudgetInfeasibleError, QuantizeError, UnknownLayerError
-from tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem
-from tasks.quantize.ilp import smallest_achievable, solve_allocation
-from tasks.quantize.problem import AllocationProblem
+from forgeflow.tasks.errors import InfeasibleError
+from forgeflow.tasks.solver import SolveStatus
+from forgeflow.tasks.quantize.errors import BudgetInfeasibleError, QuantizeError, UnknownLayerError
+from forgeflow.tasks.quantize.hawq import hawq_case, hawq_objective, hawq_problem
+from forgeflow.tasks.quantize.ilp import smallest_achievable, solve_allocation
+from forgeflow.tasks.quantize.problem import AllocationProblem
 
 
 def brute_force(problem: AllocationProblem) -> float | None:
@@ -166,7 +166,7 @@ def test_hawq_format_problem_matches_hand_computed_case():
 def test_pareto_sweep_over_an_executor_matches_serial_and_reports_infeasible_points():
     from concurrent.futures import ThreadPoolExecutor
 
-    from tasks.quantize.pareto import budget_grid, pareto_sweep
+    from forgeflow.tasks.quantize.pareto import budget_grid, pareto_sweep
 
     p = tiny()
     grid = budget_grid(p, "size_bytes", 5)

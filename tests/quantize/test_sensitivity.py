@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tasks.quantize.errors import NoQuantizableLayerError
-from tasks.quantize.layers import describe_layers
-from tasks.quantize.sensitivity import hutchinson_traces, layer_sensitivities
+from forgeflow.tasks.quantize.errors import NoQuantizableLayerError
+from forgeflow.tasks.quantize.layers import describe_layers
+from forgeflow.tasks.quantize.sensitivity import hutchinson_traces, layer_sensitivities
 
 
 class TwoLinear(nn.Module):
@@ -43,7 +43,7 @@ def test_traces_match_closed_form_for_a_linear_least_squares_model():
 
 
 def test_layer_sensitivities_and_layers_of_a_cnn():
-    from tasks.models.digits import DigitsCNN
+    from forgeflow.tasks.models.digits import DigitsCNN
 
     torch.manual_seed(0)
     model = DigitsCNN()

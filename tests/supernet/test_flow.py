@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 
 @pytest.mark.slow
@@ -18,8 +18,8 @@ def test_search_flow_writes_every_table(prefect_harness, tmp_path):
     import torch
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.search import search_flow
-    from tasks.supernet.pipeline import SearchRequest
+    from forgeflow.flows.search import search_flow
+    from forgeflow.tasks.supernet.pipeline import SearchRequest
 
     torch.set_num_threads(1)
     url = str(tmp_path / "cat")
@@ -46,7 +46,7 @@ def test_search_flow_writes_every_table(prefect_harness, tmp_path):
 
 
 def test_request_validation_names_the_option():
-    from tasks.supernet.pipeline import SearchRequest, SearchRequestError
+    from forgeflow.tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
     for kwargs, needle in (({"latency_limit_ms": -1.0}, "--latency-limit-ms"), ({"source": "oracle"}, "--source"),
                            ({"epochs": 0}, "--epochs"), ({"n_accuracy": 2}, "predictors")):
@@ -56,7 +56,7 @@ def test_request_validation_names_the_option():
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "search", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "search", *args], capture_output=True, text=True,
                           timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
 
 

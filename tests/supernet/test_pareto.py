@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from tasks.supernet.pareto import (crowding_distance, hypervolume_2d, hypervolume_improvement_2d, non_dominated_mask,
+from forgeflow.tasks.supernet.pareto import (crowding_distance, hypervolume_2d, hypervolume_improvement_2d, non_dominated_mask,
                                    non_dominated_ranks)
 
 

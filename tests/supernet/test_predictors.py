@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from tasks.supernet.predictors import AccuracyPredictor, PredictorObjective, build_latency_table, measure_many_ms
-from tasks.supernet.search import run_search
-from tasks.supernet.space import ElasticSpace
-from tasks.supernet.supernet import ElasticSupernet, SupernetConfig, extract_subnet
+from forgeflow.tasks.supernet.predictors import AccuracyPredictor, PredictorObjective, build_latency_table, measure_many_ms
+from forgeflow.tasks.supernet.search import run_search
+from forgeflow.tasks.supernet.space import ElasticSpace
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, SupernetConfig, extract_subnet
 
 torch.set_num_threads(1)
 

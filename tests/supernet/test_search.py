@@ -3,11 +3,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tasks.supernet.evolution import EvolutionarySearch
-from tasks.supernet.objectives import BudgetExceededError, CountedEvaluator, TableObjective
-from tasks.supernet.pareto import hypervolume_2d
-from tasks.supernet.search import SearchStatus, random_search, run_search
-from tasks.supernet.space import ElasticSpace, InvalidArchitectureError, NB201Space
+from forgeflow.tasks.supernet.evolution import EvolutionarySearch
+from forgeflow.tasks.supernet.objectives import BudgetExceededError, CountedEvaluator, TableObjective
+from forgeflow.tasks.supernet.pareto import hypervolume_2d
+from forgeflow.tasks.supernet.search import SearchStatus, random_search, run_search
+from forgeflow.tasks.supernet.space import ElasticSpace, InvalidArchitectureError, NB201Space
 
 
 def synthetic_nb201(seed=0):
@@ -97,7 +97,7 @@ def test_counted_evaluator_counts_distinct_and_refuses_overdraft():
 
 
 def test_ask_tell_never_repeats_and_exhausts_a_small_space():
-    from tasks.supernet.space import CategoricalSpace
+    from forgeflow.tasks.supernet.space import CategoricalSpace
 
     space = CategoricalSpace("tiny", (3, 3, 2))
     machine = EvolutionarySearch(space, seed=0)
@@ -190,7 +190,7 @@ def test_nb201_expression_collapses_skip_chains_and_keeps_what_differs():
 
 
 def test_level_picks_round_robin_over_thresholds_of_the_second_objective():
-    from tasks.supernet.evolution import _level_picks
+    from forgeflow.tasks.supernet.evolution import _level_picks
 
     # minimised objectives [-accuracy, latency]: A(90 %, 1 ms), B(95 %, 5 ms), C(80 %, 0.5 ms), D(99 %, 10 ms)
     mean = np.array([[-90.0, 1.0], [-95.0, 5.0], [-80.0, 0.5], [-99.0, 10.0]])

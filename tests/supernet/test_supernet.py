@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.supernet.space import ElasticSpace, InvalidArchitectureError
-from tasks.supernet.supernet import ElasticSupernet, SupernetConfig, extract_subnet
-from tasks.supernet.train import (Dataset, TrainConfig, accuracy_pct, load_dataset, load_state_arrays, recalibrate_bn,
+from forgeflow.tasks.supernet.space import ElasticSpace, InvalidArchitectureError
+from forgeflow.tasks.supernet.supernet import ElasticSupernet, SupernetConfig, extract_subnet
+from forgeflow.tasks.supernet.train import (Dataset, TrainConfig, accuracy_pct, load_dataset, load_state_arrays, recalibrate_bn,
                                   state_arrays, subnet_accuracy, train_supernet)
 
 torch.set_num_threads(1)
@@ -97,7 +97,7 @@ def test_user_dataset_npz_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.supernet.train import DatasetError
+    from forgeflow.tasks.supernet.train import DatasetError
 
     rng = np.random.default_rng(0)
     x = rng.random((40, 1, 6, 6)).astype(np.float32)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from tasks.supernet.surrogate import RidgeSurrogate
+from forgeflow.tasks.supernet.surrogate import RidgeSurrogate
 
 
 @pytest.mark.parametrize("n, d", [(60, 20), (15, 40)])  # primal and dual (more features than rows) paths
@@ -24,7 +24,7 @@ def test_ridge_matches_sklearn_and_exact_leave_one_out(n, d):
 
 
 def test_boosted_surrogate_learns_what_an_additive_ridge_cannot():
-    from tasks.supernet.surrogate import BoostedSurrogate
+    from forgeflow.tasks.supernet.surrogate import BoostedSurrogate
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, size=(400, 3))

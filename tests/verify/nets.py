@@ -7,13 +7,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tasks.verify.intnet import Layer, QNetwork, Requant
+from forgeflow.tasks.verify.intnet import Layer, QNetwork, Requant
 
 
 def trained(model: nn.Module, bits: int = 8, act_bits: int = 8, epochs: int = 3):
-    from tasks.models.digits import load_digits_split, train_classifier
-    from tasks.quantize.apply import quantize_model
-    from tasks.verify.intnet import build_network
+    from forgeflow.tasks.models.digits import load_digits_split, train_classifier
+    from forgeflow.tasks.quantize.apply import quantize_model
+    from forgeflow.tasks.verify.intnet import build_network
 
     xtr, ytr, xte, yte = load_digits_split(0)
     torch.manual_seed(0)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from catalog import open_catalog
+from forgeflow.catalog import open_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", "verify", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "verify", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 

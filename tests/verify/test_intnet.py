@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.models.digits import DigitsCNN, DigitsMLP
-from tasks.verify.intnet import Layer, QNetwork, Requant, network_json
+from forgeflow.tasks.models.digits import DigitsCNN, DigitsMLP
+from forgeflow.tasks.verify.intnet import Layer, QNetwork, Requant, network_json
 from tests.verify.nets import trained, tiny_network
 
 

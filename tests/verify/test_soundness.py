@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.models.digits import DigitsCNN, DigitsMLP
-from tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
-from tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Instance, enumerate_box, verify_instance
+from forgeflow.tasks.models.digits import DigitsCNN, DigitsMLP
+from forgeflow.tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
+from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Instance, enumerate_box, verify_instance
 from tests.verify.nets import trained, tiny_network
 
 

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-GRACE_S = float(os.environ.get("FORGEFLOW_SHUTDOWN_GRACE_S", "8"))
+GRACE_S = 8.0  # Settings.shutdown_grace_s (FORGEFLOW_SHUTDOWN_GRACE_S), set by install()
 _signals: list[int] = []
 
 
@@ -92,6 +92,14 @@ def received() -> int | None:
 def install() -> None:
     """Handle SIGINT/SIGTERM in this (main) thread as described in the module docstring (``chain_prefect`` is
     called once Prefect is imported, by ``flows.api.ensure_api``)."""
+    global GRACE_S
+    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.errors import ForgeflowError
+
+    try:
+        GRACE_S = load_settings().shutdown_grace_s
+    except ForgeflowError:  # the command itself reports the bad setting in one line
+        pass
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from forgeflow.catalog import CatalogError, open_catalog
+from forgeflow.catalog import CatalogError, ForgeflowError, open_catalog
 from forgeflow.catalog.verify import DAMAGE, verify_catalog
 
 
@@ -291,21 +291,38 @@ def test_query_cannot_touch_duckdb_temp_folder(tmp_path, monkeypatch):
     assert cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() != ""
 
 
-def test_query_timeout_and_memory_limit(tmp_path, monkeypatch):
-    from forgeflow.catalog.sql import _memory_limit
+def test_query_timeout_and_memory_limit(tmp_path):
+    from forgeflow.catalog.sql import default_memory_limit
 
-    cat = open_catalog(str(tmp_path / "c"))
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    cat = open_catalog(str(tmp_path / "c"), query_timeout_s=0.5)
     with pytest.raises(CatalogError, match="timeout"):
         cat.query("SELECT count(*) FROM range(100000000000) a")
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
-    with pytest.raises(CatalogError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
-        cat.query("SELECT 1")
-    monkeypatch.delenv("FORGEFLOW_QUERY_TIMEOUT_S")
-    limit = _memory_limit()
+    with pytest.raises(CatalogError, match="query timeout 'soon'"):
+        open_catalog(str(tmp_path / "c"), query_timeout_s="soon").query("SELECT 1")
+    limit = default_memory_limit()
     assert limit.endswith("MiB") and 256 <= int(limit[:-3]) <= 4096
     mem = cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py()
     assert "GiB" in mem or "MiB" in mem
+    small = open_catalog(str(tmp_path / "c"), query_memory="300MiB")
+    assert small.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() == "300.0 MiB"
+
+
+def test_query_limits_come_from_the_settings(tmp_path, monkeypatch):
+    """FORGEFLOW_QUERY_* are read once, by flows' Settings, validated there, and passed down to the catalog."""
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "300MiB")
+    cat = open_settings_catalog(load_settings(catalog=str(tmp_path / "c")))
+    assert (cat.query_timeout_s, cat.query_memory) == (0.5, "300MiB")
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
+        load_settings()
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "lots")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_MEMORY"):
+        load_settings()
 
 
 def test_legacy_logs_still_apply(tmp_path):

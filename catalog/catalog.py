@@ -215,12 +215,13 @@ class Catalog:
 
     def compact(self, table: str | None = None, *, min_files: int = 2) -> dict[str, int]:
         """Merge each partition's small files into one; safe while writers append. Returns files removed per table."""
-        from forgeflow.catalog.compaction import compact_table
+        from forgeflow.catalog.compaction import compact_table, grace_seconds
 
         names = [table] if table else sorted(self.tables())
         specs = [get_table(name) for name in names]
+        grace = grace_seconds()  # compactions pending longer than this are settled (finished or voided) first
         self._check_footers(names)  # a damaged file stops the whole compaction before it writes anything
-        return {spec.name: compact_table(self, spec, min_files=min_files) for spec in specs}
+        return {spec.name: compact_table(self, spec, min_files=min_files, settle_after_s=grace) for spec in specs}
 
     def _check_footers(self, names: list[str]) -> None:
         fs, root = self.store.arrow_filesystem()

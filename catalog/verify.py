@@ -165,7 +165,9 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
         for lk in state.pending:
             findings.append(Finding(NOTICE, "compaction-not-committed", lk,
                                     f"a compaction of {len(state.inputs(lk))} file(s) that has not committed (running "
-                                    f"now, or killed before its last claim); its inputs stay visible"))
+                                    f"now, or killed before its last claim); its inputs stay visible, and the first "
+                                    f"compaction after FORGEFLOW_COMPACTION_GRACE_S (default 1 h) finishes or "
+                                    f"voids it"))
         outputs = state.visible_outputs()
         visible_set = set(vis)
         for k in data_files:

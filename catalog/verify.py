@@ -206,7 +206,9 @@ def _check_compaction_logs(state, existing: set[str], findings: list[Finding]) -
     for lk in state.pending:
         findings.append(Finding(NOTICE, "compaction-not-committed", lk,
                                 f"a compaction of {len(state.inputs(lk))} file(s) that has not committed (running "
-                                f"now, or killed before its last claim); its inputs stay visible"))
+                                f"now, or killed before its last claim); its inputs stay visible, and the first "
+                                f"compaction after FORGEFLOW_COMPACTION_GRACE_S (default 1 h) finishes or "
+                                f"voids it"))
 
 
 def _logged_rows(states, side: str) -> dict[str, int]:

@@ -128,9 +128,10 @@ def open_flow_catalog(catalog: str | None, s3_endpoint: str | None) -> tuple[Set
 
 
 def open_settings_catalog(settings: Settings) -> Catalog:
-    """The settings' catalog, its SQL queries held to the settings' timeout and memory limit."""
+    """The settings' catalog, its SQL queries held to the settings' timeout and memory limit, its compactions to the
+    settings' grace period."""
     return open_catalog(settings.catalog, endpoint_url=settings.s3_endpoint, query_timeout_s=settings.query_timeout_s,
-                        query_memory=settings.query_memory)
+                        query_memory=settings.query_memory, compaction_grace_s=settings.compaction_grace_s)
 
 
 @dataclass

@@ -28,17 +28,25 @@ def validate_inputs(request: SearchRequest, cat=None) -> None:
 def _validate(request: SearchRequest, cat) -> None:
     import pyarrow.compute as pc
 
-    from forgeflow.tasks.supernet.train import load_dataset
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
 
     request.validate()
-    load_dataset(request.dataset, seed=request.seed)  # raises DatasetError on a missing or malformed file
+    data = load_dataset(request.dataset, seed=request.seed)  # raises DatasetError on a missing or malformed file
+    space = supernet_config_for(data).space
     if request.supernet_run is not None and cat is not None:
         try:
-            rows = cat.read("supernet_models", filter=pc.field("run_id") == request.supernet_run).num_rows
+            rows = cat.read("supernet_models", filter=pc.field("run_id") == request.supernet_run).to_pylist()
         except Exception:
-            rows = 0
-        if rows == 0:
+            rows = []
+        if not rows:
             raise SearchRequestError(f"run {request.supernet_run} trained no supernet in catalog {cat.url}")
+        from forgeflow.tasks.supernet.pipeline import _config_from_json
+
+        space = _config_from_json(rows[-1]["config_json"]).space
+    if request.latency_device is not None and cat is not None:
+        from forgeflow.tasks.latency.store import device_latency
+
+        device_latency(cat, request.latency_device, space)  # unknown device or another space: one clear error
 
 
 def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpoint: str | None) -> dict[str, Any]:
@@ -81,6 +89,10 @@ def publish_search(result: dict[str, Any], cat=None) -> None:
           f"(RMSE {p['latency_rmse']:.3f} ms)\n"
           f"- search: {result['evaluations']} subnets evaluated of a budget of {result['budget']} "
           f"({result['status']}), {len(result['front'])} on the Pareto front\n")
+    src = result.get("latency_source") or {}
+    if src.get("device", "local-cpu") != "local-cpu":
+        md += (f"- latency predicted for device `{src['device']}` (fitted from {src['n_measurements']} measurements, "
+               f"leave-one-out log error {src['loo_log_rmse']:.3f})\n")
     if result["latency_limit_ms"] is not None:
         md += (f"- best under {result['latency_limit_ms']:g} ms: " +
                (f"`{best['arch']}` {best['accuracy_pct']:.2f} % at {best['latency_ms']:.3f} ms\n" if best

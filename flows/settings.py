@@ -12,6 +12,7 @@
 | step_cache         | FORGEFLOW_STEP_CACHE         | true (reuse finished steps of earlier runs) |
 | query_timeout_s    | FORGEFLOW_QUERY_TIMEOUT_S    | 300 (catalog SQL)       |
 | query_memory       | FORGEFLOW_QUERY_MEMORY       | a quarter of RAM, at most 4 GiB (catalog SQL) |
+| compaction_grace_s | FORGEFLOW_COMPACTION_GRACE_S | 3600 (a compaction pending longer is settled by the next one) |
 | state_dir          | FORGEFLOW_STATE_DIR          | ~/.forgeflow (where `forgeflow up` keeps its state) |
 | model_allow        | FORGEFLOW_MODEL_ALLOW        | (none: served runs build torchvision:, forgeflow: only) |
 | deployments        | FORGEFLOW_DEPLOYMENTS        | deploy/prefect.yaml     |
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     step_cache: bool = True
     query_timeout_s: float = 300.0
     query_memory: str | None = None
+    compaction_grace_s: float = 3600.0
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".forgeflow")
     model_allow: str = ""
     deployments: str | None = None
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
             return check_timeout_s(v)
         except ForgeflowError as exc:
             raise ValueError(f"FORGEFLOW_QUERY_TIMEOUT_S: {exc}") from None
+
+    @field_validator("compaction_grace_s")
+    @classmethod
+    def _compaction_grace(cls, v: float) -> float:
+        from forgeflow.catalog.compaction import check_grace_s
+
+        try:
+            return check_grace_s(v)
+        except ForgeflowError as exc:
+            raise ValueError(f"FORGEFLOW_COMPACTION_GRACE_S: {exc}") from None
 
     @field_validator("query_memory")
     @classmethod

@@ -295,6 +295,9 @@ def report(results: list[dict], target: int | None) -> tuple[str, bool]:
     if target:
         short = [f"{b}: {summary[b]['trials'] if b in summary else 0} of {target}" for b in ("local", "s3")]
         lines += ["", f"Trials run against the target of {target} per backend: {', '.join(short)}."]
+    lines += ["", "S3 is moto's server on 127.0.0.1 (its `If-None-Match: *` check is a get-then-put inside one request "
+              "handler, not atomic across its threads; real S3's conditional PUT and the local hard link are). Kills "
+              "run on their own clock; kills/min below 24 (the 1-4 s mean) is the time a kill and restart take."]
     cmds = sorted({r["command"] for r in results})
     lines += ["", "Trials were run in pieces, each appending to the results file:", ""] + [f"- `{c}`" for c in cmds]
     print(json.dumps({"summary": summary}))

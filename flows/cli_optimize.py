@@ -151,7 +151,7 @@ def report(
 def optimize_model(model: str, stages: int, input_shape: Optional[str], catalog: Optional[str],
                    s3_endpoint: Optional[str], dask_address: Optional[str], json_out: bool) -> None:
     """`optimize --model SPEC`: the per-step job on a fixed model (flows.optimize.optimize_flow)."""
-    from forgeflow.tasks.profiling.profile import parse_shape
+    from forgeflow.tasks.profiling.shape import parse_shape
     from forgeflow.flows.cli_common import progress_bar
     from forgeflow.flows.optimize import optimize_flow, validate_inputs
     from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for

@@ -55,7 +55,7 @@ def plan(
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     shape = None
     if input_shape:  # the one --input-shape parser lives beside the profiler (torch): only for --model
-        from forgeflow.tasks.profiling.profile import parse_shape
+        from forgeflow.tasks.profiling.shape import parse_shape
 
         shape = parse_shape(input_shape)
     if graph is not None and not graph.exists():

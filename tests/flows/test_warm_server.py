@@ -119,3 +119,27 @@ def test_sigterm_reaches_the_command_and_a_dead_caller_stops_it(warm, tmp_path):
     while alive(child) and time.monotonic() < stop:
         time.sleep(0.1)
     assert not alive(child)
+
+
+def test_refusal_rules(tmp_path):
+    """What the server refuses (the caller then runs in-process), checked without processes."""
+    from forgeflow.flows.warm_client import request
+    from forgeflow.flows.warm_server import Server
+
+    url = "http://127.0.0.1:1/api"
+    env = {"PREFECT_HOME": "/h", "DASK_X": "1", "PATH": "/bin"}
+    server = Server(str(tmp_path / "s.sock"), url, env)
+    base = request(["partition", "--stages", "2"]) | {"env": dict(env)}
+    assert server.refusal(base) is None
+    assert server.refusal(base | {"env": env | {"PATH": "/other", "FORGEFLOW_CATALOG": "x"}}) is None  # run-time
+    assert server.refusal(base | {"env": env | {"PREFECT_API_URL": url + "/"}}) is None  # the same API
+    assert "PREFECT_HOME" in server.refusal(base | {"env": env | {"PREFECT_HOME": "/other"}})
+    assert "DASK_X" in server.refusal(base | {"env": {k: v for k, v in env.items() if k != "DASK_X"}})
+    assert "another API" in server.refusal(base | {"env": env | {"PREFECT_API_URL": "http://127.0.0.1:2/api"}})
+    assert "interpreter" in server.refusal(base | {"executable": "/usr/bin/python9"})
+    assert "code folder" in server.refusal(base | {"code": "/elsewhere"})
+    assert "not served" in server.refusal(base | {"argv": ["down"]})
+    # ENV_DEFAULTS count as set: a caller without them matches a server started by a command that set them
+    from forgeflow.flows.warm_client import ENV_DEFAULTS
+
+    assert Server(str(tmp_path / "t.sock"), url, env | ENV_DEFAULTS).refusal(base) is None

@@ -327,11 +327,10 @@ def _child(req: dict, fds: list[int], api_url: str, inherited: list) -> None:
         os.environ.update(env)
         sys.argv = ["forgeflow", *req["argv"]]
         _fresh_std_streams()
-        from forgeflow.flows import cli, cli_common, shutdown, warm_client
+        from forgeflow.flows import cli, cli_common, warm_client
 
         warm_client.IN_SERVER = True
 
-        shutdown.GRACE_S = float(os.environ.get("FORGEFLOW_SHUTDOWN_GRACE_S", "8"))
         cli_common.err_console.__init__(stderr=True)  # the caller's terminal: width, colour, isatty
         profile = os.environ.get("FORGEFLOW_WARM_PROFILE")  # a path: cProfile of the command, for diagnosis
         try:

@@ -1,9 +1,6 @@
 """The federated_training flow under Prefect on a Dask LocalCluster, and `forgeflow federate` end to end."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -11,6 +8,7 @@ import pytest
 
 from forgeflow.catalog import open_catalog
 from forgeflow.tasks.federated.config import Compression, FederatedConfig, Privacy
+from tests._cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,9 +49,8 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
 
 
 def forgeflow(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    """`forgeflow ARGS` in this process (tests/_cli.py), from ``cwd``."""
+    return run_cli(*args, env={"FORGEFLOW_DASK_WORKERS": "1"}, cwd=cwd)
 
 
 @pytest.mark.slow

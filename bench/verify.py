@@ -227,7 +227,8 @@ def report(rows: list[dict]) -> str:
             n = d["verified"] + d["falsified"] + d["unknown"]
             summary.append(f"- {name} eps {e} ({n} images): decided {100 * d['decided']:.1f} % (target >= "
                            f"{100 * target:.0f} %: {'met' if d['decided'] >= target else 'MISSED'}), median decided "
-                           f"{d['median'] if d['median'] is None else round(d['median'], 3)} s; answers that "
+                           f"{d['median'] if d['median'] is None else round(d['median'], 3)} s (target <= 2 s: "
+                           f"{'met' if d['median'] is not None and d['median'] <= 2.0 else 'MISSED'}); answers that "
                            f"differ from the float network's: {fig[('changed', e)]}")
     wrong = [r for r in rows if r["answer"] == "verified" and not r.get("confirmed_by")]
     limits = sorted({r["time_limit"] for r in rows})
@@ -241,7 +242,8 @@ def report(rows: list[dict]) -> str:
           f"{'/'.join(map(str, workers))} Dask workers x 1 thread, one HiGHS thread. Run in pieces (slices of the "
           f"images, accumulated). **Machine load**: the 2-core machine was shared with other jobs; the 1-minute load "
           f"average during the pieces was {min(loads):.1f}-{max(loads):.1f} (so seconds are inflated by up to that "
-          "factor over a quiet machine; they are not `timed` figures).", "",
+          "factor over a quiet machine; they are not `timed` figures). Pieces: `python bench/verify.py --networks NAME "
+          "[--images A:B] --results FILE --cache DIR --no-report`; this section: `--report-only` over their rows.", "",
           "| network | semantics | eps | n | verified | falsified | unknown | decided | median s (decided) | max s "
           "| deciding method |", "|---|---|---|---|---|---|---|---|---|---|---|", *all_lines, "", *summary]
     if all_undecided:

@@ -32,7 +32,10 @@ STATE_FILE = "up.json"
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("FORGEFLOW_STATE_DIR") or Path.home() / ".forgeflow")
+    """Where `forgeflow up` keeps its state (``Settings.state_dir``, FORGEFLOW_STATE_DIR)."""
+    from forgeflow.flows.settings import load_settings
+
+    return Path(load_settings().state_dir)
 
 
 def state_path() -> Path:

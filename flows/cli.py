@@ -50,10 +50,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     whole_process = argv is None  # the console command (not a call from Python): it owns its process
     if whole_process:
         shutdown.install()  # Ctrl-C / SIGTERM: bounded shutdown, nothing left running
-        args = sys.argv[1:]
+    try:
+        args = sys.argv[1:] if whole_process else []
         if args and args[0] in FLOW_COMMANDS and "--help" not in args:
             api.start_api_early()  # this command's one Prefect API comes up while it validates its input
-    try:
         rc = app(args=argv, standalone_mode=False)  # click returns (not raises) typer.Exit's code here
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)

@@ -15,8 +15,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests._cli import run_cli
-
 ROOT = Path(__file__).resolve().parents[2]
 MSR = {"maxFPGAs": 2, "nodes": [{"id": i, "fpgaLatency": float(i), "size": 1.0} for i in range(1, 5)],
        "edges": [{"sourceId": i, "destId": i + 1, "cost": 0.5} for i in range(1, 4)]}
@@ -136,11 +134,14 @@ def test_up_then_commands_use_it_then_down_leaves_nothing(tmp_path):
             names = {r.name for r in c.read_flow_runs()}
             assert names  # the flow run is recorded in the warm API
         assert plan["k"] >= 1
+        # it ran in the warm command server `up` started (forked there: not a process of its own)
+        assert "forgeflow partition" in (tmp_path / "state" / "warm_server.log").read_text()
     finally:
         down = subprocess.run(cli("down", "--json"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr[-3000:]
-    assert set(json.loads(down.stdout.splitlines()[-1])["stopped"]) == {"prefect", "scheduler", "workers"}
-    assert not state_file.exists()
+    assert set(json.loads(down.stdout.splitlines()[-1])["stopped"]) == {"prefect", "scheduler", "workers",
+                                                                           "warm_server"}
+    assert not state_file.exists() and not (tmp_path / "state" / "zygote.sock").exists()
     assert not [p for p in pids if alive(p)]
     for pid in pids:  # nothing of their process groups either (the workers' nannies' children)
         assert not [p for p in psutil.process_iter() if _pgid(p.pid) == pid and alive(p.pid)]
@@ -159,8 +160,9 @@ def test_invalid_settings_are_one_line_exit_2_before_any_run(tmp_path):
                                  ("FORGEFLOW_DASK_MEMORY_LIMIT", "lots", "FORGEFLOW_DASK_MEMORY_LIMIT 'lots'"),
                                  ("FORGEFLOW_STEP_RETRIES", "-1", "FORGEFLOW_STEP_RETRIES must be >= 0"),
                                  ("FORGEFLOW_DASK_THREADS", "two", "FORGEFLOW_DASK_THREADS")]:
-        p = run_cli("partition", "--graph", str(tmp_path / "missing.json"), "--stages", "2", "--catalog", str(cat),
-                    env={name: value})  # in this process (tests/_cli.py): what the command answers
+        p = subprocess.run(cli("partition", "--graph", str(tmp_path / "missing.json"), "--stages", "2", "--catalog",
+                               str(cat)), env={**os.environ, name: value}, cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
         assert p.returncode == 2, (name, p.stderr)
         assert message in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -316,18 +316,20 @@ def compact_table(cat: "Catalog", spec: "TableSpec", *, min_files: int = 2, max_
     return removed
 
 
-def grace_seconds() -> float:
-    """How long a compaction may stay uncommitted before another one settles it (FORGEFLOW_COMPACTION_GRACE_S)."""
-    import os
+DEFAULT_GRACE_S = 3600.0
 
-    raw = os.environ.get("FORGEFLOW_COMPACTION_GRACE_S", "3600")
+
+def check_grace_s(value) -> float:
+    """How long a compaction may stay uncommitted before another one settles it, in seconds (>= 0), or a
+    CatalogError naming the value. The user sets it as FORGEFLOW_COMPACTION_GRACE_S, read by flows' Settings and
+    passed down through ``open_catalog(..., compaction_grace_s=)``."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise CatalogError(f"FORGEFLOW_COMPACTION_GRACE_S {raw!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise CatalogError(f"FORGEFLOW_COMPACTION_GRACE_S must be >= 0, got {raw!r}")
-    return value
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"compaction grace period {value!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise CatalogError(f"compaction grace period must be >= 0 seconds, got {value!r}")
+    return seconds
 
 
 def _created_ns(log_key: str, lg: dict) -> int:
@@ -434,4 +436,4 @@ def compaction_map(cat: "Catalog", table: str, state: LogState | None = None) ->
     return resolved
 
 
-__all__ = ["compact_table", "settle_stale", "grace_seconds", "visible_from", "log_state", "snapshot", "compaction_map", "LogState", "claim_key"]
+__all__ = ["compact_table", "settle_stale", "check_grace_s", "DEFAULT_GRACE_S", "visible_from", "log_state", "snapshot", "compaction_map", "LogState", "claim_key"]

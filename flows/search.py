@@ -13,8 +13,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
@@ -66,8 +65,7 @@ def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpo
 def search_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None) -> dict[str, Any]:
     """Run the search steps for ``request`` (``SearchRequest.to_dict()``); return a JSON-able summary."""
     req = SearchRequest.from_dict(request)
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "search", req.to_dict()) as run:
         out = run_search_steps(cat.url, run.id, req, settings.s3_endpoint)

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from forgeflow.catalog import CatalogError, open_catalog
+from forgeflow.catalog import CatalogError, ForgeflowError, open_catalog
 from forgeflow.catalog.verify import DAMAGE, verify_catalog
 
 
@@ -291,21 +291,38 @@ def test_query_cannot_touch_duckdb_temp_folder(tmp_path, monkeypatch):
     assert cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() != ""
 
 
-def test_query_timeout_and_memory_limit(tmp_path, monkeypatch):
-    from forgeflow.catalog.sql import _memory_limit
+def test_query_timeout_and_memory_limit(tmp_path):
+    from forgeflow.catalog.sql import default_memory_limit
 
-    cat = open_catalog(str(tmp_path / "c"))
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    cat = open_catalog(str(tmp_path / "c"), query_timeout_s=0.5)
     with pytest.raises(CatalogError, match="timeout"):
         cat.query("SELECT count(*) FROM range(100000000000) a")
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
-    with pytest.raises(CatalogError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
-        cat.query("SELECT 1")
-    monkeypatch.delenv("FORGEFLOW_QUERY_TIMEOUT_S")
-    limit = _memory_limit()
+    with pytest.raises(CatalogError, match="query timeout 'soon'"):
+        open_catalog(str(tmp_path / "c"), query_timeout_s="soon").query("SELECT 1")
+    limit = default_memory_limit()
     assert limit.endswith("MiB") and 256 <= int(limit[:-3]) <= 4096
     mem = cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py()
     assert "GiB" in mem or "MiB" in mem
+    small = open_catalog(str(tmp_path / "c"), query_memory="300MiB")
+    assert small.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() == "300.0 MiB"
+
+
+def test_query_limits_come_from_the_settings(tmp_path, monkeypatch):
+    """FORGEFLOW_QUERY_* are read once, by flows' Settings, validated there, and passed down to the catalog."""
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "300MiB")
+    cat = open_settings_catalog(load_settings(catalog=str(tmp_path / "c")))
+    assert (cat.query_timeout_s, cat.query_memory) == (0.5, "300MiB")
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
+        load_settings()
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "lots")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_MEMORY"):
+        load_settings()
 
 
 def test_legacy_logs_still_apply(tmp_path):
@@ -355,7 +372,7 @@ def test_compactor_killed_mid_claim_is_settled_after_the_grace_period(catalog, m
     for k in catalog.store.list("tables/model_summaries"):
         if "/compact-" in k:
             catalog.store.delete(k)  # its (invisible) output lost: it can only be voided
-    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "0")
+    catalog.compaction_grace_s = 0  # FORGEFLOW_COMPACTION_GRACE_S=0, passed down by flows' Settings
     catalog.compact("model_summaries")  # voided, then its inputs compacted
     assert _flops(catalog) == list(range(4)) and len(catalog.visible_files("model_summaries")) == 1
     report = verify_catalog(catalog)
@@ -377,9 +394,17 @@ def test_compactor_killed_mid_claim_is_finished_when_nothing_else_claimed(catalo
     assert settle_stale(catalog.store, "model_summaries", 0) == {"finished": 0, "voided": 0}  # once only
     assert _flops(catalog) == list(range(6)) and len(catalog.visible_files("model_summaries")) == 1
     assert not verify_catalog(catalog).damaged and not _pending(catalog)
-    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "soon")
-    with pytest.raises(CatalogError, match="FORGEFLOW_COMPACTION_GRACE_S"):
+    catalog.compaction_grace_s = "soon"
+    with pytest.raises(CatalogError, match="compaction grace period 'soon'"):
         catalog.compact()
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+
+    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "0")
+    assert open_settings_catalog(load_settings(catalog=catalog.url)).compaction_grace_s == 0.0
+    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "soon")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_COMPACTION_GRACE_S"):
+        load_settings()
 
 
 def test_a_stalled_compactor_taken_over_backs_off(tmp_path):

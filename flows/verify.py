@@ -58,7 +58,7 @@ def publish_verify(result: dict[str, Any], cat=None) -> None:
     lines = [f"Run `{result['run_id']}` in catalog `{result['catalog']}`.", "",
              f"- model `{result['model']}`, plan {result['plan'] or 'float'}, activations {result['act_bits']} bits",
              f"- {result['images']} held-out images x eps {result['eps']} (steps of the quantized input)",
-             f"- held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in result["accuracy"].items())]
+             "- held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in result["accuracy"].items())]
     for net, s in result["summary"].items():
         lines.append(f"- **{net}**: {s['verified']} verified, {s['falsified']} falsified, {s['unknown']} unknown")
     publish("verify", f"forgeflow verify {result['model']}", "\n".join(lines) + "\n", table=result_table(result),

@@ -22,7 +22,7 @@ from forgeflow.tasks.config import Config
 from forgeflow.tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out
 from forgeflow.tasks.verify.errors import VerifyError
 from forgeflow.tasks.verify.intnet import QNetwork, _chain, build_network, network_json
-from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Answer, Instance, verify_instance
+from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Instance, verify_instance
 
 ANSWERS = (VERIFIED, FALSIFIED, UNKNOWN)
 

@@ -36,6 +36,11 @@ ENV_DEFAULTS = {
 IN_SERVER = False  # set in the server's command children: they run the command, they do not forward it
 
 
+def profile_path() -> str | None:
+    """``FORGEFLOW_WARM_PROFILE``: where the server's child writes a cProfile of the command (diagnosis)."""
+    return os.environ.get("FORGEFLOW_WARM_PROFILE") or None
+
+
 def socket_path() -> Path:
     return Path(os.environ.get("FORGEFLOW_STATE_DIR") or Path.home() / ".forgeflow") / SOCKET_NAME
 

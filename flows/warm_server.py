@@ -332,7 +332,7 @@ def _child(req: dict, fds: list[int], api_url: str, inherited: list) -> None:
         warm_client.IN_SERVER = True
 
         cli_common.err_console.__init__(stderr=True)  # the caller's terminal: width, colour, isatty
-        profile = os.environ.get("FORGEFLOW_WARM_PROFILE")  # a path: cProfile of the command, for diagnosis
+        profile = warm_client.profile_path()  # a cProfile of the command, for diagnosis
         try:
             if profile:
                 import cProfile

@@ -16,7 +16,8 @@ Leave-one-device-out sweep (writes docs/benchmarks.md):
 Search sweep (true-latency hypervolume ratio with N latency measurements):
   python bench/latency_fewshot.py --data PATH --time-judge [--devices a,b]   (wall time of the judge command)
   python bench/latency_fewshot.py --data PATH --search-sweep [--samples 20] [--budget 1000] [--seeds 3]
-      [--devices a,b --rows FILE]   (in pieces: rows accumulate in FILE; each piece summarises the whole file)
+      [--devices a,b --rows FILE]   (in pieces: rows accumulate in FILE; each piece summarises the whole file;
+      --report only summarises FILE)
 """
 
 from __future__ import annotations
@@ -311,8 +312,16 @@ def _search_device(job):
 def _read_rows(rows_file, samples: int, budget: int) -> list[dict]:
     if rows_file is None or not Path(rows_file).exists():
         return []
-    rows = [json.loads(line) for line in Path(rows_file).read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("samples", samples) == samples and r.get("budget", budget) == budget]
+    rows, seen = [], set()
+    for line in Path(rows_file).read_text().splitlines():
+        r = json.loads(line) if line.strip() else None
+        if r is None or r.get("samples", samples) != samples or r.get("budget", budget) != budget:
+            continue
+        key = (r["device"], r["dataset"], r["seed"])
+        if key not in seen:  # two pieces that ran the same search at once: the first row counts
+            seen.add(key)
+            rows.append(r)
+    return rows
 
 
 def search_sweep(args, table: LatencyTable) -> int:
@@ -325,7 +334,11 @@ def search_sweep(args, table: LatencyTable) -> int:
     datasets = list(DATASETS) if args.dataset is None else [args.dataset]
     jobs = [(args.data, d, samples, budget, seeds, datasets, args.rows) for d in devices]
     t0 = time.time()
-    if args.workers > 1:
+    if args.report:  # summarise the pieces already in --rows, run nothing
+        if args.rows is None:
+            raise LatencyInputError("--report summarises a --rows FILE: give one")
+        rows = []
+    elif args.workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as pool:
@@ -334,7 +347,7 @@ def search_sweep(args, table: LatencyTable) -> int:
         rows = [r for job in jobs for r in _search_device(job)]
     if args.rows is not None:
         rows = _read_rows(args.rows, samples, budget)
-    md = search_summary(rows, samples, budget, table.devices, time.time() - t0)
+    md = search_summary(rows, samples, budget, table.devices, None if args.report else time.time() - t0)
     print(md)
     if not args.no_write:
         from _report import write_section
@@ -343,7 +356,7 @@ def search_sweep(args, table: LatencyTable) -> int:
     return 0
 
 
-def search_summary(rows: list[dict], samples: int, budget: int, all_devices: list[str], wall: float) -> str:
+def search_summary(rows: list[dict], samples: int, budget: int, all_devices: list[str], wall: float | None) -> str:
     devices = [d for d in all_devices if any(r["device"] == d for r in rows)]
     datasets = sorted({r["dataset"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
@@ -368,7 +381,10 @@ def search_summary(rows: list[dict], samples: int, budget: int, all_devices: lis
             + (f"; not run: {', '.join(missing)}" if missing else "") + f"); search seconds mean "
             f"{np.mean([x['seconds'] for x in rows]):.2f}; worst single search {min(x['hv'] for x in rows):.4f}",
             f"- searches below 0.99: {sum(x['hv'] < 0.99 for x in rows)} of {len(rows)}",
-            f"\nThis invocation's wall time {wall:.0f} s (2 shared cores)."]
+            (f"\nThis invocation's wall time {wall:.0f} s (2 shared cores)." if wall is not None else
+             "\nRows accumulated by pieces of at most 590 s each (`--search-sweep --workers 2 --devices ... --rows FILE`, "
+             "3 seeds on the devices run first and 2 on the rest, as the table's search counts show), summarised "
+             "with `--report`.")]
     return "\n".join(out)
 
 
@@ -432,6 +448,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--search-sweep", action="store_true")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--report", action="store_true", help="search sweep: only summarise the rows of --rows")
     p.add_argument("--time-judge", action="store_true", help="wall time of the one-device judge command per --devices "
                    "(fresh processes; run under a quiet machine)")
     p.add_argument("--rows", type=Path, default=None, help="search sweep: append each search's row here (JSON "

@@ -143,7 +143,7 @@ def optimize_model(command: FlowCommand, model: str, stages: int, input_shape: O
     """`optimize --model SPEC`: the per-step job on a fixed model (flows.optimize.optimize_flow)."""
     from forgeflow.flows.optimize import optimize_flow, validate_inputs
     from forgeflow.tasks.deploy.request import ModelJobRequest
-    from forgeflow.tasks.profiling.profile import parse_shape
+    from forgeflow.tasks.profiling.shape import parse_shape
 
     req = ModelJobRequest(model=model, stages=stages, input_shape=parse_shape(input_shape)).validate()
     validate_inputs(req)

@@ -55,7 +55,7 @@ def plan(
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     shape = None
     if input_shape:  # the one --input-shape parser lives beside the profiler (torch): only for --model
-        from forgeflow.tasks.profiling.profile import parse_shape
+        from forgeflow.tasks.profiling.shape import parse_shape
 
         shape = parse_shape(input_shape)
     if output is not None and not output.parent.resolve().is_dir():

@@ -19,6 +19,10 @@
 | latency_table      | FORGEFLOW_LATENCY_TABLE      | ../shared/data/nb201_hw.parquet (`forgeflow latency`) |
 | progress           | FORGEFLOW_PROGRESS           | false (true: a progress bar even when stderr is no terminal) |
 | shutdown_grace_s   | FORGEFLOW_SHUTDOWN_GRACE_S   | 8 (seconds from Ctrl-C / SIGTERM to killing what is left) |
+| (warm path)        | FORGEFLOW_WARM               | 1 (0: never hand a command to `forgeflow up`'s warm command server) |
+| (warm path)        | FORGEFLOW_WARM_DEBUG, FORGEFLOW_WARM_PROFILE | (diagnostics: why a command was not served; a cProfile path) |
+The warm-path switches (and FORGEFLOW_STATE_DIR, to find the server) are read by flows/warm_client.py, the console
+command's first step, before anything but the standard library is imported.
 The layers below take these as parameters (``open_settings_catalog`` passes the query limits to the catalog); none
 of them reads a FORGEFLOW_* variable.
 AWS credentials are never settings: they come from the standard AWS environment/config and are never logged.

@@ -108,7 +108,9 @@ def test_a_user_project_does_not_shadow_ours(tmp_path):
 # tasks/step_cache.py: Prefect task options (retries) and the step cache switch are read where a Dask worker process
 # imports the steps, before any flow code runs there; the worker inherits them from the flow process's environment,
 # and flows' Settings validates both values before any run starts.
-ENV_READERS = {"flows/settings.py", "tasks/step_cache.py"}
+# flows/warm_client.py: the console command's first step, standard library only (before pydantic or Settings are
+# imported), reads the warm path's switches (FORGEFLOW_WARM, FORGEFLOW_STATE_DIR, two diagnostics); listed in Settings.
+ENV_READERS = {"flows/settings.py", "tasks/step_cache.py", "flows/warm_client.py"}
 
 
 def forgeflow_env_reads(path: Path, root: Path = ROOT) -> list[str]:

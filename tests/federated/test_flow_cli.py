@@ -13,14 +13,16 @@ from tests._cli import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch):
+def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch, request):
+    from distributed import LocalCluster
     from prefect_dask import DaskTaskRunner
 
     from forgeflow.flows.federated import federated_training
 
-    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
-                                            "dashboard_address": None})
+    # one LocalCluster (two worker processes) for the first two runs (a runner given cluster_class starts one per run)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    request.addfinalizer(cluster.close)
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
     cfg = FederatedConfig(model="forgeflow:digits_mlp", clients=6, rounds=3, fraction=0.5, local_epochs=1, lr=0.3,
                           compression=Compression.parse("int8"),
                           privacy=Privacy(mode="client", clip=1.0, noise=0.5))
@@ -43,8 +45,12 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
 
     assert [r["status"] for r in reuses(cat, cached["run_id"])] == ["reused"]
     # and with the step cache off the step runs, resumes after round 3 and trains nothing
+    # (a new cluster: its workers inherit the setting)
     monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
-    again = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
+    fresh = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                           cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                           "dashboard_address": None})
+    again = federated_training.with_options(task_runner=fresh)(config=cfg.to_dict(), catalog=url)
     assert again["resumed_from_round"] == 3 and again["accuracy"] == result["accuracy"]
 
 

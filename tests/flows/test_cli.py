@@ -4,10 +4,7 @@ commands on its result, a second identical run and every bad input in this proce
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,27 +12,13 @@ from tests._cli import run_cli as run_cli_here
 from tests.conftest import free_port
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
-    """`forgeflow ARGS` in a fresh interpreter, as a user runs it."""
-    full_env = {**os.environ, "FORGEFLOW_DASK_WORKERS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=Path(__file__).resolve().parents[2])
-
-
 def run_here(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`forgeflow ARGS` in this process (tests/_cli.py): what the command answers, without a fresh interpreter."""
     return run_cli_here(*args, env={"FORGEFLOW_DASK_WORKERS": "1", **(env or {})})
 
 
-@pytest.fixture
-def prefect_home(tmp_path):
-    return {"PREFECT_HOME": str(tmp_path / "prefect_home")}
-
-
-def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
-    cat = str(tmp_path / "cat")
-    p = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json",
-                env=prefect_home)
+def test_optimize_json_then_catalog_commands(tmp_path, optimized_cnn):
+    cat, p = optimized_cnn  # `forgeflow optimize` in a fresh interpreter (tests/flows/conftest.py)
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stdout.strip().splitlines()
     result = json.loads(lines[-1])  # the last stdout line is one JSON object

@@ -77,10 +77,9 @@ class Server:
     @staticmethod
     def _module_mtimes() -> dict[str, float]:
         out = {}
-        root = os.path.dirname(code_root()) + os.sep  # the forgeflow package: flows/, tasks/, catalog/
-        for mod in list(sys.modules.values()):
+        for name, mod in list(sys.modules.items()):  # forgeflow.flows / .tasks / .catalog only (not tests, not bench)
             f = getattr(mod, "__file__", None)
-            if f and os.path.realpath(f).startswith(root):
+            if f and name.startswith("forgeflow."):
                 try:
                     out[f] = os.stat(f).st_mtime
                 except OSError:

@@ -54,9 +54,8 @@ def optimize(
         raise ForgeflowError("give --model or --supernet, not both")
     if model is not None:
         return optimize_model(model, stages, input_shape, catalog, s3_endpoint, dask_address, json_out)
-    if clients is not None:
-        raise ForgeflowError("--clients (federated QAT fine-tuning) is not supported by `optimize` yet; fine-tune "
-                             "with `forgeflow federate`")
+    if clients is not None and not 1 <= clients <= 64:
+        raise ForgeflowError(f"--clients must be between 1 and 64, got {clients}")
     quiet_prefect_for_json(json_out)
     settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
     check_dask_address(settings.dask_address)
@@ -67,7 +66,7 @@ def optimize(
     with progress_bar(not json_out):
         result = flow(supernet=family, target=target, data=data, budget=budget, latency_limit_ms=latency_limit_ms,
                       min_accuracy_pct=min_accuracy, microbatch=microbatch, bundle_dir=bundle_dir, catalog=cat.url,
-                      s3_endpoint=settings.s3_endpoint)
+                      s3_endpoint=settings.s3_endpoint, clients=clients)
     if json_out:
         emit_json({k: v for k, v in result.items() if k not in ("units",)})
         return
@@ -86,6 +85,14 @@ def summary_lines(r: dict) -> list[str]:
         f"{p['lower_bound_ms']:.4g} ms, ratio {'n/a' if ratio is None else format(ratio, '.4f')} ({p['status']})",
         f"accuracy  {a['accuracy_float_pct']:.2f} % float, {a['accuracy_quantized_pct']:.2f} % with the plan applied "
         f"({a['n_test']} held-out examples)",
+    ]
+    fed = r.get("federated")
+    if fed:
+        lines.append(f"finetune  federated QAT over {fed['clients']} clients, {fed['rounds']} rounds: "
+                     f"{fed['accuracy_before_pct']:.2f} % -> {fed['accuracy_after_pct']:.2f} % "
+                     f"({fed['uplink_bytes']:,} bytes up, {fed['downlink_bytes']:,} down); the bundle holds the "
+                     f"fine-tuned weights")
+    lines += [
         f"pipeline  {pipe['k']} processes: output {'equal to' if pipe['equal'] else 'DIFFERENT from'} the unsplit "
         f"quantized model; {pipe['throughput_mb_s']:.3g} microbatches/s measured vs "
         f"{pipe['predicted_throughput_mb_s']:.3g} predicted on this host",

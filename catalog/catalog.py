@@ -76,8 +76,12 @@ def parquet_bytes(table: pa.Table) -> bytes:
 class Catalog:
     """Parquet tables and content-addressed objects in a :class:`~catalog.store.Store`."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, query_timeout_s: float | None = None, query_memory: str | None = None,
+                 compaction_grace_s: float | None = None):
         self.store = store
+        self.query_timeout_s = query_timeout_s  # None: catalog.sql's defaults (300 s, a quarter of RAM up to 4 GiB)
+        self.query_memory = query_memory
+        self.compaction_grace_s = compaction_grace_s  # None: catalog.compaction.DEFAULT_GRACE_S (1 h)
 
     @property
     def url(self) -> str:
@@ -208,19 +212,22 @@ class Catalog:
         return self.retrying(table, lambda: self.dataset(table).count_rows())
 
     def query(self, sql: str) -> pa.Table:
-        """Read-only DuckDB SQL over every table (each one a view by its name)."""
+        """Read-only DuckDB SQL over every table (each one a view by its name), within this catalog's query timeout
+        and memory limit."""
         from forgeflow.catalog.sql import run_readonly_query
 
-        return run_readonly_query(self, sql)
+        return run_readonly_query(self, sql, timeout_s=self.query_timeout_s, memory_limit=self.query_memory)
 
     def compact(self, table: str | None = None, *, min_files: int = 2) -> dict[str, int]:
         """Merge each partition's small files into one; safe while writers append. Returns files removed per table."""
-        from forgeflow.catalog.compaction import compact_table
+        from forgeflow.catalog.compaction import DEFAULT_GRACE_S, check_grace_s, compact_table
 
         names = [table] if table else sorted(self.tables())
         specs = [get_table(name) for name in names]
+        # compactions pending longer than this are settled (finished or voided) first
+        grace = DEFAULT_GRACE_S if self.compaction_grace_s is None else check_grace_s(self.compaction_grace_s)
         self._check_footers(names)  # a damaged file stops the whole compaction before it writes anything
-        return {spec.name: compact_table(self, spec, min_files=min_files) for spec in specs}
+        return {spec.name: compact_table(self, spec, min_files=min_files, settle_after_s=grace) for spec in specs}
 
     def _check_footers(self, names: list[str]) -> None:
         fs, root = self.store.arrow_filesystem()
@@ -305,6 +312,10 @@ class Catalog:
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def open_catalog(url: str | None = None, *, endpoint_url: str | None = None) -> Catalog:
-    """Open (creating a local folder if needed) the catalog at ``url`` (default ./.forgeflow/catalog)."""
-    return Catalog(open_store(url or DEFAULT_URL, endpoint_url=endpoint_url))
+def open_catalog(url: str | None = None, *, endpoint_url: str | None = None, query_timeout_s: float | None = None,
+                 query_memory: str | None = None, compaction_grace_s: float | None = None) -> Catalog:
+    """Open (creating a local folder if needed) the catalog at ``url`` (default ./.forgeflow/catalog); its SQL
+    queries run within ``query_timeout_s`` seconds and ``query_memory``, its compactions settle ones left pending
+    longer than ``compaction_grace_s`` (None: the defaults of catalog.sql and catalog.compaction)."""
+    return Catalog(open_store(url or DEFAULT_URL, endpoint_url=endpoint_url), query_timeout_s=query_timeout_s,
+                   query_memory=query_memory, compaction_grace_s=compaction_grace_s)

@@ -18,7 +18,13 @@ Commit protocol (no lock server; needs only an exclusive create, which both back
 
 A compactor killed at any point loses nothing: before its last claim its inputs stay visible and its outputs stay
 hidden; after it, its outputs are visible and its inputs hidden (and deleted later). A dead compactor's partial
-claims only keep those inputs out of later compactions (reported by ``catalog verify`` as a notice).
+claims keep those inputs out of later compactions until its log is *settled* (:func:`settle_stale`): once a log has
+been pending longer than the grace period (``FORGEFLOW_COMPACTION_GRACE_S``, default one hour: far longer than any
+compaction's claim phase, so its compactor is taken as dead), the next compaction takes it over with an exclusive
+``<id>.settle`` marker (so exactly one process settles it) and either *finishes* it -- every input unclaimed or
+claimed by it, every output present with its logged row count: it makes the missing claims, exactly as its compactor
+would have -- or *voids* it (an input claimed by another log, or an output missing): it removes its claims, its
+outputs and its log. A compactor that finds its log taken over before it commits backs off without deleting anything.
 
 Visibility is a pure function of (files, logs, claims) -- :func:`visible_from`: a ``compact-`` file is visible
 while a committed log names it as an output and no committed log names it as an input; any other data file is
@@ -227,14 +233,19 @@ def _version_of(t: pa.Table, default: int) -> int:
 
 
 def compact_table(cat: "Catalog", spec: "TableSpec", *, min_files: int = 2, max_rows_per_file: int = 5_000_000,
-                  _pause=None) -> int:
+                  settle_after_s: float | None = None, _pause=None) -> int:
     """Compact every partition of ``spec`` holding at least ``min_files`` files; return the number of files removed.
 
+    Compactions pending longer than ``settle_after_s`` are settled first (None: never).
     ``_pause(step)`` is a test hook called between the protocol's steps."""
     from forgeflow.catalog.catalog import parquet_bytes
 
     store = cat.store
     visible, state, all_files = snapshot(store, spec.name)
+    if state.pending and settle_after_s is not None:
+        settled = settle_stale(store, spec.name, settle_after_s, state)
+        if settled["finished"] or settled["voided"]:
+            visible, state, all_files = snapshot(store, spec.name)
     # leftovers of compactions that committed and died before deleting their inputs
     hidden = state.hidden()
     for f in all_files:
@@ -294,6 +305,8 @@ def compact_table(cat: "Catalog", spec: "TableSpec", *, min_files: int = 2, max_
             for out in outputs:
                 store.delete(out)
             continue
+        if store.exists(log_key[: -len(".json")] + ".settle"):
+            continue  # stalled past the grace period and taken over by a settler: its decision stands
         store.put(log_key[: -len(".json")] + ".done", b"")
         if _pause:
             _pause("committed")
@@ -301,6 +314,84 @@ def compact_table(cat: "Catalog", spec: "TableSpec", *, min_files: int = 2, max_
             store.delete(f)
         removed += len(inputs)
     return removed
+
+
+DEFAULT_GRACE_S = 3600.0
+
+
+def check_grace_s(value) -> float:
+    """How long a compaction may stay uncommitted before another one settles it, in seconds (>= 0), or a
+    CatalogError naming the value. The user sets it as FORGEFLOW_COMPACTION_GRACE_S, read by flows' Settings and
+    passed down through ``open_catalog(..., compaction_grace_s=)``."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"compaction grace period {value!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise CatalogError(f"compaction grace period must be >= 0 seconds, got {value!r}")
+    return seconds
+
+
+def _created_ns(log_key: str, lg: dict) -> int:
+    try:
+        return int(lg.get("created_ns") or posixpath.basename(log_key).split("-", 1)[0])
+    except (TypeError, ValueError):
+        return 0
+
+
+def _rows_of(store: Store, key: str) -> int | None:
+    try:
+        return pq.ParquetFile(io.BytesIO(store.get(key))).metadata.num_rows
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - undecodable
+        return None
+
+
+def settle_stale(store: Store, table: str, older_than_s: float, state: LogState | None = None) -> dict[str, int]:
+    """Finish or void every compaction of ``table`` pending for longer than ``older_than_s`` (see the module
+    docstring); return {"finished": n, "voided": n}. Its inputs are compactable again either way."""
+    state = state or log_state(store, table)
+    now = time.time_ns()
+    out = {"finished": 0, "voided": 0}
+    for lk in list(state.pending):
+        lg = state.logs[lk]
+        if "inputs" not in lg or not isinstance(lg.get("outputs"), dict):
+            continue  # a legacy log that lost its race long ago: it hides nothing, leave it
+        if now - _created_ns(lk, lg) < older_than_s * 1e9:
+            continue
+        base = lk[: -len(".json")]
+        if not store.create(base + ".settle", json.dumps({"settled_ns": now}).encode()):
+            continue  # another process is settling (or settled) it
+        inputs = sorted(lg["inputs"])
+        owners = {f: _claim_owner(store, table, f) for f in inputs}
+        finish = all(o in (None, lk) for o in owners.values()) and \
+            all(_rows_of(store, o) == n for o, n in lg["outputs"].items()) and \
+            all(store.exists(f) for f, o in owners.items() if o is None)
+        if finish:
+            body = json.dumps({"log": lk}).encode()
+            for f in inputs:
+                if owners[f] is None and not store.create(claim_key(table, f), body) and \
+                        _claim_owner(store, table, f) != lk:
+                    finish = False  # claimed by another log meanwhile: void instead
+                    owners = {g: _claim_owner(store, table, g) for g in inputs}
+                    break
+        if finish:
+            store.put(base + ".done", b"")
+            for f in inputs:
+                store.delete(f)
+            out["finished"] += 1
+            log.warning("settled compaction %s: finished for its dead compactor (%d files)", lk, len(inputs))
+            continue
+        for f, o in owners.items():
+            if o == lk:  # only this settler (it holds the .settle marker) removes claims naming this log
+                store.delete(claim_key(table, f))
+        for o in lg["outputs"]:
+            store.delete(o)
+        store.delete(lk)
+        out["voided"] += 1
+        log.warning("settled compaction %s: voided (it could not commit); its inputs are compactable again", lk)
+    return out
 
 
 def _claim_all(store: Store, table: str, inputs: list[str], log_key: str, pause=None) -> tuple[bool | None, list[str]]:
@@ -345,4 +436,4 @@ def compaction_map(cat: "Catalog", table: str, state: LogState | None = None) ->
     return resolved
 
 
-__all__ = ["compact_table", "visible_from", "log_state", "snapshot", "compaction_map", "LogState", "claim_key"]
+__all__ = ["compact_table", "settle_stale", "check_grace_s", "DEFAULT_GRACE_S", "visible_from", "log_state", "snapshot", "compaction_map", "LogState", "claim_key"]

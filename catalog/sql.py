@@ -4,9 +4,10 @@ Every table is registered as a view over its pyarrow dataset (filters and projec
 Parquet scan, also on S3, with no DuckDB extension). The connection is in-memory with external access disabled
 and its configuration locked, and only single SELECT statements are accepted: no COPY, ATTACH, INSTALL, LOAD,
 PRAGMA, SET or file reads/writes. DuckDB's temporary folder is switched off (it would otherwise be readable and
-listable from SQL even with external access disabled), so a query gets a memory limit (``FORGEFLOW_QUERY_MEMORY``,
-default a quarter of RAM, at most 4 GiB) and a timeout (``FORGEFLOW_QUERY_TIMEOUT_S``, default 300 s), each
-reported in one line when reached. A compaction deleting files under a running query makes it start again on a
+listable from SQL even with external access disabled), so a query gets a memory limit (default a quarter of RAM, at
+most 4 GiB) and a timeout (default 300 s), each reported in one line when reached. The catalog reads no environment:
+the user's ``FORGEFLOW_QUERY_MEMORY`` / ``FORGEFLOW_QUERY_TIMEOUT_S`` are read by flows' Settings and passed down
+through ``open_catalog``. A compaction deleting files under a running query makes it start again on a
 fresh listing.
 """
 
@@ -53,12 +54,31 @@ def _referenced_tables(sql: str, names: list[str]) -> list[str]:
     return [n for n in names if n.lower() in words]
 
 
-def _memory_limit() -> str:
-    env = os.environ.get("FORGEFLOW_QUERY_MEMORY", "").strip()
-    if env:
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB|TB|TiB)", env, re.IGNORECASE):
-            raise CatalogError(f"FORGEFLOW_QUERY_MEMORY={env!r} is not a size like 2GiB or 512MB")
-        return env
+DEFAULT_TIMEOUT_S = 300.0
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB|TB|TiB)", re.IGNORECASE)
+
+
+def check_memory_limit(text: str) -> str:
+    """``text`` as a DuckDB memory limit (``2GiB``, ``512MB``), or a CatalogError naming it."""
+    value = str(text).strip()
+    if not _SIZE.fullmatch(value):
+        raise CatalogError(f"query memory limit {text!r} is not a size like 2GiB or 512MB")
+    return value
+
+
+def check_timeout_s(value: float) -> float:
+    """``value`` as a query timeout in seconds in (0, 86400], or a CatalogError naming it."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise CatalogError(f"query timeout {value!r} must be a number of seconds in (0, 86400]")
+    return seconds
+
+
+def default_memory_limit() -> str:
+    """A quarter of this host's RAM, between 256 MiB and 4 GiB."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -66,23 +86,13 @@ def _memory_limit() -> str:
     return f"{max(256, min(4096, ram // 4 >> 20))}MiB"
 
 
-def _timeout_s() -> float:
-    env = os.environ.get("FORGEFLOW_QUERY_TIMEOUT_S", "").strip()
-    if not env:
-        return 300.0
-    try:
-        value = float(env)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86400:
-        raise CatalogError(f"FORGEFLOW_QUERY_TIMEOUT_S={env!r} must be a number of seconds in (0, 86400]")
-    return value
-
-
-def run_readonly_query(cat: "Catalog", sql: str, *, timeout_s: float | None = None) -> pa.Table:
+def run_readonly_query(cat: "Catalog", sql: str, *, timeout_s: float | None = None,
+                       memory_limit: str | None = None) -> pa.Table:
+    """Run one read-only SELECT over the catalog's tables within ``timeout_s`` seconds (default 300) and
+    ``memory_limit`` (default ``default_memory_limit()``); the settings layer passes the user's choice down."""
     check_readonly(sql)
-    timeout = _timeout_s() if timeout_s is None else timeout_s
-    memory = _memory_limit()
+    timeout = DEFAULT_TIMEOUT_S if timeout_s is None else check_timeout_s(timeout_s)
+    memory = default_memory_limit() if memory_limit is None else check_memory_limit(memory_limit)
     for attempt in range(8):
         try:
             return _run_once(cat, sql, timeout, memory)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -129,68 +128,104 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
     """Check every file, every lineage reference and every compaction of ``cat``; see the module docstring."""
     findings: list[Finding] = []
     tables = all_tables()
-    all_keys = cat.store.list("tables")
+    by_table = _table_files(cat, tables, findings)
+    visible, states = _check_compactions(cat, tables, by_table, findings)
+    rows_in = _decode_visible_files(cat, visible, states, threads, findings)
+    lineage = _read_lineage(cat, visible, rows_in, findings)
+    object_keys = list(cat.store.list("objects"))
+    referenced_files, referenced_objects = _check_lineage(cat, lineage, tables, states, rows_in, set(object_keys),
+                                                          findings)
+    _report_orphan_files(visible, referenced_files, findings)
+    _check_objects(cat, object_keys, referenced_objects, threads, findings)
+    for k in cat.store.list("_tmp"):
+        findings.append(Finding(ORPHAN, "stale-temporary", k, "temporary file of an interrupted write"))
+
+    order = {DAMAGE: 0, ORPHAN: 1, NOTICE: 2}
+    findings.sort(key=lambda f: (order[f.severity], f.kind, f.path))
+    return VerifyReport(catalog=cat.url, findings=tuple(findings), files_checked=sum(map(len, visible.values())),
+                        objects_checked=len(object_keys), lineage_rows=len(lineage),
+                        tables={t: len(v) for t, v in visible.items() if v})
+
+
+def _table_files(cat: "Catalog", tables, findings: list[Finding]) -> dict[str, list[str]]:
+    """Every file under tables/, by table; files of a table no module declares are orphans."""
     by_table: dict[str, list[str]] = {}
-    for k in all_keys:
+    for k in cat.store.list("tables"):
         parts = k.split("/")
         if len(parts) >= 3:
             by_table.setdefault(parts[1], []).append(k)
     for name in sorted(set(by_table) - set(tables)):
         findings.append(Finding(ORPHAN, "unknown-table", f"tables/{name}",
                                 f"{len(by_table[name])} file(s) of a table no module declares"))
+    return by_table
 
+
+def _check_compactions(cat: "Catalog", tables, by_table: dict[str, list[str]], findings: list[Finding]):
+    """Each table's compaction logs and visible files: (visible files by table, compaction state by table)."""
     visible: dict[str, list[str]] = {}
     states = {}
     hidden_leftovers: list[str] = []
     for name in sorted(tables):
-        keys = by_table.get(name, [])
         vis, state, data_files = snapshot(cat.store, name)
         states[name] = state
-        for k, why in sorted(state.bad.items()):
-            findings.append(Finding(DAMAGE, "bad-compaction-log", k, f"cannot parse: {why}"))
-        existing = set(data_files)
-        consumed = state.hidden()
-        for lk in state.committed:
-            for out in state.outputs(lk):
-                if out not in existing and out not in consumed:
-                    findings.append(Finding(DAMAGE, "missing-compaction-output", out,
-                                            f"committed compaction {lk} of {len(state.inputs(lk))} file(s) lost "
-                                            f"this output"))
-            lg = state.logs[lk]
-            if isinstance(lg.get("inputs"), dict) and isinstance(lg.get("outputs"), dict):
-                n_in, n_out = sum(lg["inputs"].values()), sum(lg["outputs"].values())
-                if n_in != n_out:
-                    findings.append(Finding(DAMAGE, "compaction-row-mismatch", lk,
-                                            f"inputs held {n_in} rows, outputs {n_out}"))
-        for lk in state.pending:
-            findings.append(Finding(NOTICE, "compaction-not-committed", lk,
-                                    f"a compaction of {len(state.inputs(lk))} file(s) that has not committed (running "
-                                    f"now, or killed before its last claim); its inputs stay visible"))
-        outputs = state.visible_outputs()
-        visible_set = set(vis)
+        _check_compaction_logs(state, set(data_files), findings)
+        consumed, outputs = state.hidden(), state.visible_outputs()
         for k in data_files:
             if k in consumed:
                 hidden_leftovers.append(k)
             elif posixpath.basename(k).startswith("compact-") and k not in outputs:
                 findings.append(Finding(ORPHAN, "uncommitted-compaction-output", k,
                                         "output of a compaction that never committed (or lost a race)"))
-        visible[name] = sorted(visible_set)
-        for k in keys:
+        visible[name] = sorted(set(vis))
+        for k in by_table.get(name, []):
             if not is_data_file(k) and not any(f"/{d}/" in k for d in ("_compactions", "_claims", "_keys")):
                 findings.append(Finding(ORPHAN, "stray-file", k, "not a data file or catalog bookkeeping"))
     for k in hidden_leftovers:
         findings.append(Finding(NOTICE, "replaced-file-not-deleted", k,
                                 "input of a committed compaction still present (readers skip it)"))
+    return visible, states
 
-    # every committed output must hold the rows its log recorded
-    expected_rows: dict[str, int] = {}
+
+def _check_compaction_logs(state, existing: set[str], findings: list[Finding]) -> None:
+    """Logs parse; committed outputs exist (or were compacted again) and hold as many rows as their inputs."""
+    for k, why in sorted(state.bad.items()):
+        findings.append(Finding(DAMAGE, "bad-compaction-log", k, f"cannot parse: {why}"))
+    consumed = state.hidden()
+    for lk in state.committed:
+        for out in state.outputs(lk):
+            if out not in existing and out not in consumed:
+                findings.append(Finding(DAMAGE, "missing-compaction-output", out,
+                                        f"committed compaction {lk} of {len(state.inputs(lk))} file(s) lost "
+                                        f"this output"))
+        lg = state.logs[lk]
+        if isinstance(lg.get("inputs"), dict) and isinstance(lg.get("outputs"), dict):
+            n_in, n_out = sum(lg["inputs"].values()), sum(lg["outputs"].values())
+            if n_in != n_out:
+                findings.append(Finding(DAMAGE, "compaction-row-mismatch", lk,
+                                        f"inputs held {n_in} rows, outputs {n_out}"))
+    for lk in state.pending:
+        findings.append(Finding(NOTICE, "compaction-not-committed", lk,
+                                f"a compaction of {len(state.inputs(lk))} file(s) that has not committed (running "
+                                f"now, or killed before its last claim); its inputs stay visible, and the first "
+                                f"compaction after FORGEFLOW_COMPACTION_GRACE_S (default 1 h) finishes or "
+                                f"voids it"))
+
+
+def _logged_rows(states, side: str) -> dict[str, int]:
+    """Rows per file that committed compaction logs recorded for their ``inputs`` or ``outputs``."""
+    rows: dict[str, int] = {}
     for state in states.values():
         for lk in state.committed:
-            outs = state.logs[lk].get("outputs")
-            if isinstance(outs, dict):
-                expected_rows.update(outs)
+            files = state.logs[lk].get(side)
+            if isinstance(files, dict):
+                rows.update(files)
+    return rows
 
-    # decode every visible data file
+
+def _decode_visible_files(cat: "Catalog", visible: dict[str, list[str]], states, threads: int,
+                          findings: list[Finding]) -> dict[str, int | None]:
+    """Decode every visible data file (rows, or None when it does not decode); every committed output must hold
+    the rows its log recorded."""
     jobs = [(t, k) for t, keys in visible.items() for k in keys]
     rows_in: dict[str, int | None] = {}
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -198,57 +233,62 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
             rows_in[k] = rows
             if problem:
                 findings.append(problem)
-
-    for k, want in expected_rows.items():
+    for k, want in _logged_rows(states, "outputs").items():
         if rows_in.get(k) is not None and rows_in[k] != want:
             findings.append(Finding(DAMAGE, "row-count-mismatch", k,
                                     f"its compaction log says {want} rows, the file holds {rows_in[k]}"))
+    return rows_in
 
-    # lineage: read from the artifacts files that decoded (damage in one file does not hide the rest)
-    lineage: list[dict] = []
+
+def _read_lineage(cat: "Catalog", visible: dict[str, list[str]], rows_in: dict[str, int | None],
+                  findings: list[Finding]) -> list[dict]:
+    """The lineage rows of the artifacts files that decoded (damage in one file does not hide the rest)."""
     readable = [k for k in visible.get("artifacts", []) if rows_in.get(k) is not None]
-    if readable:
-        try:
-            lineage = cat.dataset("artifacts", files=readable).to_table(
-                columns=["run_id", "kind", "table_name", "path", "num_rows"]).to_pylist()
-        except Exception as exc:
-            findings.append(Finding(DAMAGE, "unreadable-lineage", "tables/artifacts",
-                                    f"cannot read the lineage table: {str(exc).splitlines()[0]}"))
+    if not readable:
+        return []
+    try:
+        return cat.dataset("artifacts", files=readable).to_table(
+            columns=["run_id", "kind", "table_name", "path", "num_rows"]).to_pylist()
+    except Exception as exc:
+        findings.append(Finding(DAMAGE, "unreadable-lineage", "tables/artifacts",
+                                f"cannot read the lineage table: {str(exc).splitlines()[0]}"))
+        return []
 
-    object_keys = [k for k in cat.store.list("objects")]
-    object_set = set(object_keys)
+
+def _check_lineage(cat: "Catalog", lineage: list[dict], tables, states, rows_in: dict[str, int | None],
+                   object_set: set[str], findings: list[Finding]) -> tuple[set[str], set[str]]:
+    """Every lineage reference resolves (a file directly or through compactions, with its rows; an object by key);
+    returns the data files and objects the lineage names."""
     maps = {t: compaction_map(cat, t, states[t]) for t in tables}
-    input_rows: dict[str, int] = {}
-    for state in states.values():
-        for lk in state.committed:
-            ins = state.logs[lk].get("inputs")
-            if isinstance(ins, dict):
-                input_rows.update(ins)
+    input_rows = _logged_rows(states, "inputs")
     referenced_files: set[str] = set()
     referenced_objects: set[str] = set()
     for row in lineage:
         path = row.get("path") or ""
-        if row.get("kind") == "table" or path.startswith("tables/"):
-            table = row.get("table_name") or (path.split("/")[1] if path.count("/") >= 2 else "")
-            targets = [path] if path in rows_in else maps.get(table, {}).get(path, [])
-            if not targets or any(t not in rows_in for t in targets):
-                findings.append(Finding(DAMAGE, "dangling-lineage", path,
-                                        f"run {row.get('run_id')} wrote it (table {table}) but neither it nor a "
-                                        f"compaction holding its rows exists"))
-                continue
-            referenced_files.update(targets)
-            n = row.get("num_rows")
-            have = rows_in.get(path) if path in rows_in else input_rows.get(path)
-            if n is not None and have is not None and have != n:
-                findings.append(Finding(DAMAGE, "row-count-mismatch", path,
-                                        f"lineage says {n} rows, the {'file' if path in rows_in else 'compaction log'}"
-                                        f" says {have}"))
-        else:
+        if not (row.get("kind") == "table" or path.startswith("tables/")):
             if path not in object_set:
                 findings.append(Finding(DAMAGE, "dangling-lineage", path,
                                         f"run {row.get('run_id')} stored object {path} but it is missing"))
             referenced_objects.add(path)
+            continue
+        table = row.get("table_name") or (path.split("/")[1] if path.count("/") >= 2 else "")
+        targets = [path] if path in rows_in else maps.get(table, {}).get(path, [])
+        if not targets or any(t not in rows_in for t in targets):
+            findings.append(Finding(DAMAGE, "dangling-lineage", path,
+                                    f"run {row.get('run_id')} wrote it (table {table}) but neither it nor a "
+                                    f"compaction holding its rows exists"))
+            continue
+        referenced_files.update(targets)
+        n = row.get("num_rows")
+        have = rows_in.get(path) if path in rows_in else input_rows.get(path)
+        if n is not None and have is not None and have != n:
+            findings.append(Finding(DAMAGE, "row-count-mismatch", path,
+                                    f"lineage says {n} rows, the {'file' if path in rows_in else 'compaction log'}"
+                                    f" says {have}"))
+    return referenced_files, referenced_objects
 
+
+def _report_orphan_files(visible: dict[str, list[str]], referenced_files: set[str], findings: list[Finding]) -> None:
     for t, keys in visible.items():
         if t == "artifacts":
             continue  # lineage rows describe the other tables; they carry no lineage of their own
@@ -257,6 +297,10 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
                 findings.append(Finding(ORPHAN, "orphan-file", k, "visible data file that no lineage row names "
                                         "(its writer may have died before recording it)"))
 
+
+def _check_objects(cat: "Catalog", object_keys: list[str], referenced_objects: set[str], threads: int,
+                   findings: list[Finding]) -> None:
+    """Every object hashes to its name; objects no lineage row names are orphans."""
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for problem in pool.map(lambda k: _check_object(cat, k), object_keys):
             if problem:
@@ -264,12 +308,3 @@ def verify_catalog(cat: "Catalog", *, threads: int = 8) -> VerifyReport:
     for k in object_keys:
         if k not in referenced_objects:
             findings.append(Finding(ORPHAN, "orphan-object", k, "object that no lineage row names"))
-
-    for k in cat.store.list("_tmp"):
-        findings.append(Finding(ORPHAN, "stale-temporary", k, "temporary file of an interrupted write"))
-
-    order = {DAMAGE: 0, ORPHAN: 1, NOTICE: 2}
-    findings.sort(key=lambda f: (order[f.severity], f.kind, f.path))
-    return VerifyReport(catalog=cat.url, findings=tuple(findings), files_checked=len(jobs),
-                        objects_checked=len(object_keys), lineage_rows=len(lineage),
-                        tables={t: len(v) for t, v in visible.items() if v})

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 from forgeflow.tasks.errors import ForgeflowError
 
@@ -32,7 +31,10 @@ STATE_FILE = "up.json"
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("FORGEFLOW_STATE_DIR") or Path.home() / ".forgeflow")
+    """Where `forgeflow up` keeps its state (``Settings.state_dir``, FORGEFLOW_STATE_DIR)."""
+    from forgeflow.flows.settings import load_settings
+
+    return Path(load_settings().state_dir)
 
 
 def state_path() -> Path:

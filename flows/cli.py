@@ -1,4 +1,9 @@
-"""The `forgeflow` command line. Each domain adds its commands through `register(app)` in flows/cli_<domain>.py."""
+"""The `forgeflow` command line. Each domain adds its commands through `register(app)` in flows/cli_<domain>.py.
+
+Importing this module is cheap (standard library only): the console command first offers itself to the warm command
+server of a running `forgeflow up` (``flows.warm_client``), and only builds the typer app (``app``, on first use) when
+it runs in-process.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,6 @@ import os
 import signal
 import sys
 from typing import Optional
-
-import typer
-
-from forgeflow.flows.cli_common import err_console
-from forgeflow.tasks.errors import ForgeflowError
-
-app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
-                  help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet catalog).")
 
 # commands that run a Prefect flow (they get one local API unless PREFECT_API_URL or `forgeflow up` gives one)
 FLOW_COMMANDS = {"optimize", "profile", "quantize", "partition", "federate", "search", "plan", "verify"}
@@ -36,24 +33,54 @@ COMMAND_MODULES = [
 ]
 
 
-for _mod in COMMAND_MODULES:
-    importlib.import_module(_mod).register(app)
+def build_app():
+    import typer
+
+    app = typer.Typer(name="forgeflow", no_args_is_help=True, add_completion=False,
+                      help="Distributed orchestration of DNN deployment-optimization jobs (Prefect + Dask + Parquet "
+                      "catalog).")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(app)
+    return app
+
+
+_app = None
+
+
+def __getattr__(name: str):
+    global _app
+    if name == "app":  # built on first use: `from forgeflow.flows.cli import app` still works
+        if _app is None:
+            _app = build_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: a ForgeflowError becomes one line on stderr and exit code 2."""
-    # the ephemeral API server can take long to start on a busy 2-core machine (Prefect's default is 20 s)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from the local API
+    from forgeflow.flows.warm_client import ENV_DEFAULTS, forward
+
+    if argv is None:  # the console command: the warm command server of `forgeflow up` runs it, if it can
+        rc = forward(sys.argv[1:])
+        if rc is not None:
+            sys.exit(rc)
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     from forgeflow.flows import api, shutdown
 
     whole_process = argv is None  # the console command (not a call from Python): it owns its process
     if whole_process:
         shutdown.install()  # Ctrl-C / SIGTERM: bounded shutdown, nothing left running
-        args = sys.argv[1:]
-        if args and args[0] in FLOW_COMMANDS and "--help" not in args:
-            api.start_api_early()  # this command's one Prefect API comes up while it validates its input
+    import typer
+
+    from forgeflow.flows.cli_common import err_console
+    from forgeflow.tasks.errors import ForgeflowError
+
     try:
+        args = sys.argv[1:] if whole_process else []
+        if args and args[0] in FLOW_COMMANDS and "--help" not in args:
+            api.start_api_early()  # this command's one Prefect API comes up while it imports and validates
+        app = __getattr__("app")  # every command module
         rc = app(args=argv, standalone_mode=False)  # click returns (not raises) typer.Exit's code here
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)

@@ -123,9 +123,9 @@ def progress_bar(enabled: bool = True) -> Iterator[None]:
 
 
 def _force_progress() -> bool:
-    import os
+    from forgeflow.flows.settings import load_settings
 
-    return os.environ.get("FORGEFLOW_PROGRESS", "") == "1"
+    return load_settings().progress
 
 
 def quiet_prefect_for_json(json_mode: bool) -> None:

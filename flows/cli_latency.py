@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -22,8 +21,11 @@ def _table_path(table: Optional[Path]) -> Path:
 
     if table is not None:
         return table
-    if os.environ.get(TABLE_ENV):
-        return Path(os.environ[TABLE_ENV])
+    from forgeflow.flows.settings import load_settings
+
+    configured = load_settings().latency_table
+    if configured:
+        return Path(configured)
     if DEFAULT_TABLE.exists():
         return DEFAULT_TABLE
     raise LatencyInputError(f"no pre-training latency table: pass --table PATH (a Parquet with arch and "
@@ -145,27 +147,9 @@ def predict(
 
 
 def _read_archs(path: Path) -> list[str]:
-    from forgeflow.tasks.latency.table import LatencyInputError
+    from forgeflow.tasks.latency.table import read_arch_file
 
-    if not path.exists():
-        raise LatencyInputError(f"architectures file {path} does not exist")
-    try:
-        if path.suffix.lower() == ".csv":
-            import pyarrow.csv as pcsv
-
-            t = pcsv.read_csv(path)
-        else:
-            import pyarrow.parquet as pq
-
-            t = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001
-        raise LatencyInputError(f"architectures file {path} is not a readable Parquet/CSV file: {exc}") from None
-    if "arch" not in t.column_names:
-        raise LatencyInputError(f"architectures file {path} has no 'arch' column")
-    names = [str(a) for a in t.column("arch").to_pylist()]
-    if not names:
-        raise LatencyInputError(f"architectures file {path} has no rows")
-    return names
+    return [str(a) for a in read_arch_file(path, "architectures").column("arch").to_pylist()]
 
 
 def register(app: typer.Typer) -> None:

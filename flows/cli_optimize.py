@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DataOpt, EndpointOpt, FlowCommand, JsonOpt, emit_json,
+                                        err_console)
 from forgeflow.tasks.errors import ForgeflowError
 
 
@@ -46,32 +46,21 @@ def optimize(
     json_out: bool = JsonOpt,
 ) -> None:
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
-    from forgeflow.flows.optimize import DEFAULT_FAMILY, optimize_family_flow, validate_family_inputs
-    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from forgeflow.flows.settings import load_settings
+    from forgeflow.flows.optimize import optimize_family_flow, validate_family_inputs
+    from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, OptimizeRequest
 
     if model is not None and supernet is not None:
         raise ForgeflowError("give --model or --supernet, not both")
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if model is not None:
-        return optimize_model(model, stages, input_shape, catalog, s3_endpoint, dask_address, json_out)
-    if clients is not None and not 1 <= clients <= 64:
-        raise ForgeflowError(f"--clients must be between 1 and 64, got {clients}")
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
-    check_dask_address(settings.dask_address)
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    family = supernet or DEFAULT_FAMILY
-    validate_family_inputs(family, target, data, latency_limit_ms, min_accuracy, microbatch, budget, cat)
-    flow = optimize_family_flow.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(supernet=family, target=target, data=data, budget=budget, latency_limit_ms=latency_limit_ms,
-                      min_accuracy_pct=min_accuracy, microbatch=microbatch, bundle_dir=bundle_dir, catalog=cat.url,
-                      s3_endpoint=settings.s3_endpoint, clients=clients)
-    if json_out:
-        emit_json({k: v for k, v in result.items() if k not in ("units",)})
-        return
-    for line in summary_lines(result):
-        print(line)
+        return optimize_model(command, model, stages, input_shape)
+    req = OptimizeRequest(supernet=supernet or DEFAULT_FAMILY, target=target, data=data, budget=budget,
+                          latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
+                          bundle_dir=bundle_dir, clients=clients).validate()
+    validate_family_inputs(req, command.catalog)
+    result = command.run(optimize_family_flow, **req.to_dict())
+    command.emit({k: v for k, v in result.items() if k not in ("units",)},
+                 lambda: print("\n".join(summary_lines(result))))
 
 
 def summary_lines(r: dict) -> list[str]:
@@ -155,33 +144,24 @@ def report(
         err_console.print(f"wrote {output} ({len(data):,} bytes)")
 
 
-def optimize_model(model: str, stages: int, input_shape: Optional[str], catalog: Optional[str],
-                   s3_endpoint: Optional[str], dask_address: Optional[str], json_out: bool) -> None:
+def optimize_model(command: FlowCommand, model: str, stages: int, input_shape: Optional[str]) -> None:
     """`optimize --model SPEC`: the per-step job on a fixed model (flows.optimize.optimize_flow)."""
-    from forgeflow.tasks.profiling.profile import parse_shape
-    from forgeflow.flows.cli_common import progress_bar
     from forgeflow.flows.optimize import optimize_flow, validate_inputs
-    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.deploy.request import ModelJobRequest
+    from forgeflow.tasks.profiling.shape import parse_shape
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
-    shape = parse_shape(input_shape)
-    validate_inputs(model, stages, shape)
-    check_dask_address(settings.dask_address)
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    flow = optimize_flow.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(model=model, stages=stages, catalog=cat.url,
-                      s3_endpoint=settings.s3_endpoint, input_shape=list(shape) if shape else None)
-    if json_out:
-        emit_json(result)
-    else:
-        err_console.print(f"[green]optimize completed[/green] run [bold]{result['run_id']}[/bold]")
-        for line in step_lines(result):
-            print(line)
-        print(f"results: catalog {result['catalog']} (run_id {result['run_id']})")
-        print(f"  forgeflow catalog show {result['run_id']} --catalog {result['catalog']}")
+    req = ModelJobRequest(model=model, stages=stages, input_shape=parse_shape(input_shape)).validate()
+    validate_inputs(req)
+    result = command.run(optimize_flow, **req.to_dict())
+    command.emit(result, lambda: _model_report(result))
+
+
+def _model_report(result: dict) -> None:
+    err_console.print(f"[green]optimize completed[/green] run [bold]{result['run_id']}[/bold]")
+    for line in step_lines(result):
+        print(line)
+    print(f"results: catalog {result['catalog']} (run_id {result['run_id']})")
+    print(f"  forgeflow catalog show {result['run_id']} --catalog {result['catalog']}")
 
 
 def step_lines(result: dict) -> list[str]:

@@ -37,7 +37,7 @@ def partition(
     prove how far the plan can be from the best possible (certified ratio = bottleneck / proven lower bound)."""
     from forgeflow.flows.partition import partition_graph, validate_inputs
     from forgeflow.tasks.partition.request import PartitionRequest
-    from forgeflow.tasks.profiling.profile import parse_shape
+    from forgeflow.tasks.profiling.shape import parse_shape
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     shape = parse_shape(input_shape)

@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, DatasetAliasOpt, EndpointOpt, FlowCommand, JsonOpt,
+                                        data_source, err_console)
 from forgeflow.tasks.errors import ForgeflowError
 
 PLAN_KEYS = ("instance", "k", "stages", "bits", "bottleneck", "lower_bound", "ratio", "status", "sensitivity",
@@ -36,9 +36,11 @@ def plan(
     front_time_limit: float = typer.Option(10.0, "--front-time-limit", help="Seconds per front point"),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the plan as PLAN.json here"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --model: e.g. 1,3,224,224"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="With --model: a .npz of x, y for Hutchinson "
-                                          "traces (default: bundled data if the model has some, else ZeroQ "
-                                          "synthetic inputs)"),
+    data: Optional[str] = typer.Option(None, "--data", help="With --model: data for Hutchinson traces, .npz (arrays "
+                                       "x, y) or .parquet (integer column y plus a list column x or one numeric "
+                                       "column per feature) [default: bundled data if the model has some, else ZeroQ "
+                                       "synthetic inputs]"),
+    dataset: Optional[str] = DatasetAliasOpt,
     catalog: Optional[str] = CatalogOpt,
     s3_endpoint: Optional[str] = EndpointOpt,
     dask_address: Optional[str] = DaskOpt,
@@ -48,37 +50,31 @@ def plan(
     minimising the bottleneck stage under per-device memory and a sensitivity budget; prove how far the plan can be
     from the best (certified ratio = bottleneck / proven lower bound) and report the baselines beside it."""
     from forgeflow.flows.plan import plan_deployment, validate_inputs
-    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.plan.request import PlanRequest
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     shape = None
     if input_shape:  # the one --input-shape parser lives beside the profiler (torch): only for --model
-        from forgeflow.tasks.profiling.profile import parse_shape
+        from forgeflow.tasks.profiling.shape import parse_shape
 
         shape = parse_shape(input_shape)
-    if graph is not None and not graph.exists():
-        raise ForgeflowError(f"instance file not found: {graph}")
     if output is not None and not output.parent.resolve().is_dir():
         raise ForgeflowError(f"--output folder does not exist: {output.parent}")
-    validate_inputs(str(graph) if graph else None, model, str(target) if target else None, budget, time_limit,
-                    stages, front)
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    check_dask_address(settings.dask_address)
-    flow = plan_deployment.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(graph_file=str(graph) if graph else None, model=model, target=str(target) if target else None,
+    req = PlanRequest(graph_file=str(graph) if graph else None, model=model, target=str(target) if target else None,
                       budget=budget, time_limit=time_limit, stages=stages, front=front,
-                      front_time_limit=front_time_limit, input_shape=list(shape) if shape else None, dataset=dataset,
-                      catalog=cat.url, s3_endpoint=settings.s3_endpoint)
+                      front_time_limit=front_time_limit, input_shape=shape,
+                      dataset=data_source(data, dataset)).validate()
+    validate_inputs(req)
+    params = req.to_dict()
+    result = command.run(plan_deployment, **params)
     out = {k: result.get(k) for k in PLAN_KEYS} | {k: result.get(k) for k in ("run_id", "result_id", "plot", "catalog",
                                                                            "front", "float_accuracy")}
     if output is not None:
         output.write_text(json.dumps(out, indent=1) + "\n")
-    if json_out:
-        emit_json(out)
-        return
+    command.emit(out, lambda: _report(result, output))
+
+
+def _report(result: dict, output: Optional[Path]) -> None:
     err_console.print(f"[green]plan completed[/green] run [bold]{result['run_id']}[/bold]")
     ratio = result["ratio"] if result["ratio"] is not None else float("inf")
     print(f"{result['instance']}, k={result['k']}: bottleneck {result['bottleneck']:.6g} ms ({result['method']}), "

@@ -48,7 +48,7 @@ def profile(
 ) -> None:
     """Profile MODEL into a per-operator cost graph (FLOPs, bytes, measured latency, transfer costs) in the catalog."""
     from forgeflow.flows.profile_models import make_config, profile_models, validate_profile_inputs
-    from forgeflow.tasks.profiling.profile import parse_shape
+    from forgeflow.tasks.profiling.shape import parse_shape
 
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if threads is not None and threads < 1:

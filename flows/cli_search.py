@@ -24,6 +24,9 @@ def search(
     supernet_run: Optional[str] = typer.Option(None, "--supernet-run", help="Reuse the supernet trained by this run"),
     scratch_compare: int = typer.Option(0, "--scratch-compare", help="Front subnets to also train from scratch"),
     latency_batch: int = typer.Option(32, "--latency-batch", help="Batch size of latency measurements"),
+    latency_device: Optional[str] = typer.Option(None, "--latency-device", help="Search with the latency predicted "
+                                                 "for a device fitted by `forgeflow latency fit` (same space) "
+                                                 "instead of this machine's measured latency"),
     catalog: Optional[str] = CatalogOpt,
     s3_endpoint: Optional[str] = EndpointOpt,
     dask_address: Optional[str] = DaskOpt,
@@ -36,7 +39,8 @@ def search(
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     req = SearchRequest(dataset=data_source(data, dataset), epochs=epochs, seed=seed, budget=budget,
                         latency_limit_ms=latency_limit_ms, source=source, supernet_run=supernet_run,
-                        scratch_compare=scratch_compare, latency_batch=latency_batch)
+                        scratch_compare=scratch_compare, latency_batch=latency_batch,
+                        latency_device=latency_device)
     req.validate()
     validate_inputs(req, command.catalog)
     result = command.run(search_flow, request=req.to_dict())
@@ -48,6 +52,10 @@ def _report(result: dict, latency_limit_ms: Optional[float]) -> None:
     p = result["predictors"]
     print(f"predictors (held-out): accuracy Spearman {p['accuracy_spearman']:.3f}, latency Spearman "
           f"{p['latency_spearman']:.3f} (RMSE {p['latency_rmse']:.3f} ms)")
+    src = result.get("latency_source") or {}
+    if src.get("device", "local-cpu") != "local-cpu":
+        print(f"latency: predicted for device {src['device']} (fitted from {src['n_measurements']} measurements, "
+              f"leave-one-out log error {src['loo_log_rmse']:.3f})")
     print(f"{result['evaluations']} subnets evaluated ({result['status']}); Pareto front:")
     print(f"{'latency (ms)':>12} {'accuracy (%)':>12}  arch")
     for f in result["front"]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -44,6 +45,9 @@ def up(
     workers: Optional[int] = typer.Option(None, "--workers", help="Dask worker processes [env FORGEFLOW_DASK_WORKERS]"),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads per worker [env FORGEFLOW_DASK_THREADS]"),
     timeout: float = typer.Option(180.0, "--timeout", help="Seconds to wait for everything to come up"),
+    warm: bool = typer.Option(True, "--warm/--no-warm", help="Also start the warm command server: later `forgeflow` "
+                              "commands run in a process forked from one that has the CLI, Prefect and the catalog "
+                              "already imported (see flows/warm_server.py; FORGEFLOW_WARM=0 turns it off per call)"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Start a local Prefect server and Dask cluster that later commands use (stop them with `forgeflow down`)."""
@@ -95,12 +99,31 @@ def up(
         api.state_path().write_text(json.dumps(state, indent=1) + "\n")  # written early: `down` can stop a half-up
         _wait_for("the Prefect server", lambda: api.healthy(server.api_url), timeout, procs)
         _wait_for(f"{workers} Dask worker(s)", lambda: _workers_ready(address, workers), timeout, procs)
+        if warm:
+            zyg = _start_warm_server(folder, server.api_url)
+            procs.append(("the warm command server", zyg))
+            state["pids"]["warm_server"] = zyg.pid
+            state["warm_socket"] = str(folder / "zygote.sock")
+            api.state_path().write_text(json.dumps(state, indent=1) + "\n")
+            _wait_for("the warm command server", lambda: os.path.exists(state["warm_socket"]), timeout, procs)
     except BaseException:
         for _, p in reversed(procs):
             api.stop_process_group(p.pid)
         api.state_path().unlink(missing_ok=True)
         raise
     _report(state, json_out, "up")
+
+
+def _start_warm_server(folder, api_url: str) -> subprocess.Popen:
+    """The warm command server, in its own session, with this command's environment (the settings a caller's
+    environment must match) and the API; its log is warm_server.log."""
+    from forgeflow.flows.warm_client import SOCKET_NAME
+
+    sock = folder / SOCKET_NAME
+    sock.unlink(missing_ok=True)
+    log = open(folder / "warm_server.log", "ab")
+    return _spawn([sys.executable, "-m", "forgeflow.flows.warm_server", "--socket", str(sock), "--api-url", api_url],
+                  log, {**os.environ, "PREFECT_API_URL": api_url})
 
 
 def _scheduler_address(path) -> str | None:
@@ -136,7 +159,7 @@ def _stop(state: dict) -> list[str]:
     from forgeflow.flows import api
 
     stopped = []
-    for name in ("workers", "scheduler", "prefect"):
+    for name in ("warm_server", "workers", "scheduler", "prefect"):
         pid = (state.get("pids") or {}).get(name)
         if pid and api._alive(pid):
             api.stop_process_group(int(pid), timeout=10.0)
@@ -175,6 +198,8 @@ def down(json_out: bool = JsonOpt) -> None:
     if left:
         raise ForgeflowError(f"could not stop: {', '.join(left)} (pids {state['pids']})")
     api.state_path().unlink(missing_ok=True)
+    if state.get("warm_socket"):
+        Path(state["warm_socket"]).unlink(missing_ok=True)
     if json_out:
         emit_json({"status": "down", "stopped": stopped})
     else:

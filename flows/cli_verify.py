@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from forgeflow.flows.cli_common import (CatalogOpt, DaskOpt, EndpointOpt, JsonOpt, emit_json, err_console, progress_bar,
-                              quiet_prefect_for_json)
+from forgeflow.flows.cli_common import CatalogOpt, DaskOpt, EndpointOpt, FlowCommand, JsonOpt, err_console
 
 
 def verify(
@@ -33,29 +32,23 @@ def verify(
     json_out: bool = JsonOpt,
 ) -> None:
     """Verify L-infinity robustness of the quantized network (exact integer semantics) on held-out images."""
-    from forgeflow.flows.runtime import check_dask_address, open_settings_catalog, task_runner_for
-    from forgeflow.flows.settings import load_settings
     from forgeflow.flows.verify import validate_inputs, verify_flow
     from forgeflow.tasks.verify.pipeline import VerifyRequest, export_run, parse_eps
 
-    quiet_prefect_for_json(json_out)
-    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint, dask_address=dask_address)
+    command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     req = VerifyRequest(eps=parse_eps(eps), model=model, source_run=run, bits=bits, act_bits=act_bits,
                         samples=samples, time_limit=time_limit, float_reference=not no_float, seed=seed,
-                        epochs=epochs)
-    cat = open_settings_catalog(settings)  # fails now, before any run, on a bad or unreachable catalog
-    validate_inputs(req, cat)
-    check_dask_address(settings.dask_address)
-    flow = verify_flow.with_options(task_runner=task_runner_for(settings))
-    with progress_bar(not json_out):
-        result = flow(request=req.to_params(), catalog=cat.url, s3_endpoint=settings.s3_endpoint)
-    files = export_run(cat, result["run_id"], export) if export is not None else None
+                        epochs=epochs).validate()
+    validate_inputs(req, command.catalog)
+    result = command.run(verify_flow, request=req.to_dict())
+    files = export_run(command.catalog, result["run_id"], export) if export is not None else None
     main = result["summary"].get("quantized") or result["summary"]["float"]
-    if json_out:
-        emit_json({**{k: v for k, v in result.items() if k != "summary"}, "networks": result["summary"],
-                   "export": files, "verified": main["verified"], "falsified": main["falsified"],
-                   "unknown": main["unknown"], "seconds": result["seconds"]})
-        return
+    command.emit({**{k: v for k, v in result.items() if k != "summary"}, "networks": result["summary"],
+                  "export": files, "verified": main["verified"], "falsified": main["falsified"],
+                  "unknown": main["unknown"], "seconds": result["seconds"]}, lambda: _report(result, files))
+
+
+def _report(result: dict, files: dict | None) -> None:
     err_console.print(f"[green]verify completed[/green] run [bold]{result['run_id']}[/bold]")
     print(f"model {result['model']}, plan {result['plan'] or 'float'}, {result['images']} images")
     print(f"{'network':<10} {'eps':>4} {'verified':>9} {'falsified':>10} {'unknown':>8} {'median s':>9} "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,9 @@ def load_specs(path: str | Path | None = None) -> list[DeploymentSpec]:
     """Parse ``deploy/prefect.yaml`` (anchors and ``<<`` merges resolved) into deployment specs."""
     import yaml
 
-    path = Path(path or os.environ.get("FORGEFLOW_DEPLOYMENTS") or DEFAULT_FILE)
+    from forgeflow.flows.settings import load_settings
+
+    path = Path(path or load_settings().deployments or DEFAULT_FILE)
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:

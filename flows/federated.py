@@ -12,8 +12,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.federated.config import FederatedConfig
 from forgeflow.tasks.federated.steps import federated_training_step
@@ -46,8 +45,7 @@ def federated_training(config: dict[str, Any], data: str | None = None, catalog:
     from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([cfg.model])
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_inputs(cfg, data)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "federated_training", {"config": cfg.to_dict(), "data": data}) as run:
         out = run_federated_step(cat.url, run.id, cfg, data, settings.s3_endpoint)

@@ -23,8 +23,10 @@ def enforce_model_policy(models: Iterable[str | None]) -> None:
     """Raise UnknownModelError for a model spec a served/deployed run may not build (before the run row)."""
     if not in_deployment():
         return
+    from forgeflow.flows.settings import load_settings
     from forgeflow.tasks.models.spec import check_model_allowed
 
+    allow = load_settings().model_allow
     for m in models:
         if m:
-            check_model_allowed(m)
+            check_model_allowed(m, allow)

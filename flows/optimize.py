@@ -26,14 +26,14 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.validation import validate_once
+from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, DEFAULT_TARGET, ModelJobRequest, OptimizeRequest
 from forgeflow.tasks.models.spec import ModelSpec
+from forgeflow.tasks.partition.request import check_stages
 from forgeflow.tasks.profiling.steps import summarize_model_step
 
 FAMILY_STEPS = ["supernet", "profile", "search", "plan", "accuracy", "bundle", "report"]
-DEFAULT_TARGET = "edge-npu-2x-48k"
-DEFAULT_FAMILY = "digits"
 
 
 @flow(name="optimize-family", log_prints=False)
@@ -41,19 +41,23 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
                   budget: int = 48, latency_limit_ms: float | None = None, min_accuracy_pct: float | None = None,
                   microbatch: int = 32, bundle_dir: str | None = None, catalog: str | None = None,
                   s3_endpoint: str | None = None, seed: int = 0, clients: int | None = None) -> dict[str, Any]:
-    """Run every step for ``supernet`` on ``target``; return a JSON-able summary (the decision and its evidence)."""
+    """Run every step for ``supernet`` on ``target``; return a JSON-able summary (the decision and its evidence). The
+    parameters make an ``OptimizeRequest``, validated before the run row is written."""
     import time
 
     from forgeflow.tasks.deploy import steps as S
     from forgeflow.tasks.deploy.target import load_target
 
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
-    tv = load_target(target, latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy_pct,
-                     microbatch=microbatch)
-    params = {"supernet": supernet, "target": target, "data": data, "budget": budget,
-              "latency_limit_ms": latency_limit_ms, "min_accuracy_pct": min_accuracy_pct, "microbatch": microbatch,
-              "seed": seed, "clients": clients}
+    req = OptimizeRequest.from_dict({"supernet": supernet, "target": target, "data": data, "budget": budget,
+                                     "latency_limit_ms": latency_limit_ms, "min_accuracy_pct": min_accuracy_pct,
+                                     "microbatch": microbatch, "bundle_dir": bundle_dir, "seed": seed,
+                                     "clients": clients})
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
+    validate_family_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
+    supernet, data, budget, seed, clients = req.supernet, req.data, req.budget, req.seed, req.clients
+    tv = load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
+                     microbatch=req.microbatch)
+    params = {k: v for k, v in req.to_dict().items() if k != "bundle_dir"}
     url, ep = cat.url, settings.s3_endpoint
     with recorded_run(cat, "optimize", params) as run:
         seconds: dict[str, float] = {}
@@ -80,7 +84,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         fed = None
         if clients:
             fed = timed("finetune", 5, S.finetune_step, url, run.id, ctx, arch, planned["plan"], clients, seed, ep)
-        out_dir = bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
+        out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
                        fed["weights_key"] if fed else None, here=True)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed)
@@ -156,25 +160,21 @@ def publish_report(summary: dict[str, Any], cat=None) -> None:
             catalog=cat)
 
 
-def validate_family_inputs(supernet: str, target: str, data: str | None, latency_limit_ms: float | None,
-                    min_accuracy_pct: float | None, microbatch: int, budget: int, cat=None) -> None:
-    """Everything checkable before a run starts (bad input writes nothing): the target file, the family, the data,
-    the limits, and that the family's smallest subnet fits the target's memory at its smallest widths."""
+def validate_family_inputs(req: OptimizeRequest, cat=None) -> None:
+    """Everything checkable before a run starts (bad input writes nothing): the limits, the target file, the family,
+    the data, and that the family's smallest subnet fits the target's memory at its smallest widths; once per
+    process."""
+    validate_once("optimize-family", req.to_dict(), getattr(cat, "url", None), lambda: _validate_family(req, cat))
+
+
+def _validate_family(req: OptimizeRequest, cat) -> None:
     from forgeflow.tasks.deploy.pipeline import check_family_fits
     from forgeflow.tasks.deploy.target import load_target
-    from forgeflow.tasks.errors import ForgeflowError
 
-    if budget < 4:
-        raise ForgeflowError(f"--budget must be at least 4 subnets, got {budget}")
-    if microbatch < 1:
-        raise ForgeflowError(f"--microbatch must be >= 1, got {microbatch}")
-    if latency_limit_ms is not None and not latency_limit_ms > 0:
-        raise ForgeflowError(f"--latency-limit-ms must be > 0, got {latency_limit_ms:g}")
-    if min_accuracy_pct is not None and not 0 < min_accuracy_pct <= 100:
-        raise ForgeflowError(f"--min-accuracy must be in (0, 100], got {min_accuracy_pct:g}")
-    tv = load_target(target, latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy_pct,
-                     microbatch=microbatch)
-    check_family_fits(supernet, data, tv, cat)
+    req.validate()
+    tv = load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
+                     microbatch=req.microbatch)
+    check_family_fits(req.supernet, req.data, tv, cat)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -187,17 +187,17 @@ STEPS = ["summary", "quantize", "partition", "federated", "search"]
 @flow(name="optimize", log_prints=False)
 def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog: str | None = None,
                   s3_endpoint: str | None = None, input_shape: list[int] | None = None) -> dict[str, Any]:
-    """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary."""
-    from forgeflow.flows.partition import check_stages
-
-    stages = check_stages(stages)  # a deployment's parameters skip the CLI's checks
+    """Run every optimization step for ``model`` on ``stages`` pipelined accelerators; return a JSON-able summary.
+    The parameters make a ``ModelJobRequest``, validated before the run row is written."""
     from forgeflow.flows.model_policy import enforce_model_policy
 
+    stages = check_stages(stages)  # one clear line for 2.5 or "x" (a deployment's parameters skip the CLI)
     enforce_model_policy([model])
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
-    params = {"model": model, "stages": stages, "input_shape": input_shape}
-    with recorded_run(cat, "optimize", params) as run:
+    req = ModelJobRequest.from_dict({"model": model, "stages": stages, "input_shape": input_shape})
+    validate_inputs(req)  # before the catalog and its run row: a served or deployed run with bad input writes nothing
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
+    input_shape = list(req.input_shape) if req.input_shape else None
+    with recorded_run(cat, "optimize", req.to_dict()) as run:
         total = len(STEPS)
         report("summary", 0, total)
         summary = summarize_model_step.submit(cat.url, run.id, model, tuple(input_shape) if input_shape else None,
@@ -244,22 +244,25 @@ def _publish(result: dict[str, Any], cat=None) -> None:
             table=rows, plots=plots, catalog=cat)
 
 
-def validate_inputs(model: str, stages: int, input_shape: tuple[int, ...] | None = None) -> None:
+def validate_inputs(req: ModelJobRequest) -> None:
     """Check what can be checked before anything runs, so that bad input writes nothing: the stage count, that the
-    model resolves, and that it runs on the input shape (one forward pass at batch size 1)."""
+    model resolves, and that it runs on the input shape (one forward pass at batch size 1); once per process (no
+    catalog needed: a bad input creates no catalog folder)."""
+    validate_once("optimize", req.to_dict(), None, lambda: _validate_model_job(req))
+
+
+def _validate_model_job(req: ModelJobRequest) -> None:
     import torch
 
     from forgeflow.tasks.errors import ForgeflowError
     from forgeflow.tasks.models.spec import default_input_shape, resolve_model
 
-    from forgeflow.flows.partition import check_stages
-
-    check_stages(stages)
-    module = resolve_model(ModelSpec.parse(model)).eval()
-    shape = tuple(input_shape) if input_shape else default_input_shape(model)
+    req.validate()
+    module = resolve_model(ModelSpec.parse(req.model)).eval()
+    shape = tuple(req.input_shape) if req.input_shape else default_input_shape(req.model)
     try:
         with torch.no_grad():
             module(torch.zeros((1, *shape[1:])))
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ForgeflowError(f"model {model} cannot run on an input of shape {list(shape)}: {first}") from None
+        raise ForgeflowError(f"model {req.model} cannot run on an input of shape {list(shape)}: {first}") from None

@@ -16,11 +16,10 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.errors import ForgeflowError
-from forgeflow.tasks.partition.request import PartitionRequest
+from forgeflow.tasks.partition.request import PartitionRequest, check_stages
 
 
 def run_partition_step(cat_url: str, run_id: str, graph_id: str, stages: int, time_limit: float,
@@ -50,23 +49,6 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
                                 "status", "method", "lower_bound_method", "plot")}
 
 
-MAX_STAGES = 1024  # accelerators in one pipeline; the partitioners' tables grow with k (10^9 ran a worker out of RAM)
-
-
-def check_stages(stages) -> int:
-    """``stages`` as an int in [1, MAX_STAGES], or one ForgeflowError naming the bound (before anything runs)."""
-    try:
-        whole = not isinstance(stages, bool) and float(stages) == int(stages)
-    except (TypeError, ValueError, OverflowError):
-        whole = False
-    if not whole:
-        raise ForgeflowError(f"--stages must be a whole number of accelerators, got {stages!r}")
-    if not 1 <= int(stages) <= MAX_STAGES:
-        raise ForgeflowError(f"--stages must be between 1 and {MAX_STAGES} (accelerators in one pipeline), "
-                             f"got {stages}")
-    return int(stages)
-
-
 @flow(name="partition_graph", log_prints=False)
 def partition_graph(stages: int, graph_file: str | None = None, model: str | None = None,
                     graph_id: str | None = None, time_limit: float = 60.0, memory_cap: float | None = None,
@@ -85,8 +67,7 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
                                       "graph_id": graph_id, "time_limit": time_limit, "memory_cap": memory_cap,
                                       "seed": seed, "input_shape": input_shape})
     time_limit, memory_cap, seed = req.time_limit, req.memory_cap, req.seed
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "partition_graph", req.to_dict()) as run:
         if graph_file is not None:

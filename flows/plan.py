@@ -16,9 +16,10 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.errors import ForgeflowError
+from forgeflow.tasks.plan.request import PlanRequest
 
 
 def load_file_instance(graph_file: str, target_path: str | None = None, budget: float | None = None):
@@ -45,34 +46,35 @@ def load_file_instance(graph_file: str, target_path: str | None = None, budget: 
     return inst
 
 
-def validate_inputs(graph_file: str | None, model: str | None, target: str | None, budget: float | None,
-                    time_limit: float, stages: int | None, front: int) -> None:
-    """One source, a readable target, positive limits; for a file the whole instance, and a budget no plan can
-    meet or memory no plan fits, proven before anything runs."""
-    if (graph_file is None) == (model is None):
-        raise ForgeflowError("give exactly one of --graph INSTANCE.json or --model SPEC")
-    if not time_limit > 0:
-        raise ForgeflowError(f"--time-limit must be > 0 seconds, got {time_limit}")
-    if budget is not None and not budget >= 0:
-        raise ForgeflowError(f"--budget must be >= 0, got {budget}")
-    if stages is not None and stages < 1:
-        raise ForgeflowError(f"--stages must be >= 1, got {stages}")
-    if front < 0:
-        raise ForgeflowError(f"--front must be >= 0, got {front}")
-    if target is not None:
+def validate_inputs(req: PlanRequest) -> None:
+    """One source, a readable target, positive limits; for a file the whole instance, and a budget no plan can meet
+    or memory no plan fits, proven before anything runs; for a model that it builds and its data reads. Once per
+    process (no catalog needed: a bad input creates no catalog folder)."""
+    validate_once("plan_deployment", req.to_dict(), None, lambda: _validate(req))
+
+
+def _validate(req: PlanRequest) -> None:
+    req.validate()
+    if req.target is not None:
         from forgeflow.tasks.plan.target import load_target
 
-        load_target(target)
-    if model is not None:
-        if target is None:
-            raise ForgeflowError("--model needs --target FILE (the devices to plan for)")
+        load_target(req.target)
+    if req.model is not None:
         from forgeflow.flows.profile_models import make_config, validate_profile_inputs
 
-        validate_profile_inputs([model], make_config(None))
+        validate_profile_inputs([req.model], make_config(req.input_shape))
+        if req.dataset is not None:
+            from forgeflow.tasks.datasets import load_dataset
+
+            load_dataset(req.dataset)  # raises DatasetError naming a missing or malformed file
         return
+    from pathlib import Path
+
+    if not Path(req.graph_file).exists():
+        raise ForgeflowError(f"instance file not found: {req.graph_file}")
     from forgeflow.tasks.plan.solve import check_feasible
 
-    check_feasible(load_file_instance(graph_file, target, budget))
+    check_feasible(load_file_instance(req.graph_file, req.target, req.budget))
 
 
 @flow(name="plan_deployment", log_prints=False)
@@ -81,28 +83,34 @@ def plan_deployment(graph_file: str | None = None, model: str | None = None, tar
                     front: int = 4, front_time_limit: float = 10.0, input_shape: list[int] | None = None,
                     dataset: str | None = None, catalog: str | None = None, s3_endpoint: str | None = None
                     ) -> dict[str, Any]:
-    """Plan one instance (a file, or ``model`` on ``target``); return PLAN.json plus run id, catalog keys, plot."""
+    """Plan one instance (a file, or ``model`` on ``target``); return PLAN.json plus run id, catalog keys, plot. The
+    parameters make a ``PlanRequest``, validated before the run row is written."""
     from forgeflow.tasks.plan.steps import model_instance_step, plan_step
     from forgeflow.tasks.plan.store import put_instance
 
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
-    params = {"graph_file": graph_file, "model": model, "target": target, "budget": budget,
-              "time_limit": time_limit, "stages": stages, "front": front, "input_shape": input_shape,
-              "dataset": dataset}
-    with recorded_run(cat, "plan_deployment", params) as run:
+    req = PlanRequest.from_dict({"graph_file": graph_file, "model": model, "target": target, "budget": budget,
+                                 "time_limit": time_limit, "stages": stages, "front": front,
+                                 "front_time_limit": front_time_limit, "input_shape": input_shape,
+                                 "dataset": dataset})
+    from forgeflow.flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([req.model])
+    validate_inputs(req)  # before the catalog and its run row: a served or deployed run with bad input writes nothing
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
+    with recorded_run(cat, "plan_deployment", req.to_dict()) as run:
         report("instance", 0, 1)
         info: dict[str, Any] = {}
-        if graph_file is not None:
-            inst = load_file_instance(graph_file, target, budget)
+        if req.graph_file is not None:
+            inst = load_file_instance(req.graph_file, req.target, req.budget)
             key, name = put_instance(cat, run.id, inst), inst.name
         else:
-            info = model_instance_step.submit(cat.url, run.id, model, target, input_shape, dataset, stages, budget,
-                                              settings.s3_endpoint).result()
+            shape = list(req.input_shape) if req.input_shape else None
+            info = model_instance_step.submit(cat.url, run.id, req.model, req.target, shape, req.dataset, req.stages,
+                                              req.budget, settings.s3_endpoint).result()
             key, name = info.pop("instance_key"), info.pop("name")
         report("instance", 1, 1)
         report("plan", 0, 1)
-        out = plan_step.submit(cat.url, run.id, key, name, time_limit, front, front_time_limit,
+        out = plan_step.submit(cat.url, run.id, key, name, req.time_limit, req.front, req.front_time_limit,
                                settings.s3_endpoint).result()
         report("plan", 1, 1)
         if info.get("sensitivity_source"):

@@ -15,8 +15,8 @@ from prefect import flow
 
 from forgeflow.flows.progress import report
 from forgeflow.flows.artifacts import publish
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, open_settings_catalog, recorded_run
+from forgeflow.flows.settings import load_settings
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.errors import ForgeflowError
 from forgeflow.tasks.profiling.profile import ProfileConfig
@@ -79,7 +79,7 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
     from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy(models)
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
+    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint)
     threads = threads_per_worker or settings.dask_threads
     config = make_config(input_shape, dtype, batch, granularity, layer_depth, repeats, warmup, link, capture, None)
     validate_profile_inputs(models, config)
@@ -115,8 +115,7 @@ def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str
 
     for p in paths:  # validate all first: nothing is written if one file is bad
         load_graph_file(p, fmt, link=link, training=training)
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     with recorded_run(cat, "import_graphs", {"paths": list(paths), "format": fmt, "link": link,
                                              "training": training}) as run:
         futures = [import_graph_step.submit(cat.url, run.id, p, fmt, link, training, settings.s3_endpoint)

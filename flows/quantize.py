@@ -14,8 +14,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.quantize.pipeline import QuantizeRequest, validate_request
 from forgeflow.tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
@@ -44,8 +43,7 @@ def quantize_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoi
     from forgeflow.flows.model_policy import enforce_model_policy
 
     enforce_model_policy([req.model])
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "quantize", req.to_dict()) as run:
         out = run_quantize_steps(cat.url, run.id, req, settings.s3_endpoint)

@@ -118,8 +118,20 @@ def check_dask_address(address: str | None, timeout: float = 5.0) -> None:
         raise ForgeflowError(f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}") from None
 
 
+def open_flow_catalog(catalog: str | None, s3_endpoint: str | None) -> tuple[Settings, Catalog]:
+    """A flow's settings (its ``catalog`` / ``s3_endpoint`` parameters over FORGEFLOW_*, as the CLI's flags are)
+    and its opened catalog: the one way every flow starts."""
+    from forgeflow.flows.settings import load_settings
+
+    settings = load_settings(catalog=catalog, s3_endpoint=s3_endpoint)
+    return settings, open_settings_catalog(settings)
+
+
 def open_settings_catalog(settings: Settings) -> Catalog:
-    return open_catalog(settings.catalog, endpoint_url=settings.s3_endpoint)
+    """The settings' catalog, its SQL queries held to the settings' timeout and memory limit, its compactions to the
+    settings' grace period."""
+    return open_catalog(settings.catalog, endpoint_url=settings.s3_endpoint, query_timeout_s=settings.query_timeout_s,
+                        query_memory=settings.query_memory, compaction_grace_s=settings.compaction_grace_s)
 
 
 @dataclass

@@ -13,8 +13,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
@@ -29,17 +28,25 @@ def validate_inputs(request: SearchRequest, cat=None) -> None:
 def _validate(request: SearchRequest, cat) -> None:
     import pyarrow.compute as pc
 
-    from forgeflow.tasks.supernet.train import load_dataset
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
 
     request.validate()
-    load_dataset(request.dataset, seed=request.seed)  # raises DatasetError on a missing or malformed file
+    data = load_dataset(request.dataset, seed=request.seed)  # raises DatasetError on a missing or malformed file
+    space = supernet_config_for(data).space
     if request.supernet_run is not None and cat is not None:
         try:
-            rows = cat.read("supernet_models", filter=pc.field("run_id") == request.supernet_run).num_rows
+            rows = cat.read("supernet_models", filter=pc.field("run_id") == request.supernet_run).to_pylist()
         except Exception:
-            rows = 0
-        if rows == 0:
+            rows = []
+        if not rows:
             raise SearchRequestError(f"run {request.supernet_run} trained no supernet in catalog {cat.url}")
+        from forgeflow.tasks.supernet.pipeline import _config_from_json
+
+        space = _config_from_json(rows[-1]["config_json"]).space
+    if request.latency_device is not None and cat is not None:
+        from forgeflow.tasks.latency.store import device_latency
+
+        device_latency(cat, request.latency_device, space)  # unknown device or another space: one clear error
 
 
 def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpoint: str | None) -> dict[str, Any]:
@@ -58,8 +65,7 @@ def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpo
 def search_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None) -> dict[str, Any]:
     """Run the search steps for ``request`` (``SearchRequest.to_dict()``); return a JSON-able summary."""
     req = SearchRequest.from_dict(request)
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
     with recorded_run(cat, "search", req.to_dict()) as run:
         out = run_search_steps(cat.url, run.id, req, settings.s3_endpoint)
@@ -83,6 +89,10 @@ def publish_search(result: dict[str, Any], cat=None) -> None:
           f"(RMSE {p['latency_rmse']:.3f} ms)\n"
           f"- search: {result['evaluations']} subnets evaluated of a budget of {result['budget']} "
           f"({result['status']}), {len(result['front'])} on the Pareto front\n")
+    src = result.get("latency_source") or {}
+    if src.get("device", "local-cpu") != "local-cpu":
+        md += (f"- latency predicted for device `{src['device']}` (fitted from {src['n_measurements']} measurements, "
+               f"leave-one-out log error {src['loo_log_rmse']:.3f})\n")
     if result["latency_limit_ms"] is not None:
         md += (f"- best under {result['latency_limit_ms']:g} ms: " +
                (f"`{best['arch']}` {best['accuracy_pct']:.2f} % at {best['latency_ms']:.3f} ms\n" if best

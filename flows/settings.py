@@ -10,12 +10,29 @@
 | dask_memory_limit  | FORGEFLOW_DASK_MEMORY_LIMIT  | 4GiB (per worker)       |
 | step_retries       | FORGEFLOW_STEP_RETRIES       | 1                       |
 | step_cache         | FORGEFLOW_STEP_CACHE         | true (reuse finished steps of earlier runs) |
+| query_timeout_s    | FORGEFLOW_QUERY_TIMEOUT_S    | 300 (catalog SQL)       |
+| query_memory       | FORGEFLOW_QUERY_MEMORY       | a quarter of RAM, at most 4 GiB (catalog SQL) |
+| compaction_grace_s | FORGEFLOW_COMPACTION_GRACE_S | 3600 (a compaction pending longer is settled by the next one) |
+| state_dir          | FORGEFLOW_STATE_DIR          | ~/.forgeflow (where `forgeflow up` keeps its state) |
+| model_allow        | FORGEFLOW_MODEL_ALLOW        | (none: served runs build torchvision:, forgeflow: only) |
+| deployments        | FORGEFLOW_DEPLOYMENTS        | deploy/prefect.yaml     |
+| latency_table      | FORGEFLOW_LATENCY_TABLE      | ../shared/data/nb201_hw.parquet (`forgeflow latency`) |
+| progress           | FORGEFLOW_PROGRESS           | false (true: a progress bar even when stderr is no terminal) |
+| shutdown_grace_s   | FORGEFLOW_SHUTDOWN_GRACE_S   | 8 (seconds from Ctrl-C / SIGTERM to killing what is left) |
+| (warm path)        | FORGEFLOW_WARM               | 1 (0: never hand a command to `forgeflow up`'s warm command server) |
+| (warm path)        | FORGEFLOW_WARM_DEBUG, FORGEFLOW_WARM_PROFILE | (diagnostics: why a command was not served; a cProfile path) |
+The warm-path switches (and FORGEFLOW_STATE_DIR, to find the server) are read by flows/warm_client.py, the console
+command's first step, before anything but the standard library is imported.
+The layers below take these as parameters (``open_settings_catalog`` passes the query limits to the catalog); none
+of them reads a FORGEFLOW_* variable.
 AWS credentials are never settings: they come from the standard AWS environment/config and are never logged.
 """
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pathlib import Path
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forgeflow.catalog import DEFAULT_URL
@@ -33,6 +50,15 @@ class Settings(BaseSettings):
     dask_memory_limit: str = "4GiB"
     step_retries: int = 1
     step_cache: bool = True
+    query_timeout_s: float = 300.0
+    query_memory: str | None = None
+    compaction_grace_s: float = 3600.0
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".forgeflow")
+    model_allow: str = ""
+    deployments: str | None = None
+    latency_table: str | None = None
+    progress: bool = False
+    shutdown_grace_s: float = 8.0
 
     @field_validator("dask_workers", "dask_threads")
     @classmethod
@@ -46,6 +72,50 @@ class Settings(BaseSettings):
     def _retries(cls, v: int) -> int:
         if v < 0:
             raise ValueError(f"FORGEFLOW_STEP_RETRIES must be >= 0, got {v}")
+        return v
+
+    @field_validator("query_timeout_s")
+    @classmethod
+    def _query_timeout(cls, v: float) -> float:
+        from forgeflow.catalog.sql import check_timeout_s
+
+        try:
+            return check_timeout_s(v)
+        except ForgeflowError as exc:
+            raise ValueError(f"FORGEFLOW_QUERY_TIMEOUT_S: {exc}") from None
+
+    @field_validator("compaction_grace_s")
+    @classmethod
+    def _compaction_grace(cls, v: float) -> float:
+        from forgeflow.catalog.compaction import check_grace_s
+
+        try:
+            return check_grace_s(v)
+        except ForgeflowError as exc:
+            raise ValueError(f"FORGEFLOW_COMPACTION_GRACE_S: {exc}") from None
+
+    @field_validator("query_memory")
+    @classmethod
+    def _query_memory(cls, v: str | None) -> str | None:
+        from forgeflow.catalog.sql import check_memory_limit
+
+        if v is None or not str(v).strip():
+            return None
+        try:
+            return check_memory_limit(v)
+        except ForgeflowError as exc:
+            raise ValueError(f"FORGEFLOW_QUERY_MEMORY: {exc}") from None
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir(cls, v):
+        return v if v not in (None, "") else Path.home() / ".forgeflow"
+
+    @field_validator("shutdown_grace_s")
+    @classmethod
+    def _grace(cls, v: float) -> float:
+        if not v >= 0:
+            raise ValueError(f"FORGEFLOW_SHUTDOWN_GRACE_S must be >= 0 seconds, got {v}")
         return v
 
     @field_validator("dask_memory_limit")

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-GRACE_S = float(os.environ.get("FORGEFLOW_SHUTDOWN_GRACE_S", "8"))
+GRACE_S = 8.0  # the default of Settings.shutdown_grace_s (FORGEFLOW_SHUTDOWN_GRACE_S)
 _signals: list[int] = []
 
 
@@ -66,8 +66,20 @@ def _hard_exit(signum: int) -> None:
         os._exit(128 + signum)
 
 
+def grace_s() -> float:
+    """Seconds from the first signal to killing what is left: ``Settings.shutdown_grace_s``, read when a signal
+    comes (a bad value falls back to the default; the command reports it in one line anyway)."""
+    from forgeflow.flows.settings import load_settings
+    from forgeflow.tasks.errors import ForgeflowError
+
+    try:
+        return load_settings().shutdown_grace_s
+    except ForgeflowError:
+        return GRACE_S
+
+
 def _watchdog(signum: int) -> None:
-    time.sleep(GRACE_S)
+    time.sleep(grace_s())
     _hard_exit(signum)
 
 

@@ -13,27 +13,24 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_settings_catalog, recorded_run
-from forgeflow.flows.settings import Settings
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.verify.pipeline import VerifyRequest, validate_request
 from forgeflow.tasks.verify.steps import verify_step
-
-
-def request_from_dict(d: dict[str, Any]) -> VerifyRequest:
-    d = dict(d)
-    d["eps"] = tuple(int(e) for e in d["eps"])
-    return VerifyRequest(**d)
 
 
 @flow(name="verify", log_prints=False)
 def verify_flow(request: dict[str, Any], catalog: str | None = None, s3_endpoint: str | None = None
                 ) -> dict[str, Any]:
-    """Verify ``request`` (a VerifyRequest as a dict); return a JSON-able summary."""
+    """Verify ``request`` (``VerifyRequest.to_dict()``); return a JSON-able summary."""
     t0 = time.perf_counter()
-    req = request_from_dict(request)
-    settings = Settings(catalog=catalog or Settings().catalog, s3_endpoint=s3_endpoint)
-    cat = open_settings_catalog(settings)
-    with recorded_run(cat, "verify", req.to_params()) as run:
+    req = VerifyRequest.from_dict(request)
+    from forgeflow.flows.model_policy import enforce_model_policy
+
+    enforce_model_policy([req.model])
+    settings, cat = open_flow_catalog(catalog, s3_endpoint)
+    validate_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
+    with recorded_run(cat, "verify", req.to_dict()) as run:
         report("verify: instances", 0, 1)
         out = verify_step.submit(cat.url, run.id, req, settings.s3_endpoint).result()
         report("verify: instances", 1, 1)
@@ -61,7 +58,7 @@ def publish_verify(result: dict[str, Any], cat=None) -> None:
     lines = [f"Run `{result['run_id']}` in catalog `{result['catalog']}`.", "",
              f"- model `{result['model']}`, plan {result['plan'] or 'float'}, activations {result['act_bits']} bits",
              f"- {result['images']} held-out images x eps {result['eps']} (steps of the quantized input)",
-             f"- held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in result["accuracy"].items())]
+             "- held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in result["accuracy"].items())]
     for net, s in result["summary"].items():
         lines.append(f"- **{net}**: {s['verified']} verified, {s['falsified']} falsified, {s['unknown']} unknown")
     publish("verify", f"forgeflow verify {result['model']}", "\n".join(lines) + "\n", table=result_table(result),
@@ -69,5 +66,5 @@ def publish_verify(result: dict[str, Any], cat=None) -> None:
 
 
 def validate_inputs(request: VerifyRequest, cat=None) -> None:
-    """Everything checkable before the run starts (nothing is written on bad input)."""
-    validate_request(request, cat)
+    """Everything checkable before the run starts (nothing is written on bad input); once per process."""
+    validate_once("verify", request.to_dict(), getattr(cat, "url", None), lambda: validate_request(request, cat))

@@ -84,3 +84,60 @@ def test_one_namespace():
                 if module.split(".")[0] in ("catalog", "tasks", "flows"):
                     bare.append(f"{path.relative_to(ROOT)} imports {module}")
     assert bare == []
+
+
+def test_a_user_project_does_not_shadow_ours(tmp_path):
+    """A worker started in a user's project (its own ``flows/`` package, Prefect's convention, and ``tasks.py``,
+    Celery's) imports our entrypoints and every command from forgeflow, and the user's modules stay theirs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "flows").mkdir()
+    for module in ("flows/__init__.py", "tasks.py", "catalog.py"):
+        (tmp_path / module).write_text("import sys\nsys.user_imports = getattr(sys, 'user_imports', []) + "
+                                       f"[{module!r}]\nOWNER = 'user'\n")
+    script = ("import sys, forgeflow.flows.cli, forgeflow.flows.deployments as d, forgeflow.tasks.config\n"
+              "d._domain_flow('quantize')\n"
+              "assert getattr(sys, 'user_imports', []) == [], sys.user_imports\n"
+              "import flows, tasks, catalog\n"
+              "assert flows.OWNER == tasks.OWNER == catalog.OWNER == 'user'\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+# tasks/step_cache.py: Prefect task options (retries) and the step cache switch are read where a Dask worker process
+# imports the steps, before any flow code runs there; the worker inherits them from the flow process's environment,
+# and flows' Settings validates both values before any run starts.
+# flows/warm_client.py: the console command's first step, standard library only (before pydantic or Settings are
+# imported), reads the warm path's switches (FORGEFLOW_WARM, FORGEFLOW_STATE_DIR, two diagnostics); listed in Settings.
+ENV_READERS = {"flows/settings.py", "tasks/step_cache.py", "flows/warm_client.py"}
+
+
+def forgeflow_env_reads(path: Path, root: Path = ROOT) -> list[str]:
+    """``os.environ.get("FORGEFLOW_X")``, ``os.getenv("FORGEFLOW_X")`` and ``os.environ["FORGEFLOW_X"]`` reads."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        key = None
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute) and (
+                node.func.attr == "getenv" or node.func.attr == "get" and ast.unparse(node.func.value).endswith(
+                    "environ")):
+            key = node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and \
+                ast.unparse(node.value).endswith("environ"):
+            key = node.slice
+        if isinstance(key, ast.Constant) and str(key.value).startswith("FORGEFLOW_"):
+            found.append(f"{path.relative_to(root)}:{node.lineno} reads {key.value}")
+    return found
+
+
+def test_forgeflow_settings_are_read_in_one_place(tmp_path):
+    """Every FORGEFLOW_* variable is read by flows' Settings and passed down (the catalog takes its query limits
+    as parameters, the model allow-list is an argument, ...)."""
+    reads = [r for folder in ("catalog", "tasks", "flows") for path in sources(folder)
+             if str(path.relative_to(ROOT)) not in ENV_READERS for r in forgeflow_env_reads(path)]
+    assert reads == []
+    planted = tmp_path / "planted.py"
+    planted.write_text("import os\na = os.environ.get('FORGEFLOW_X', '')\nb = os.getenv('FORGEFLOW_Y')\n"
+                       "c = os.environ['FORGEFLOW_Z']\nos.environ['FORGEFLOW_W'] = '1'\n")
+    assert sorted(r.rsplit(" ", 1)[1] for r in forgeflow_env_reads(planted, tmp_path)) == [
+        "FORGEFLOW_X", "FORGEFLOW_Y", "FORGEFLOW_Z"]

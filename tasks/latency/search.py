@@ -7,8 +7,12 @@ measurement N + 1):
    device model (``adapt``);
 2. the multi-objective search (``tasks.supernet.search.run_search``) runs with measured accuracy (its own budget) and
    the model's predicted latency;
-3. the last ``refine`` measurements go where the predictor is unsure and it matters: the front members (by
-   predicted latency) with the widest predicted latency interval; the model is refitted on all N.
+3. the last ``refine`` measurements go, one at a time, where the predictor's uncertainty moves the front most
+   (``front_sensitivity``: the hypervolume a candidate adds at its optimistic latency minus at its pessimistic one),
+   and the model is refitted after each. A wrong latency matters only near the front, and most where accuracy climbs
+   steeply (the fast end of NAS-Bench-201's front): on titanxp_1 the first version (the widest intervals among front
+   members, all at once) missed the fastest cells by 10 % and scored 0.981 of the exact front's hypervolume while the
+   evaluated cells held 0.998.
 
 The returned front is the non-dominated set of the evaluated architectures under their latency (measured where it was
 measured, predicted elsewhere). With ``front_sigma > 0`` it widens to every architecture the model cannot rule out:
@@ -65,20 +69,20 @@ def fewshot_search(space, accuracy: Callable[[np.ndarray], np.ndarray], latency:
         return np.stack([np.asarray(accuracy(g), dtype=float), model.predict(g).latency_ms], axis=1)
 
     res = run_search(space, evaluate, budget, seed=seed, latency_limit_ms=latency_limit_ms)
-    if refine:
+    measured = {space.key(g): float(v) for g, v in zip(genes[0], lat[0])}
+    for _ in range(refine):  # one at a time: each measurement and refit changes where the next one matters
         pred = model.predict(res.genes)
-        measured = {space.key(g) for g in np.concatenate(genes)}
-        order = [i for i in np.argsort(-pred.log_std[res.front_index]) if space.key(res.genes[res.front_index[i]])
-                 not in measured]
-        extra = res.genes[res.front_index[order[:refine]]]
-        if len(extra) < refine:  # a small front: the rest of the evaluated set, most uncertain first
-            rest = [i for i in np.argsort(-pred.log_std) if space.key(res.genes[i]) not in measured
-                    and i not in set(res.front_index[order[:refine]].tolist())]
-            extra = np.concatenate([extra, res.genes[rest[: refine - len(extra)]]])
-        if len(extra):
-            genes.append(extra)
-            lat.append(np.asarray(latency.evaluate(extra), dtype=float))
-            model = adapt(prior, Measurements(np.concatenate(genes), np.concatenate(lat)))
+        known = np.array([space.key(g) in measured for g in res.genes])
+        used = np.array([measured.get(space.key(g), p) for g, p in zip(res.genes, pred.latency_ms)])
+        pick = front_sensitivity(res.accuracy, used, np.where(known, 0.0, pred.log_std), known)
+        if pick is None:
+            break
+        g = res.genes[pick][None, :]
+        v = float(np.asarray(latency.evaluate(g), dtype=float)[0])
+        measured[space.key(g[0])] = v
+        genes.append(g)
+        lat.append(np.array([v]))
+        model = adapt(prior, Measurements(np.concatenate(genes), np.concatenate(lat)))
     pred = model.predict(res.genes)
     lat_pred = pred.latency_ms.copy()
     # measured architectures are known exactly (up to the device's noise): use the measurement
@@ -93,6 +97,35 @@ def fewshot_search(space, accuracy: Callable[[np.ndarray], np.ndarray], latency:
                        front_index=res.front_index, detail=dict(res.detail))
     front = plausible_front(res.accuracy, lat_pred, log_std, front_sigma)
     return FewShotSearchResult(res, model, front, latency.evaluations, time.perf_counter() - start)
+
+
+def front_sensitivity(accuracy: np.ndarray, latency_ms: np.ndarray, log_std: np.ndarray, known: np.ndarray,
+                      sigma: float = 1.0) -> int | None:
+    """The unmeasured row whose latency uncertainty moves the front's hypervolume most (None if every candidate is
+    measured): for each row the model cannot rule out of the front (``plausible_front`` at 2 ``sigma``), the
+    hypervolume the row adds to all the others at its optimistic latency (``sigma`` standard deviations faster) minus
+    at its pessimistic one. A cell far from the front scores 0 either way; a front member whose neighbours are close
+    in latency, or one at the fast end where accuracy climbs steeply, scores high. Both objectives are min-max
+    normalised over the evaluated rows (reference point 1.05, so the extreme rows count too)."""
+    from forgeflow.tasks.supernet.pareto import hypervolume_improvement_2d
+
+    cand = [i for i in plausible_front(accuracy, latency_ms, log_std, 2.0 * sigma) if not known[i]]
+    if not cand:
+        return None
+    lo_l, hi_l = float(latency_ms.min()), float(latency_ms.max())
+    lo_a, hi_a = float(accuracy.min()), float(accuracy.max())
+    sx, sy = max(hi_l - lo_l, 1e-12), max(hi_a - lo_a, 1e-12)
+    pts = np.stack([(latency_ms - lo_l) / sx, (hi_a - accuracy) / sy], axis=1)
+    ref = np.array([1.05, 1.05])
+    score = np.zeros(len(cand))
+    for j, i in enumerate(cand):
+        others = np.delete(pts, i, axis=0)
+        fast = latency_ms[i] * np.exp(-sigma * log_std[i])
+        slow = latency_ms[i] * np.exp(sigma * log_std[i])
+        c = np.array([[(fast - lo_l) / sx, pts[i, 1]], [(slow - lo_l) / sx, pts[i, 1]]])
+        gain = hypervolume_improvement_2d(others, c, ref)
+        score[j] = gain[0] - gain[1]
+    return int(cand[int(np.argmax(score))])
 
 
 def plausible_front(accuracy: np.ndarray, latency_ms: np.ndarray, log_std: np.ndarray, sigma: float) -> np.ndarray:

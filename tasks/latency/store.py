@@ -17,16 +17,33 @@ from forgeflow.tasks.latency.table import LatencyInputError
 from forgeflow.tasks.supernet.space import ElasticSpace, NB201Space
 
 
-def _space(name: str):
+ELASTIC_FIELDS = ("resolutions", "depths", "expand_ratios", "kernel_sizes")
+
+
+def _space(name: str, arrays: dict | None = None):
+    """The space a stored model was fitted for: its name, and for an elastic space its definition (stored with the
+    model's arrays, so a model fitted on other resolutions or depths is never taken for the default space's)."""
     if name == "nb201":
         return NB201Space()
     if name == "elastic":
+        arrays = arrays or {}
+        if all(f"space.{f}" in arrays for f in ELASTIC_FIELDS):
+            return ElasticSpace(**{f: tuple(int(v) for v in arrays[f"space.{f}"]) for f in ELASTIC_FIELDS},
+                                n_stages=int(np.asarray(arrays["space.n_stages"]).ravel()[0]))
         return ElasticSpace()
     raise LatencyInputError(f"device model of unknown space {name!r}")
 
 
+def _space_arrays(space) -> dict[str, np.ndarray]:
+    if not isinstance(space, ElasticSpace):
+        return {}
+    out = {f"space.{f}": np.asarray(getattr(space, f), dtype=np.int64) for f in ELASTIC_FIELDS}
+    return out | {"space.n_stages": np.asarray([space.n_stages], dtype=np.int64)}
+
+
 def save_device(cat, run_id: str, device: str, model: DeviceModel, *, table: str, seconds: float) -> str:
-    key = cat.put_arrays({k: np.ascontiguousarray(v) for k, v in model.to_arrays().items()}, run_id=run_id,
+    arrays = model.to_arrays() | _space_arrays(model.prior.space)
+    key = cat.put_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()}, run_id=run_id,
                          description=f"latency model of device {device}")
     space = model.prior.space
     cat.append("latency_measurements", [{"device": device, "arch": space.to_string(g), "latency_ms": float(v)}
@@ -37,6 +54,36 @@ def save_device(cat, run_id: str, device: str, model: DeviceModel, *, table: str
         "log_params_json": json.dumps([float(v) for v in model.log_params]), "loo_log_rmse": model.loo_log_rmse(),
         "noise_log_std": model.noise_log_std, "fit_seconds": float(seconds)}], run_id=run_id)
     return key
+
+
+class DeviceLatency:
+    """A fitted device as a search's latency source: ``predict(genes) -> ms`` (the posterior median), the interface of
+    the supernet's measured ``LatencyPredictor``, so it drops into ``SupernetObjective`` / ``PredictorObjective``.
+    Picklable (arrays only), so candidate batches still fan out to Dask workers."""
+
+    def __init__(self, device: str, model: DeviceModel) -> None:
+        self.device, self.model = device, model
+
+    def predict(self, genes: np.ndarray) -> np.ndarray:
+        return self.model.predict(genes).latency_ms
+
+    def describe(self) -> dict:
+        return {"device": self.device, "space": self.model.prior.space.name,
+                "n_measurements": self.model.n_measurements, "loo_log_rmse": round(self.model.loo_log_rmse(), 5)}
+
+
+def device_latency(cat, device: str, space) -> DeviceLatency:
+    """``device``'s fitted model as a latency source for a search over ``space``; a clear error when the device was
+    fitted for another search space (e.g. NAS-Bench-201 cells, or an elastic space with other resolutions or
+    depths) than the one searched."""
+    model = load_device(cat, device)
+    fitted = model.prior.space
+    if fitted != space:
+        raise LatencyInputError(f"device {device!r} was fitted for the {fitted.name} space "
+                                f"(cardinalities {list(fitted.cardinalities)}), but this search runs over the "
+                                f"{space.name} space (cardinalities {list(space.cardinalities)}): fit it with "
+                                "measurements of architectures of this space")
+    return DeviceLatency(device, model)
 
 
 def fitted_devices(cat) -> list[str]:
@@ -61,4 +108,4 @@ def load_device(cat, device: str) -> DeviceModel:
     rows = t.to_pylist()
     row = max(rows, key=lambda r: (str(r.get("day")), r["run_id"]))
     arrays = cat.get_arrays(row["model_key"])
-    return DeviceModel.from_arrays(_space(row["space"]), json.loads(row["known_devices_json"]), arrays)
+    return DeviceModel.from_arrays(_space(row["space"], arrays), json.loads(row["known_devices_json"]), arrays)

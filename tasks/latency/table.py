@@ -24,6 +24,32 @@ class LatencyInputError(ForgeflowError):
     architectures outside the space or the table, non-positive latency)."""
 
 
+def read_arch_file(path: str | Path, what: str, columns: tuple[str, ...] = ("arch",)):
+    """A Parquet (or ``.csv``) file of architecture rows as a pyarrow table with ``columns``, at least one row; else
+    one LatencyInputError naming the ``what`` file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise LatencyInputError(f"{what} file {path} does not exist")
+    try:
+        if path.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+
+            t = pcsv.read_csv(path)
+        else:
+            import pyarrow.parquet as pq
+
+            t = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001
+        raise LatencyInputError(f"{what} file {path} is not a readable Parquet/CSV file: {exc}") from None
+    missing = [c for c in columns if c not in t.column_names]
+    if missing:
+        raise LatencyInputError(f"{what} file {path} lacks column(s) {', '.join(missing)} "
+                                f"(expected {', '.join(columns)})")
+    if t.num_rows == 0:
+        raise LatencyInputError(f"{what} file {path} has no rows")
+    return t
+
+
 def space_for(archs: list[str]) -> CategoricalSpace:
     """The search space whose strings these are: NAS-Bench-201 cells (``|op~0|+|...``) or elastic-supernet genes."""
     from forgeflow.tasks.supernet.space import ElasticSpace
@@ -149,27 +175,8 @@ class Measurements:
     @classmethod
     def load(cls, path: str | Path, space: CategoricalSpace | None = None) -> "Measurements":
         """A Parquet (or CSV) of (``arch``, ``latency_ms``) rows measured on one device."""
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        if not path.exists():
-            raise LatencyInputError(f"measurements file {path} does not exist")
-        try:
-            if path.suffix.lower() == ".csv":
-                import pyarrow.csv as pcsv
-
-                t = pcsv.read_csv(path)
-            else:
-                t = pq.read_table(path)
-        except Exception as exc:  # noqa: BLE001
-            raise LatencyInputError(f"measurements file {path} is not a readable Parquet/CSV file: {exc}") from None
-        missing = [c for c in ("arch", "latency_ms") if c not in t.column_names]
-        if missing:
-            raise LatencyInputError(f"measurements file {path} lacks column(s) {', '.join(missing)} "
-                                    "(expected arch, latency_ms)")
+        t = read_arch_file(path, "measurements", ("arch", "latency_ms"))
         archs = [str(a) for a in t.column("arch").to_pylist()]
-        if not archs:
-            raise LatencyInputError(f"measurements file {path} has no rows")
         space = space or space_for(archs)
         return cls.from_rows(space, archs, t.column("latency_ms").to_numpy(zero_copy_only=False))
 

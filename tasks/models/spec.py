@@ -9,7 +9,6 @@ Specs:
 
 from __future__ import annotations
 
-import os
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -102,9 +101,10 @@ def default_input_shape(spec: str | ModelSpec) -> tuple[int, ...]:
 MODEL_ALLOW_ENV = "FORGEFLOW_MODEL_ALLOW"
 
 
-def check_model_allowed(spec: str, allow: str | None = None) -> None:
+def check_model_allowed(spec: str, allow: str = "") -> None:
     """Refuse ``spec`` unless it is a built-in family (``torchvision:``, ``forgeflow:``) or its module lies under one
-    of the comma-separated module prefixes in ``allow`` (default: ``$FORGEFLOW_MODEL_ALLOW``).
+    of the comma-separated module prefixes in ``allow`` (the user's ``FORGEFLOW_MODEL_ALLOW``, read by flows'
+    Settings and passed down).
 
     Applied to served and deployed runs only (their parameters come from whoever can reach the Prefect API, and a
     ``package.module:factory`` spec runs that factory on the workers -- ``os:abort`` would kill them); the CLI,
@@ -112,8 +112,7 @@ def check_model_allowed(spec: str, allow: str | None = None) -> None:
     parsed = ModelSpec.parse(spec)
     if parsed.source in ("torchvision", "forgeflow"):
         return
-    text = os.environ.get(MODEL_ALLOW_ENV, "") if allow is None else allow
-    prefixes = [p.strip().rstrip(".") for p in text.split(",") if p.strip()]
+    prefixes = [p.strip().rstrip(".") for p in allow.split(",") if p.strip()]
     if any(parsed.source == p or parsed.source.startswith(p + ".") for p in prefixes):
         return
     raise UnknownModelError(

@@ -29,6 +29,16 @@ def problem_from_graph(graph: CostGraph, k: int | None = None, mem_cap: float | 
         u, v = index[e.src], index[e.dst]
         edges.append((u, v))
         c[u] = max(c[u], float(e.cost_ms))
+    classes = colocation_classes(graph)
+    cap = mem_cap if mem_cap is not None else graph.max_size_per_device
+    return PartitionProblem(graph.name, tuple(nd.id for nd in graph.nodes), w, m, c, tuple(edges), tuple(classes),
+                            int(kk), float(cap) if cap is not None else None,
+                            {"maxFPGAs": graph.max_devices, "graph_id": graph.graph_id}).validate()
+
+
+def colocation_classes(graph: CostGraph) -> tuple[tuple[int, ...], ...]:
+    """Node indices that must share a stage: one class per ``color_class`` name, a class of its own for every node
+    without one (the form ``PartitionProblem.classes`` takes)."""
     classes: list[tuple[int, ...]] = []
     named: dict[str, list[int]] = {}
     for i, nd in enumerate(graph.nodes):
@@ -36,8 +46,4 @@ def problem_from_graph(graph: CostGraph, k: int | None = None, mem_cap: float | 
             classes.append((i,))
         else:
             named.setdefault(nd.color_class, []).append(i)
-    classes.extend(tuple(g) for g in named.values())
-    cap = mem_cap if mem_cap is not None else graph.max_size_per_device
-    return PartitionProblem(graph.name, tuple(nd.id for nd in graph.nodes), w, m, c, tuple(edges), tuple(classes),
-                            int(kk), float(cap) if cap is not None else None,
-                            {"maxFPGAs": graph.max_devices, "graph_id": graph.graph_id}).validate()
+    return tuple(classes) + tuple(tuple(g) for g in named.values())

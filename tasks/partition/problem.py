@@ -10,7 +10,6 @@ stage cost (the bottleneck). This is the throughput cost model of msr-fiddle/dnn
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,22 +61,9 @@ class PartitionProblem:
 
     def topological_order(self) -> list[int]:
         """Kahn's order (smallest index first among ready nodes); raises on a cycle."""
-        import heapq
+        from forgeflow.tasks.profiling.graph import kahn_order
 
-        indeg = [0] * self.n
-        succ = self.successors()
-        for _, v in self.edges:
-            indeg[v] += 1
-        ready = [i for i in range(self.n) if indeg[i] == 0]
-        heapq.heapify(ready)
-        order: list[int] = []
-        while ready:
-            u = heapq.heappop(ready)
-            order.append(u)
-            for v in succ[u]:
-                indeg[v] -= 1
-                if indeg[v] == 0:
-                    heapq.heappush(ready, v)
+        order, _ = kahn_order(self.successors())
         if len(order) != self.n:
             raise InvalidGraphError(f"graph {self.name!r} has a cycle ({self.n - len(order)} nodes on or after it)")
         return order
@@ -174,11 +160,8 @@ class PartitionProblem:
 
     @classmethod
     def from_msr_json(cls, path: str | Path, **kw) -> "PartitionProblem":
+        from forgeflow.tasks.files import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise InvalidGraphError(f"graph file not found: {p}") from None
-        except json.JSONDecodeError as exc:
-            raise InvalidGraphError(f"graph file {p} is not valid JSON: {exc}") from None
+        data = read_json(p, "graph", InvalidGraphError)
         return cls.from_msr_dict(data, name=kw.pop("name", p.stem), **kw)

@@ -7,6 +7,22 @@ from dataclasses import dataclass
 from forgeflow.tasks.config import Config
 from forgeflow.tasks.errors import ForgeflowError
 
+MAX_STAGES = 1024  # accelerators in one pipeline; the partitioners' tables grow with k (10^9 ran a worker out of RAM)
+
+
+def check_stages(stages) -> int:
+    """``stages`` as an int in [1, MAX_STAGES], or one ForgeflowError naming the bound (before anything runs)."""
+    try:
+        whole = not isinstance(stages, bool) and float(stages) == int(stages)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ForgeflowError(f"--stages must be a whole number of accelerators, got {stages!r}")
+    if not 1 <= int(stages) <= MAX_STAGES:
+        raise ForgeflowError(f"--stages must be between 1 and {MAX_STAGES} (accelerators in one pipeline), "
+                             f"got {stages}")
+    return int(stages)
+
 
 @dataclass(frozen=True)
 class PartitionRequest(Config):
@@ -27,8 +43,7 @@ class PartitionRequest(Config):
         given = [x for x in (self.graph_file, self.model, self.graph_id) if x is not None]
         if len(given) != 1:
             raise ForgeflowError("give exactly one of --graph FILE.json, --model SPEC or --graph-id ID")
-        if self.stages < 1:
-            raise ForgeflowError(f"--stages must be >= 1, got {self.stages}")
+        check_stages(self.stages)
         if not self.time_limit > 0:
             raise ForgeflowError(f"--time-limit must be > 0 seconds, got {self.time_limit}")
         if self.memory_cap is not None and not self.memory_cap > 0:

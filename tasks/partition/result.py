@@ -62,8 +62,24 @@ class MethodRun:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Certified:
+    """What every certified result (``plan`` with a ``bottleneck``, proven ``lower_bound``) reports the same way."""
+
+    @property
+    def bottleneck(self) -> float:
+        return self.plan.bottleneck
+
+    @property
+    def ratio(self) -> float:
+        """Certified ratio bottleneck / proven lower bound (>= 1; inf when the bound is 0)."""
+        lb = self.lower_bound.value
+        if self.plan.bottleneck <= 0:
+            return 1.0
+        return self.plan.bottleneck / lb if lb > 0 else math.inf
+
+
 @dataclass(frozen=True)
-class PartitionResult:
+class PartitionResult(Certified):
     """The best plan, the best proven lower bound and which method proved it, every method's run, and the trace of
     how plan and bound improved over time."""
 
@@ -84,18 +100,6 @@ class PartitionResult:
             if lb > 0 and math.isfinite(ub) and ub <= ratio * lb:
                 return t
         return None
-
-    @property
-    def bottleneck(self) -> float:
-        return self.plan.bottleneck
-
-    @property
-    def ratio(self) -> float:
-        """Certified ratio bottleneck / proven lower bound (>= 1; inf when the bound is 0)."""
-        lb = self.lower_bound.value
-        if self.plan.bottleneck <= 0:
-            return 1.0
-        return self.plan.bottleneck / lb if lb > 0 else math.inf
 
     @property
     def status(self) -> SolveStatus:

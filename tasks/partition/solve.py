@@ -110,30 +110,47 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     """
     t0 = time.perf_counter()
     deadline = t0 + config.time_limit
-    problem.validate()
-    k = problem.k
-    groups = must_share_groups(problem)
-    slicer = OrderSlicer(problem, groups)
-    board = _Board(problem, k, t0)
 
     def left() -> float:
         return deadline - time.perf_counter()
 
+    problem.validate()
+    groups = must_share_groups(problem)
+    slicer = OrderSlicer(problem, groups)
+    board = _Board(problem, problem.k, t0)
+    # 1: the combinatorial bound, the baselines and the DP over the graph's own topological order
+    comb = _combinatorial_bound(board, problem, groups)
+    baselines = _run_baselines(board, problem, slicer, config)
+    sliced = _order_dp(board, slicer, problem.k)
+    # 2 + 3: the exact DP and the order search side by side (and the MIP bounds meanwhile on a parallel executor)
+    ideals_res = _race_dp_and_search(board, problem, config, executor, sliced, left)
+    # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
+    _mip_bounds(board, problem, groups, config, executor, left)
+    return _certified(board, problem, comb, baselines, ideals_res, graph_id, t0)
+
+
+def _combinatorial_bound(board: _Board, problem: PartitionProblem, groups) -> Bound:
     comb = combinatorial_lower_bound(problem, groups)
     board.runs.append(MethodRun(comb.method, "lower", comb.status, comb.seconds, comb.value, dict(comb.detail)))
     if comb.status is SolveStatus.INFEASIBLE:
-        raise InfeasibleError(f"graph {problem.name!r} does not fit in {k} stages of memory cap {problem.mem_cap:g}: "
-                              f"total size {float(problem.m.sum()):g}")
+        raise InfeasibleError(f"graph {problem.name!r} does not fit in {problem.k} stages of memory cap "
+                              f"{problem.mem_cap:g}: total size {float(problem.m.sum()):g}")
     board.offer_bound(comb)
+    return comb
 
+
+def _run_baselines(board: _Board, problem: PartitionProblem, slicer: OrderSlicer, config: SolveConfig) -> list:
     ts = time.perf_counter()
-    baselines = all_baselines(problem, k, slicer=slicer, expert_path=config.expert_path)
+    baselines = all_baselines(problem, problem.k, slicer=slicer, expert_path=config.expert_path)
     per_baseline = (time.perf_counter() - ts) / max(len(baselines), 1)
     for b in baselines:
         board.runs.append(MethodRun(b.method, "baseline",
                                     SolveStatus.FEASIBLE if b.assignment is not None else SolveStatus.INFEASIBLE,
                                     per_baseline, b.bottleneck, {"message": b.message} if b.message else {}))
+    return baselines
 
+
+def _order_dp(board: _Board, slicer: OrderSlicer, k: int):
     ts = time.perf_counter()
     sliced = slicer.slice(slicer.default_order, k)
     board.runs.append(MethodRun("order_dp", "upper", SolveStatus.FEASIBLE if math.isfinite(sliced.bottleneck)
@@ -141,12 +158,18 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
                                 {"order": "graph topological order"}))
     if math.isfinite(sliced.bottleneck):
         board.offer_plan(slicer.node_assignment(sliced.group_stage), "order_dp")
+    return sliced
 
-    # 2 + 3: the exact DP and the order search run side by side (on Dask workers when given)
+
+def _race_dp_and_search(board: _Board, problem: PartitionProblem, config: SolveConfig, executor: Any, sliced,
+                        left) -> IdealsResult | None:
+    """The ideals DP and the BRKGA order search (on Dask workers when given); with a parallel executor the MIP
+    bounds run in this thread meanwhile. Returns the DP's result, if it ran."""
+    k = problem.k
     futures = []
     if not board.closed():
         futures.append(("ideals_dp", executor.submit(_run_ideals, problem, k, board.ub, config.max_ideals,
-                                             max(0.5 * left(), 0.1))))
+                                                     max(0.5 * left(), 0.1))))
     ideals_res: IdealsResult | None = None
     if futures and (not runs_in_parallel(executor) or _done_within(futures[-1][1], min(5.0, 0.1 * left()))):
         # the DP usually settles the instance in a few seconds: wait for it before spending the rest
@@ -175,8 +198,10 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
             board.offer_plan(res.assignment, "brkga")
     if bound_now is not None:
         _record_lower(board, bound_now)
+    return ideals_res
 
-    # 4: MIP lower bounds (and the direct MIP on small graphs) against the best plan
+
+def _mip_bounds(board: _Board, problem: PartitionProblem, groups, config: SolveConfig, executor: Any, left) -> None:
     if config.lower_bounds and not board.closed() and groups.count <= config.exact_mip_max_groups and left() > 0.5:
         assignment, bound, status = solve_exact_mip(problem, 0.5 * left(), upper_bound=board.ub * (1 + COST_RTOL))
         board.runs.append(MethodRun("mip_direct", "exact", status, bound.seconds, bound.value, dict(bound.detail)))
@@ -185,11 +210,15 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
     if config.lower_bounds and not board.closed() and left() > 0.3:
         _record_lower(board, best_lower_bound(problem, board.ub, left() - 0.1, executor))
 
-    # baselines last, so that on a tie the plan is credited to the method that optimised it
+
+def _certified(board: _Board, problem: PartitionProblem, comb: Bound, baselines: list,
+               ideals_res: IdealsResult | None, graph_id: str | None, t0: float) -> PartitionResult:
+    """The best plan with its bound (baselines offered last, so that on a tie the plan is credited to the method
+    that optimised it)."""
     for b in baselines:
         board.offer_plan(b.assignment, b.method)
     if board.plan is None:
-        raise InfeasibleError(f"no plan of graph {problem.name!r} into {k} stages fits the memory cap "
+        raise InfeasibleError(f"no plan of graph {problem.name!r} into {problem.k} stages fits the memory cap "
                               f"{problem.mem_cap:g}" + (" (proven)" if ideals_res is not None and
                                                         ideals_res.status is SolveStatus.OPTIMAL else
                                                         " (none found within the time limit)"))
@@ -198,7 +227,7 @@ def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), ex
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
     if bound.value > board.ub:  # the same optimum summed in another order: the bound cannot exceed a plan
         bound = replace(bound, value=board.ub)
-    return PartitionResult(problem.name, graph_id, k, problem.mem_cap, board.plan, bound, tuple(board.runs),
+    return PartitionResult(problem.name, graph_id, problem.k, problem.mem_cap, board.plan, bound, tuple(board.runs),
                            time.perf_counter() - t0, tuple(board.trace))
 
 

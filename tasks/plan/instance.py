@@ -202,13 +202,10 @@ class PlanInstance:
 
     @classmethod
     def from_json(cls, path: str | Path, **kw) -> "PlanInstance":
+        from forgeflow.tasks.files import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise InvalidGraphError(f"instance file not found: {p}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidGraphError(f"instance file {p} is not valid JSON: {exc}") from None
+        data = read_json(p, "instance", InvalidGraphError)
         return cls.from_json_dict(data, name=kw.pop("name", p.stem), **kw)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -341,16 +338,10 @@ def build_instance(graph, sensitivities: Mapping[str, Mapping[int, float]], targ
         u, v = index[e.src], index[e.dst]
         edges.append((u, v))
         c[u] = max(c[u], link.transfer_ms(e.bytes))
-    named: dict[str, list[int]] = {}
-    classes: list[tuple[int, ...]] = []
-    for i, nd in enumerate(graph.nodes):
-        if nd.color_class is None:
-            classes.append((i,))
-        else:
-            named.setdefault(nd.color_class, []).append(i)
-    classes.extend(tuple(g) for g in named.values())
+    from forgeflow.tasks.partition.adapters import colocation_classes
+
     base = PartitionProblem(graph.name, tuple(nd.id for nd in graph.nodes), time[0, :, 0].copy(), size[:, 0].copy(),
-                            c, tuple(edges), tuple(classes), len(devices), None,
+                            c, tuple(edges), colocation_classes(graph), len(devices), None,
                             {"graph_id": graph.graph_id}).validate()
     meta = {"target": tgt.name, "graph_id": graph.graph_id, "sensitivity_source": sensitivity_source,
             "names": {nd.id: nd.module for nd in graph.nodes}}

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from forgeflow.tasks.partition.result import MethodRun, _jsonable
+from forgeflow.tasks.partition.result import Certified, MethodRun, _jsonable
 from forgeflow.tasks.partition.status import Bound, SolveStatus
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.validate import validate_joint
@@ -71,7 +71,7 @@ class BaselineOutcome:
 
 
 @dataclass(frozen=True)
-class PlanResult:
+class PlanResult(Certified):
     instance_name: str
     k: int
     budget: float | None
@@ -81,18 +81,6 @@ class PlanResult:
     baselines: tuple[BaselineOutcome, ...]
     seconds: float
     meta: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def bottleneck(self) -> float:
-        return self.plan.bottleneck
-
-    @property
-    def ratio(self) -> float:
-        """Certified ratio bottleneck / proven lower bound (>= 1; inf when the bound is 0)."""
-        lb = self.lower_bound.value
-        if self.plan.bottleneck <= 0:
-            return 1.0
-        return self.plan.bottleneck / lb if lb > 0 else math.inf
 
     @property
     def status(self) -> SolveStatus:

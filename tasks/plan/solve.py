@@ -8,6 +8,10 @@ Order of work (every plan goes through the independent validator, ``JointPlan.ch
    (the float placement, then the best bits for it under the per-stage memory);
 2. alternation from the best plans: best bits for the placement (an exact small MIP), then the exact partition for
    those bits, until neither improves;
+2b. the DP over ideals (``tasks.plan.ideal_dp``): the exact per-device partition of every uniform width and of the
+   best plans' bits (heterogeneous pipelines: stage s on device s, which the partition seeds only approximate), and
+   the budget-dimension DP: a bisection on the bottleneck T, each T a min-sensitivity DP over ideals with
+   Lagrangian stage bounds, proves T infeasible (a lower bound) or yields placements that exact bits complete;
 3. lower bounds: the exact partition bound of the relaxation where every node takes its fastest option at its
    smallest size and the budget is dropped (its optimum is proven by the DP over ideals or HiGHS), and the budgeted
    work bound (minimum total work within the budget / k, a HiGHS multiple-choice knapsack);
@@ -35,6 +39,7 @@ from forgeflow.tasks.partition.result import MethodRun
 from forgeflow.tasks.partition.solve import SolveConfig, partition
 from forgeflow.tasks.partition.status import Bound
 from forgeflow.tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
+from forgeflow.tasks.plan import ideal_dp
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
 from forgeflow.tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
@@ -204,6 +209,73 @@ def joint_mip(inst: PlanInstance, board: _Board, time_limit: float) -> None:
     board.offer_bound(Bound(min(value, board.ub), "joint_mip", res.status, time.perf_counter() - t0, detail))
 
 
+def _bottleneck(inst: PlanInstance, a: np.ndarray, choice: np.ndarray) -> float:
+    try:
+        return JointPlan.checked(inst, a, choice, "probe").bottleneck
+    except InvalidPlanError:
+        return math.inf
+
+
+def ideal_stage(inst: PlanInstance, board: _Board, baselines: list[BaselineOutcome],
+                seeds: list[tuple[np.ndarray, np.ndarray]], deadline: float) -> ideal_dp.PairTable | None:
+    """Step 2b (see the module docstring). Returns the pair table for the alternation (None if not built)."""
+    if deadline - time.perf_counter() < 0.3:
+        return None
+    t0 = time.perf_counter()
+    ub = board.ub
+    if not math.isfinite(ub):  # no plan yet: the slowest options everywhere bound every stage
+        ub = float(np.where(inst.valid[None], inst.time, 0).max(axis=2).sum(axis=1).max() + inst.base.c.sum())
+    try:
+        table = ideal_dp.build_pairs(inst, ub * (1 + 1e-9), deadline=deadline)
+    except ideal_dp.TableTooLarge as exc:
+        board.runs.append(MethodRun("ideal_dp", "upper", SolveStatus.NOT_RUN, time.perf_counter() - t0, None,
+                                    {"reason": str(exc)}))
+        return None
+    detail = {"ideals": table.N, "pairs": table.P, "complete": table.complete}
+    # exact per-device partitions of the uniform widths (they replace the partition seeds' plans when better)
+    for i, bo in enumerate(baselines):
+        if not bo.method.startswith("uniform_"):
+            continue
+        b = 32 if bo.method == "uniform_float" else int(bo.method.split("_")[1].removesuffix("bit"))
+        choice = np.zeros(inst.n, dtype=np.int64) if b == 32 else inst.uniform_choice(b)
+        if inst.budget is not None and float(inst.sens[np.arange(inst.n), choice].sum()) > inst.budget * (1 + 1e-9):
+            continue
+        _, a = ideal_dp.exact_partition(table, choice)
+        plan = board.offer(a, choice, bo.method) if a is not None else None
+        if plan is not None and plan.bottleneck < bo.bottleneck * (1 - 1e-12):
+            baselines[i] = BaselineOutcome(bo.method, plan, "")
+            seeds.append((np.asarray(plan.assignment), choice))
+    for a, ch in list(seeds):
+        _, a2 = ideal_dp.exact_partition(table, ch)
+        if a2 is not None and board.offer(a2, ch, "ideal_dp") is not None:
+            seeds.append((a2, ch))
+    board.runs.append(MethodRun("ideal_dp", "upper", SolveStatus.FEASIBLE, time.perf_counter() - t0, board.ub, detail))
+    # the budget-dimension DP: bound and placements
+    ts = time.perf_counter()
+    if board.closed() or deadline - ts < 0.2:
+        return table
+    bb = ideal_dp.BudgetBound(table)
+    lb, chains = ideal_dp.budget_bound(bb, board.lb if table.complete else 0.0, board.ub, deadline=deadline,
+                                       rtol=2e-7)
+    if table.complete:
+        board.offer_bound(Bound(shave_bound(lb), "budget_dp", SolveStatus.FEASIBLE, time.perf_counter() - ts,
+                                dict(detail, multipliers=int(bb.A[0][1].size))))
+    seen: set[tuple[int, ...]] = set()
+    for T, chain in chains:
+        if len(seen) >= 4 or board.closed() or time.perf_counter() > deadline:
+            break
+        a = table.assignment(chain)
+        if tuple(a) in seen:
+            continue
+        seen.add(tuple(a))
+        ch = best_bits_for(inst, a, max(min(2.0, deadline - time.perf_counter()), 0.1))
+        if ch is not None and board.offer(a, ch, "budget_dp") is not None:
+            seeds.append((a, ch))
+    board.runs.append(MethodRun("budget_dp", "upper", SolveStatus.FEASIBLE, time.perf_counter() - ts, board.ub,
+                                {"placements": len(seen)}))
+    return table
+
+
 def check_feasible(inst: PlanInstance) -> None:
     """Raise InfeasibleError (naming the cause) when no plan can exist: a budget below the least sensitive plan,
     a must-share group that fits no device at its smallest widths, or a model larger than all devices together."""
@@ -308,6 +380,9 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
                                 SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, time.perf_counter() - ts,
                                 plan.bottleneck if plan else None))
 
+    # 2b. the DP over ideals: exact per-device partitions, the budget-dimension bound and its placements
+    table = ideal_stage(inst, board, baselines, seeds, deadline - 0.55 * share)
+
     # 2. alternation from the best starting points
     ts = time.perf_counter()
     seeds.sort(key=lambda p: JointPlan.checked(inst, p[0], p[1], "seed").bottleneck)
@@ -320,8 +395,15 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
             rounds += 1
             ch2 = best_bits_for(inst, a, min(per_call, left() * 0.1))
             p2 = board.offer(a, ch2, "alternation")
-            a2, _ = exact_partition(inst, ch2 if ch2 is not None else ch, min(per_call, left() * 0.1))
-            p3 = board.offer(a2, ch2 if ch2 is not None else ch, "alternation") if a2 is not None else None
+            ch3 = ch2 if ch2 is not None else ch
+            a2 = None
+            if table is not None:
+                a2 = ideal_dp.exact_partition(table, ch3)[1]
+            if a2 is None or not table.complete:
+                a2b, _ = exact_partition(inst, ch3, min(per_call, left() * 0.1))
+                if a2 is None or (a2b is not None and _bottleneck(inst, a2b, ch3) < _bottleneck(inst, a2, ch3)):
+                    a2 = a2b
+            p3 = board.offer(a2, ch3, "alternation") if a2 is not None else None
             best = min((p for p in (p2, p3) if p is not None), key=lambda p: p.bottleneck, default=None)
             if best is None or cur is None or best.bottleneck >= cur.bottleneck * (1 - 1e-9):
                 break

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forgeflow.tasks.partition.cost import MEMORY_RTOL, InvalidPlanError, stage_loads, validate_plan
+from forgeflow.tasks.partition.cost import MEMORY_RTOL, InvalidPlanError, StageLoads, stage_loads, validate_plan
 from forgeflow.tasks.plan.instance import PlanInstance
 
 #: relative slack on the sensitivity budget (sensitivities are floats read from JSON)
@@ -20,20 +20,10 @@ BUDGET_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
-class JointLoads:
-    compute: np.ndarray
-    comm_in: np.ndarray
-    comm_out: np.ndarray
-    memory: np.ndarray
+class JointLoads(StageLoads):
+    """A joint plan's per-stage loads (``StageLoads``) and its total sensitivity."""
+
     sensitivity: float
-
-    @property
-    def total(self) -> np.ndarray:
-        return self.compute + self.comm_in + self.comm_out
-
-    @property
-    def bottleneck(self) -> float:
-        return float(self.total.max()) if self.total.size else 0.0
 
 
 def joint_loads(inst: PlanInstance, assignment: np.ndarray, choice: np.ndarray) -> JointLoads:

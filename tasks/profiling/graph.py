@@ -24,6 +24,27 @@ from forgeflow.tasks.errors import InvalidGraphError
 GRAPH_FORMAT_VERSION = 1
 
 
+
+def kahn_order(successors: list[list[int]]) -> tuple[list[int], list[int]]:
+    """Kahn's topological order of nodes ``0..n-1`` given each node's successors, the smallest ready index first (a
+    graph already in topological order comes back unchanged). Returns the order and each node's remaining
+    in-degree: an order shorter than n means a cycle, through the nodes left with a positive in-degree."""
+    indeg = [0] * len(successors)
+    for succ in successors:
+        for v in succ:
+            indeg[v] += 1
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        u = heapq.heappop(ready)
+        order.append(u)
+        for v in successors[u]:
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                heapq.heappush(ready, v)
+    return order, indeg
+
 @dataclass(frozen=True)
 class Node:
     """One operator (or a group of them in a layer view).
@@ -187,21 +208,10 @@ class CostGraph:
         """Node ids in Kahn's order, earliest position in ``nodes`` first among ready nodes (so a graph already in
         topological order comes back unchanged). Raises InvalidGraphError on a cycle, naming nodes on it."""
         pos = {nd.id: i for i, nd in enumerate(self.nodes)}
-        indeg = [0] * len(self.nodes)
         succ: list[list[int]] = [[] for _ in self.nodes]
         for e in self.edges:
             succ[pos[e.src]].append(pos[e.dst])
-            indeg[pos[e.dst]] += 1
-        ready = [i for i, d in enumerate(indeg) if d == 0]
-        heapq.heapify(ready)
-        order: list[int] = []
-        while ready:
-            u = heapq.heappop(ready)
-            order.append(u)
-            for v in succ[u]:
-                indeg[v] -= 1
-                if indeg[v] == 0:
-                    heapq.heappush(ready, v)
+        order, indeg = kahn_order(succ)
         if len(order) != len(self.nodes):
             stuck = [self.nodes[i].id for i, d in enumerate(indeg) if d > 0][:5]
             raise InvalidGraphError(f"graph {self.name!r} has a cycle through nodes such as {stuck}")

@@ -22,15 +22,10 @@ def load_graph_file(path: str | os.PathLike[str], fmt: str = "auto", *, link: st
     PipeDream. ``link`` and ``training`` apply to PipeDream files (msr files carry their own costs)."""
     if fmt not in FORMATS:
         raise InvalidGraphError(f"graph format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    from forgeflow.tasks.files import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise InvalidGraphError(f"graph file not found: {p}") from None
-    except IsADirectoryError:
-        raise InvalidGraphError(f"graph file {p} is a directory") from None
-    except UnicodeDecodeError:
-        raise InvalidGraphError(f"graph file {p} is not a text file") from None
+    text = read_text(p, "graph", InvalidGraphError)
     stem = name or (p.parent.name if p.stem == "graph" and p.parent.name else p.stem)
     if fmt == "auto":
         fmt = _sniff(text, p)

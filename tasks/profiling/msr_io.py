@@ -34,13 +34,10 @@ _INT_ID = re.compile(r"^(0|[1-9][0-9]*)$")
 # ---------------------------------------------------------------- import
 def load_msr_json(path: str | os.PathLike[str], name: str | None = None) -> CostGraph:
     """Read an msr-fiddle JSON file into a validated ``CostGraph`` named ``name`` (default: the file's stem)."""
+    from forgeflow.tasks.files import read_json
+
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InvalidGraphError(f"graph file not found: {p}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidGraphError(f"graph file {p} is not valid JSON: {exc}") from None
+    data = read_json(p, "graph", InvalidGraphError)
     return graph_from_msr_dict(data, name=name or p.stem, source=str(p))
 
 

@@ -35,13 +35,10 @@ _OP = re.compile(r"^\s*([A-Za-z_][\w.]*)")
 def load_pipedream_graph(path: str | os.PathLike[str], *, link: str | LinkProfile | None = None,
                          training: bool = False, name: str | None = None) -> CostGraph:
     """Read a PipeDream ``graph.txt``; ``link`` prices the transfers (default ``links.DEFAULT_LINK``)."""
+    from forgeflow.tasks.files import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise InvalidGraphError(f"graph file not found: {p}") from None
-    except UnicodeDecodeError:
-        raise InvalidGraphError(f"graph file {p} is not a text file") from None
+    text = read_text(p, "graph", InvalidGraphError)
     return parse_pipedream_graph(text, link=link, training=training,
                                  name=name or (p.parent.name if p.stem == "graph" and p.parent.name else p.stem),
                                  source=p.name)

@@ -25,6 +25,7 @@ from forgeflow.tasks.profiling.costs import NodeCost, counting_conditions, flop_
 from forgeflow.tasks.profiling.errors import ProfileConfigError
 from forgeflow.tasks.profiling.graph import CostGraph, Edge, Node, layer_view
 from forgeflow.tasks.profiling.links import LinkProfile, get_link
+from forgeflow.tasks.profiling.shape import parse_shape  # noqa: F401  (the one parser; re-exported)
 from forgeflow.tasks.profiling.timing import TimingResult, time_graph
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -79,24 +80,6 @@ class ProfileConfig(Config):
         if self.batch is not None:
             shape = (int(self.batch),) + shape[1:]
         return shape
-
-
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """``"1,3,224,224"`` (or ``1x3x224x224``) -> ``(1, 3, 224, 224)``; None or "" -> None (the model's default).
-    The one parser of ``--input-shape`` for every command."""
-    if not text:
-        return None
-    parts = [p.strip() for p in text.strip().replace("×", "x").replace("x", ",").split(",")]
-    try:
-        if any(not p for p in parts):  # "1,x,8" or "1,,8": a missing dimension, not a shorter shape
-            raise ValueError
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ProfileConfigError(f"input shape must be comma-separated integers like 1,3,224,224; got {text!r}") \
-            from None
-    if not shape or any(d < 1 for d in shape):
-        raise ProfileConfigError(f"input shape must be positive integers; got {text!r}")
-    return shape
 
 
 def profile_model(spec: str, input_shape: Sequence[int] | None = None, dtype: str = "float32",

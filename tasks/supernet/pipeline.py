@@ -46,6 +46,7 @@ class SearchRequest(Config):
     latency_batch: int = 32  # batch size of latency measurements
     scratch_compare: int = 0  # architectures also trained from scratch for the gap report
     stage_channels: tuple[int, ...] = (8, 16, 24)
+    latency_device: str | None = None  # a device fitted by `forgeflow latency fit`: its predicted latency is searched
 
     def validate(self) -> "SearchRequest":
         if self.budget < 4:
@@ -60,6 +61,8 @@ class SearchRequest(Config):
             raise SearchRequestError("predictors need at least 8 measured subnets each")
         if self.scratch_compare < 0:
             raise SearchRequestError("--scratch-compare must be >= 0")
+        if self.latency_device is not None and not self.latency_device.strip():
+            raise SearchRequestError("--latency-device must be a non-empty device name")
         if not self.stage_channels or any(c < 1 for c in self.stage_channels):
             raise SearchRequestError(f"stage channels must be positive integers, got {self.stage_channels}")
         return self
@@ -150,6 +153,12 @@ def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fit
 
     net, data, acc, lat = fitted
     space = net.config.space
+    latency_source = {"device": "local-cpu", "batch_size": request.latency_batch}
+    if request.latency_device is not None:  # a fitted device's predicted latency replaces this machine's
+        from forgeflow.tasks.latency.store import device_latency
+
+        lat = device_latency(cat, request.latency_device, space)
+        latency_source = lat.describe()
     source = SupernetObjective(net, data, lat) if request.source == "supernet" else PredictorObjective(space, acc, lat)
     evaluator = CountedEvaluator(source, request.budget)
     # the budget is charged on the driver; workers receive only the (picklable) source and a chunk of subnets
@@ -158,6 +167,8 @@ def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fit
                         charge=evaluator.charge)
     search_id = f"{record['supernet_id']}-{request.seed}-{request.budget}"
     title = f"supernet {record['supernet_id'][:8]}: {result.evaluations} subnets ({request.source})"
+    if request.latency_device is not None:
+        title += f", latency on {request.latency_device} (predicted)"
     png = front_png(result, title, request.latency_limit_ms)
     plot_key = cat.put_object(png, suffix=".png", run_id=run_id)
     front = set(result.front_index.tolist())
@@ -178,7 +189,7 @@ def search_and_store(cat, run_id: str, record: dict, request: SearchRequest, fit
     cat.append("search_fronts", rows, run_id=run_id)
     out = {
         "search_id": search_id, "status": result.status.value, "evaluations": result.evaluations,
-        "seconds": result.seconds, "plot": plot_key,
+        "seconds": result.seconds, "plot": plot_key, "latency_source": latency_source,
         "front": [{"arch": archs[i], "accuracy_pct": float(result.accuracy[i]), "latency_ms": float(result.latency_ms[i])}
                   for i in result.front_index],
         "best": None if best is None else {"arch": archs[best], "accuracy_pct": float(result.accuracy[best]),

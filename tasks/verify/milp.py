@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forgeflow.tasks.solver import LinearModel, SolveOutcome, SolverOptions, solve
+from forgeflow.tasks.solver import LinearModel, SolveOutcome, SolverOptions, solve, solve_lp_objectives
 from forgeflow.tasks.verify.bounds import NetBounds, _act_bounds, _affine, _margin_rows
 from forgeflow.tasks.verify.intnet import QNetwork
 
@@ -121,7 +121,12 @@ def margin_grid(net: QNetwork, label: int) -> float | None:
     return grid_of(np.concatenate([L.mult, L.bias]))
 
 
-def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: NetBounds) -> Encoding:
+def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: NetBounds,
+           exact_rounding: bool = True) -> Encoding:
+    """The MILP of the box. ``exact_rounding=False`` gives the **rounding-relaxed** MILP: each rounded value ``r`` is
+    a continuous variable with the same bracket ``|u - r| <= 1/2`` (clamps, ReLUs and max pooling stay exact with
+    their binaries). Its feasible set contains the exact one, so a positive proven margin is a proof for the exact
+    network; a solution of it is only a candidate (replayed before it counts)."""
     m = LinearModel()
     inputs = m.add_vars(len(lo), 0, 0, integer=True)
     for i, c in enumerate(inputs):
@@ -141,9 +146,9 @@ def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: Ne
             if L.requant is not None:
                 rq = L.requant
                 rl, ru = int(math.ceil(ulo[i] - 0.5)), int(math.floor(uhi[i] + 0.5))
-                r = m.add_var(rl, ru, integer=True)
+                r = m.add_var(rl, ru, integer=exact_rounding)
                 base = const + m0[i]
-                if g is not None and g < 0.5:  # exact half-to-even: r = 2h + p, an odd r excludes both ties
+                if exact_rounding and g is not None and g < 0.5:  # exact half-to-even: r = 2h + p, an odd r excludes both ties
                     hv = m.add_var(math.floor(rl / 2) - 1, math.ceil(ru / 2) + 1, integer=True)
                     p = m.add_var(0, 1, integer=True)
                     m.add_row([r, hv, p], [1.0, -2.0, -1.0], 0, 0)
@@ -243,10 +248,18 @@ def options(time_limit: float, presolve: bool = True, exact_gap: bool = False) -
 
 
 def solve_margin(enc: Encoding, j: int, time_limit: float, presolve: bool = True,
-                 exact_gap: bool = False) -> MarginSolve:
-    """Minimise ``y_c - y_j`` over the box."""
+                 exact_gap: bool = False, lp: bool = False) -> MarginSolve:
+    """Minimise ``y_c - y_j`` over the box. ``lp``: the LP relaxation (every integrality dropped; its optimum is a
+    lower bound on the margin, and HiGHS proves it by the dual simplex, an algorithm independent of bound
+    propagation)."""
     _margin_objective(enc, j)
-    return _outcome(solve(enc.model, options(time_limit, presolve, exact_gap)), enc)
+    model = enc.model
+    if lp:
+        import copy
+
+        model = copy.copy(model)
+        model.integer = [False] * model.num_cols
+    return _outcome(solve(model, options(time_limit, presolve, exact_gap)), enc)
 
 
 def solve_min_margin(net: QNetwork, lo, hi, label: int, bounds: NetBounds, time_limit: float,
@@ -277,3 +290,17 @@ def solve_min_margin(net: QNetwork, lo, hi, label: int, bounds: NetBounds, time_
     m.cost[w] = 1.0
     m.offset = 0.0
     return _outcome(solve(m, options(time_limit, presolve)), enc)
+
+
+def lp_margins(net: QNetwork, lo, hi, label: int, bounds: NetBounds, classes, time_limit: float) -> dict[int, float]:
+    """Proven lower bounds on the margins ``y_c - y_j`` (``j`` in ``classes``) from the LP relaxation of the
+    rounding-relaxed encoding: HiGHS solves one LP per class (warm-started), and each bound is the Lagrangian bound
+    of its row duals recomputed here (``solver.lagrangian_bound``), valid whatever the solver's tolerances.
+    ``-inf`` for a class the LP could not bound in the time."""
+    enc = encode(net, lo, hi, label, bounds, exact_rounding=False)
+    objectives = []
+    for j in classes:
+        _margin_objective(enc, int(j))
+        objectives.append((np.asarray(enc.model.cost, dtype=float), float(enc.model.offset)))
+    outs = solve_lp_objectives(enc.model, objectives, SolverOptions(time_limit=max(time_limit, 0.05), threads=1))
+    return {int(j): float(o.dual_bound) for j, o in zip(classes, outs)}

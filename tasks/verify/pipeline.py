@@ -11,25 +11,27 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow.compute as pc
 
+from forgeflow.tasks.config import Config
 from forgeflow.tasks.dask_fanout import SERIAL, ClientExecutor, as_executor, fan_out
 from forgeflow.tasks.verify.errors import VerifyError
 from forgeflow.tasks.verify.intnet import QNetwork, _chain, build_network, network_json
-from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Answer, Instance, verify_instance
+from forgeflow.tasks.verify.verifier import FALSIFIED, UNKNOWN, VERIFIED, Instance, verify_instance
 
 ANSWERS = (VERIFIED, FALSIFIED, UNKNOWN)
 
 
 @dataclass(frozen=True)
-class VerifyRequest:
+class VerifyRequest(Config):
     """``model`` (trained here on its data) or ``source_run`` (a quantize run's trained model). ``bits``: a plan
-    (see ``parse_plan``); ``eps``: L-infinity radii in steps of the quantized input."""
+    (see ``parse_plan``); ``eps``: L-infinity radii in steps of the quantized input. ``validate`` checks the options
+    on their own; ``validate_request`` checks them against the model, its data and the catalog."""
 
     eps: tuple[int, ...]
     model: str | None = None
@@ -45,8 +47,19 @@ class VerifyRequest:
     batch_size: int = 256
     dataset: str | None = None
 
-    def to_params(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+    def validate(self) -> "VerifyRequest":
+        if bool(self.model) == bool(self.source_run):
+            raise VerifyError("give exactly one of --model SPEC or --run RUN_ID")
+        eps = parse_eps(self.eps)
+        if self.samples < 1:
+            raise VerifyError(f"--samples must be >= 1; got {self.samples}")
+        if not self.time_limit > 0:
+            raise VerifyError(f"--time-limit must be > 0 seconds; got {self.time_limit}")
+        if not 2 <= self.act_bits <= 16:
+            raise VerifyError(f"--act-bits must be in 2..16; got {self.act_bits}")
+        if self.epochs < 0:
+            raise VerifyError(f"--epochs must be >= 0; got {self.epochs}")
+        return self if eps == tuple(self.eps) else replace(self, eps=eps)  # sorted, without repeats
 
 
 def parse_eps(text: str | Sequence) -> tuple[int, ...]:
@@ -144,15 +157,7 @@ def validate_request(req: VerifyRequest, cat=None) -> None:
     """Raise a VerifyError (or UnsupportedLayerError / UnknownModelError) naming the problem; writes nothing."""
     from forgeflow.tasks.quantize.pipeline import build_model, find_model_record, load_data
 
-    if bool(req.model) == bool(req.source_run):
-        raise VerifyError("give exactly one of --model SPEC or --run RUN_ID")
-    parse_eps(req.eps)
-    if req.samples < 1:
-        raise VerifyError(f"--samples must be >= 1; got {req.samples}")
-    if not req.time_limit > 0:
-        raise VerifyError(f"--time-limit must be > 0 seconds; got {req.time_limit}")
-    if not 2 <= req.act_bits <= 16:
-        raise VerifyError(f"--act-bits must be in 2..16; got {req.act_bits}")
+    req.validate()
     run_plans = {}
     if req.source_run:
         if cat is None:

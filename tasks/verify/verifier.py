@@ -7,7 +7,9 @@ class ``j`` whose margin the bounds could not certify (weakest first, big-M from
 * **verified** only when every class's margin has a proven lower bound above ``guard`` (a margin within the
   solver's tolerances is never taken as positive) **and** a second means agrees, class by class:
   float64 interval bounds -> the same bounds recomputed in exact rational arithmetic (``exact_interval_margins``);
-  linear bounds -> the exact MILP (a different algorithm); MILP -> the MILP re-solved with presolve off (HiGHS has
+  linear bounds -> the LP relaxation of the rounding-relaxed encoding solved by HiGHS's simplex, whose row duals
+  are replayed here into a Lagrangian bound that does not trust the solver (``milp.lp_margins``), and where that
+  does not reach, the exact MILP (a different algorithm); MILP -> the MILP re-solved with presolve off (HiGHS has
   open reports of presolve wrongly declaring models infeasible). An infeasible status never counts: the centre is
   always feasible. If the confirmation cannot decide in
   the time left the answer is **unknown**;
@@ -25,7 +27,7 @@ import numpy as np
 from forgeflow.tasks.verify.attack import pgd_attack
 from forgeflow.tasks.verify.bounds import exact_interval_margins, input_box, interval_bounds, linear_bounds
 from forgeflow.tasks.verify.intnet import QNetwork
-from forgeflow.tasks.verify.milp import encode, margin_grid, solve_margin
+from forgeflow.tasks.verify.milp import encode, lp_margins, margin_grid, solve_margin
 
 VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
 GUARD_RTOL = 1e-5  # margins within guard = GUARD_RTOL * (1 + |margin scale|) are never taken as decided by a solver
@@ -182,8 +184,16 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
     exact = None
     conf_low = np.inf
     means = set()
+    lp_conf = {}
+    lin = sorted(j for j in first if first[j] == "linear")
+    if lin:  # one warm-started LP per class on the rounding-relaxed encoding, its dual bound replayed here
+        lp_conf = lp_margins(net, lo, hi, label, bounds, lin, max(time_limit - (time.perf_counter() - t0), 0.0))
     for j in sorted(first):
         left = max(time_limit - (time.perf_counter() - t0), 0.0)
+        if first[j] == "linear" and lp_conf.get(j, -np.inf) > max(need[j], guard):
+            means.add("lp-dual")
+            conf_low = min(conf_low, lp_conf[j])
+            continue
         if first[j] == "interval":
             if exact is None:
                 exact = exact_interval_margins(net, lo, hi, label)

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from forgeflow.catalog import CatalogError, open_catalog
+from forgeflow.catalog import CatalogError, ForgeflowError, open_catalog
 from forgeflow.catalog.verify import DAMAGE, verify_catalog
 
 
@@ -291,21 +291,38 @@ def test_query_cannot_touch_duckdb_temp_folder(tmp_path, monkeypatch):
     assert cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() != ""
 
 
-def test_query_timeout_and_memory_limit(tmp_path, monkeypatch):
-    from forgeflow.catalog.sql import _memory_limit
+def test_query_timeout_and_memory_limit(tmp_path):
+    from forgeflow.catalog.sql import default_memory_limit
 
-    cat = open_catalog(str(tmp_path / "c"))
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    cat = open_catalog(str(tmp_path / "c"), query_timeout_s=0.5)
     with pytest.raises(CatalogError, match="timeout"):
         cat.query("SELECT count(*) FROM range(100000000000) a")
-    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
-    with pytest.raises(CatalogError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
-        cat.query("SELECT 1")
-    monkeypatch.delenv("FORGEFLOW_QUERY_TIMEOUT_S")
-    limit = _memory_limit()
+    with pytest.raises(CatalogError, match="query timeout 'soon'"):
+        open_catalog(str(tmp_path / "c"), query_timeout_s="soon").query("SELECT 1")
+    limit = default_memory_limit()
     assert limit.endswith("MiB") and 256 <= int(limit[:-3]) <= 4096
     mem = cat.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py()
     assert "GiB" in mem or "MiB" in mem
+    small = open_catalog(str(tmp_path / "c"), query_memory="300MiB")
+    assert small.query("SELECT current_setting('memory_limit') AS m").column(0)[0].as_py() == "300.0 MiB"
+
+
+def test_query_limits_come_from_the_settings(tmp_path, monkeypatch):
+    """FORGEFLOW_QUERY_* are read once, by flows' Settings, validated there, and passed down to the catalog."""
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "300MiB")
+    cat = open_settings_catalog(load_settings(catalog=str(tmp_path / "c")))
+    assert (cat.query_timeout_s, cat.query_memory) == (0.5, "300MiB")
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "soon")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_TIMEOUT_S"):
+        load_settings()
+    monkeypatch.setenv("FORGEFLOW_QUERY_TIMEOUT_S", "5")
+    monkeypatch.setenv("FORGEFLOW_QUERY_MEMORY", "lots")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_QUERY_MEMORY"):
+        load_settings()
 
 
 def test_legacy_logs_still_apply(tmp_path):
@@ -323,4 +340,89 @@ def test_legacy_logs_still_apply(tmp_path):
     for k in keys:
         cat.store.delete(k)
     assert _flops(cat) == [0, 1, 2]
+    assert not verify_catalog(cat).damaged
+
+
+def _kill_at_first_claim(catalog):
+    """A compaction of every model_summaries file, killed (like kill -9) right after its first claim."""
+    from forgeflow.catalog.compaction import compact_table
+    from forgeflow.catalog.tables import get_table
+
+    def die(step):
+        if step == "claimed":
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        compact_table(catalog, get_table("model_summaries"), _pause=die)
+
+
+def _pending(catalog) -> list:
+    return [f for f in verify_catalog(catalog).findings if f.kind == "compaction-not-committed"]
+
+
+def test_compactor_killed_mid_claim_is_settled_after_the_grace_period(catalog, monkeypatch):
+    """A compactor killed between claims used to lock its inputs out of compaction forever; after the grace
+    period the next compaction finishes its log (or voids it when it cannot commit: here its output is gone)."""
+    for i in range(4):
+        catalog.append("model_summaries", rows(1, start=i), run_id=f"r{i}")
+    _kill_at_first_claim(catalog)
+    catalog.compact("model_summaries")  # within the grace period: its inputs are left alone
+    assert _flops(catalog) == list(range(4)) and len(catalog.visible_files("model_summaries")) == 4
+    assert len(_pending(catalog)) == 1
+    for k in catalog.store.list("tables/model_summaries"):
+        if "/compact-" in k:
+            catalog.store.delete(k)  # its (invisible) output lost: it can only be voided
+    catalog.compaction_grace_s = 0  # FORGEFLOW_COMPACTION_GRACE_S=0, passed down by flows' Settings
+    catalog.compact("model_summaries")  # voided, then its inputs compacted
+    assert _flops(catalog) == list(range(4)) and len(catalog.visible_files("model_summaries")) == 1
+    report = verify_catalog(catalog)
+    assert not report.damaged and not _pending(catalog)
+    assert not [f for f in report.findings if f.kind == "uncommitted-compaction-output"]
+    logs = set(catalog.store.list("tables/model_summaries/_compactions"))
+    assert all(json.loads(catalog.store.get(k))["log"] in logs
+               for k in catalog.store.list("tables/model_summaries/_claims"))  # no claim of the voided log left
+
+
+def test_compactor_killed_mid_claim_is_finished_when_nothing_else_claimed(catalog, monkeypatch):
+    from forgeflow.catalog.compaction import settle_stale
+
+    for i in range(3):
+        catalog.append("model_summaries", rows(2, start=2 * i), run_id=f"r{i}")
+    _kill_at_first_claim(catalog)
+    assert settle_stale(catalog.store, "model_summaries", 3600) == {"finished": 0, "voided": 0}  # too young
+    assert settle_stale(catalog.store, "model_summaries", 0) == {"finished": 1, "voided": 0}
+    assert settle_stale(catalog.store, "model_summaries", 0) == {"finished": 0, "voided": 0}  # once only
+    assert _flops(catalog) == list(range(6)) and len(catalog.visible_files("model_summaries")) == 1
+    assert not verify_catalog(catalog).damaged and not _pending(catalog)
+    catalog.compaction_grace_s = "soon"
+    with pytest.raises(CatalogError, match="compaction grace period 'soon'"):
+        catalog.compact()
+    from forgeflow.flows.runtime import open_settings_catalog
+    from forgeflow.flows.settings import load_settings
+
+    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "0")
+    assert open_settings_catalog(load_settings(catalog=catalog.url)).compaction_grace_s == 0.0
+    monkeypatch.setenv("FORGEFLOW_COMPACTION_GRACE_S", "soon")
+    with pytest.raises(ForgeflowError, match="FORGEFLOW_COMPACTION_GRACE_S"):
+        load_settings()
+
+
+def test_a_stalled_compactor_taken_over_backs_off(tmp_path):
+    """A compactor stalled past the grace period resumes after a settler finished its log: it deletes nothing
+    (the settler did) and every row stays."""
+    from forgeflow.catalog.compaction import compact_table, settle_stale
+    from forgeflow.catalog.tables import get_table
+
+    cat = open_catalog(str(tmp_path / "cat"))
+    for i in range(3):
+        cat.append("model_summaries", rows(1, start=i), run_id=f"r{i}")
+    settled = []
+
+    def stall(step):
+        if step == "claimed" and not settled:
+            settled.append(settle_stale(open_catalog(str(tmp_path / "cat")).store, "model_summaries", 0))
+
+    compact_table(cat, get_table("model_summaries"), _pause=stall)
+    assert settled == [{"finished": 1, "voided": 0}]
+    assert _flops(cat) == [0, 1, 2] and len(cat.visible_files("model_summaries")) == 1
     assert not verify_catalog(cat).damaged

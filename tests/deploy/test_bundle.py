@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from tests._cli import run_cli
 
 
 def test_plan_covers_the_chain_in_order_with_a_certificate(bundle):
@@ -57,8 +57,7 @@ def test_tampered_bundle_is_one_line_exit_2(bundle, tmp_path, victim):
         data = bytearray(f.read_bytes())
         data[-3] ^= 0x01
         f.write_bytes(bytes(data))
-    p = subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "pipeline", "run", str(bad), "--microbatches", "4"],
-                       capture_output=True, text=True, timeout=120)
+    p = run_cli("pipeline", "run", str(bad), "--microbatches", "4")
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and victim in lines[0] and "tampered" in lines[0]

@@ -1,9 +1,6 @@
 """The federated_training flow under Prefect on a Dask LocalCluster, and `forgeflow federate` end to end."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -11,18 +8,21 @@ import pytest
 
 from forgeflow.catalog import open_catalog
 from forgeflow.tasks.federated.config import Compression, FederatedConfig, Privacy
+from tests._cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch):
+def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_path, monkeypatch, request):
+    from distributed import LocalCluster
     from prefect_dask import DaskTaskRunner
 
     from forgeflow.flows.federated import federated_training
 
-    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
-                                            "dashboard_address": None})
+    # one LocalCluster (two worker processes) for the first two runs (a runner given cluster_class starts one per run)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    request.addfinalizer(cluster.close)
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
     cfg = FederatedConfig(model="forgeflow:digits_mlp", clients=6, rounds=3, fraction=0.5, local_epochs=1, lr=0.3,
                           compression=Compression.parse("int8"),
                           privacy=Privacy(mode="client", clip=1.0, noise=0.5))
@@ -45,15 +45,18 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
 
     assert [r["status"] for r in reuses(cat, cached["run_id"])] == ["reused"]
     # and with the step cache off the step runs, resumes after round 3 and trains nothing
+    # (a new cluster: its workers inherit the setting)
     monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
-    again = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
+    fresh = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                           cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                           "dashboard_address": None})
+    again = federated_training.with_options(task_runner=fresh)(config=cfg.to_dict(), catalog=url)
     assert again["resumed_from_round"] == 3 and again["accuracy"] == result["accuracy"]
 
 
 def forgeflow(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    """`forgeflow ARGS` in this process (tests/_cli.py), from ``cwd``."""
+    return run_cli(*args, env={"FORGEFLOW_DASK_WORKERS": "1"}, cwd=cwd)
 
 
 @pytest.mark.slow

@@ -1,33 +1,24 @@
-"""The `forgeflow` CLI end to end, as a user runs it (subprocesses, ephemeral Prefect API, Dask LocalCluster)."""
+"""The `forgeflow` CLI end to end: `optimize` as a user runs it (a subprocess, Dask LocalCluster), then the catalog
+commands on its result, a second identical run and every bad input in this process (tests/_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests._cli import run_cli as run_cli_here
 from tests.conftest import free_port
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "FORGEFLOW_DASK_WORKERS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=Path(__file__).resolve().parents[2])
+def run_here(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`forgeflow ARGS` in this process (tests/_cli.py): what the command answers, without a fresh interpreter."""
+    return run_cli_here(*args, env={"FORGEFLOW_DASK_WORKERS": "1", **(env or {})})
 
 
-@pytest.fixture
-def prefect_home(tmp_path):
-    return {"PREFECT_HOME": str(tmp_path / "prefect_home")}
-
-
-def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
-    cat = str(tmp_path / "cat")
-    p = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json",
-                env=prefect_home)
+def test_optimize_json_then_catalog_commands(tmp_path, optimized_cnn):
+    cat, p = optimized_cnn  # `forgeflow optimize` in a fresh interpreter (tests/flows/conftest.py)
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stdout.strip().splitlines()
     result = json.loads(lines[-1])  # the last stdout line is one JSON object
@@ -36,8 +27,7 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     run_id = result["run_id"]
 
     # a second identical optimize reuses every finished step (found through the catalog's step_cache table)
-    again = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json",
-                    env=prefect_home)
+    again = run_here("optimize", "--model", "forgeflow:digits_cnn", "--stages", "2", "--catalog", cat, "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["run_id"] != run_id
@@ -51,19 +41,19 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
     for step in ("model_summary", "quantize", "partition", "federated", "search"):
         assert second[step] == json.loads(json.dumps(result[step])), step
 
-    ls = run_cli("catalog", "ls", "--catalog", cat, "--json")
+    ls = run_here("catalog", "ls", "--catalog", cat, "--json")
     assert ls.returncode == 0, ls.stderr
     tables = {t["table"]: t for t in json.loads(ls.stdout)["tables"]}
     assert tables["model_summaries"]["rows"] == result["model_summary"]["modules"]
 
-    q = run_cli("catalog", "query", "SELECT sum(params) AS p FROM model_summaries", "--catalog", cat, "--json")
+    q = run_here("catalog", "query", "SELECT sum(params) AS p FROM model_summaries", "--catalog", cat, "--json")
     assert json.loads(q.stdout)["rows"] == [{"p": 6186}]
 
-    show = run_cli("catalog", "show", run_id, "--catalog", cat, "--json")
+    show = run_here("catalog", "show", run_id, "--catalog", cat, "--json")
     shown = json.loads(show.stdout)
     assert shown["run"]["status"] == "completed" and "model_summaries" in shown["written"]
 
-    comp = run_cli("catalog", "compact", "--catalog", cat, "--json")
+    comp = run_here("catalog", "compact", "--catalog", cat, "--json")
     assert comp.returncode == 0 and "removed_files" in json.loads(comp.stdout)
 
     # the plots the run lists can be copied out of the catalog
@@ -71,7 +61,7 @@ def test_optimize_json_then_catalog_commands(tmp_path, prefect_home):
              if isinstance(v, str) and v.startswith("objects/") and v.endswith(".png")]
     assert plots
     out = tmp_path / "plot.png"
-    got = run_cli("catalog", "get", plots[0], "-o", str(out), "--catalog", cat, "--json")
+    got = run_here("catalog", "get", plots[0], "-o", str(out), "--catalog", cat, "--json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout) == {"key": plots[0], "path": str(out), "bytes": out.stat().st_size}
     from forgeflow.catalog import open_catalog
@@ -105,7 +95,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, args, message
     cat = tmp_path / "cat"
     if "--catalog" not in args:
         args = [*args, "--catalog", str(cat)]
-    p = run_cli(*args)
+    p = run_here(*args)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert message in p.stderr
     assert "Traceback" not in p.stderr
@@ -116,7 +106,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, args, message
 
 def test_unreachable_s3_catalog_fails_before_running(tmp_path):
     port = free_port()
-    p = run_cli("optimize", "--model", "forgeflow:digits_cnn", "--catalog", "s3://bucket/x",
+    p = run_here("optimize", "--model", "forgeflow:digits_cnn", "--catalog", "s3://bucket/x",
                 "--s3-endpoint", f"http://127.0.0.1:{port}",
                 env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
     assert p.returncode == 2

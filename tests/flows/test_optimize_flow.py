@@ -1,4 +1,4 @@
-"""The optimize flow under a real Prefect (test harness, temporary PREFECT_HOME) on a real Dask LocalCluster."""
+"""The optimize flow under a real Prefect (the session's API server) on a real Dask LocalCluster."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ def dask_runner():
                                           "dashboard_address": None})
 
 
-def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, dask_runner, tmp_path):
-    from forgeflow.flows.optimize import optimize_flow
-
-    url = str(tmp_path / "cat")
-    result = optimize_flow.with_options(task_runner=dask_runner)(model="forgeflow:digits_cnn", stages=2, catalog=url)
+def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, optimized_cnn):
+    """What the flow wrote in the session's one full optimize run (tests/flows/conftest.py: `forgeflow optimize
+    --model forgeflow:digits_cnn --stages 2` on a Dask LocalCluster, reporting to the session's Prefect API)."""
+    url, p = optimized_cnn
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout.strip().splitlines()[-1])
     cat = open_catalog(url)
     run = cat.run(result["run_id"])
     assert run["status"] == "completed" and run["flow"] == "optimize"
@@ -35,17 +36,27 @@ def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, dask_runner,
     # lineage: every file the run wrote is recorded
     arts = cat.read("artifacts", filter=pc.field("run_id") == result["run_id"]).to_pylist()
     assert {a["table_name"] for a in arts} >= {"model_summaries", "runs"}
-    # the Prefect artifact embeds the run's plots (the UI cannot open a catalog path) and names their keys
-    from prefect.artifacts import Artifact
+    # the Prefect artifact of that flow run embeds the run's plots (the UI cannot open a catalog path) and names
+    # their keys
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     plots = [v for step in result.values() if isinstance(step, dict) for v in step.values()
              if isinstance(v, str) and v.startswith("objects/") and v.endswith(".png")]
     assert plots
-    md = Artifact.get("optimize-summary").data
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["optimize-summary"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run["flow_run_id"]])))
+    assert len(found) == 1
+    md = found[0].data
     for key in plots:
         assert f"forgeflow catalog get {key}" in md
-    embedded = md.split("data:image/png;base64,", 1)[1].split(")", 1)[0]
-    assert base64.b64decode(embedded) == cat.get_object(plots[0])
+    embedded = {base64.b64decode(part.split(")", 1)[0]) for part in md.split("data:image/png;base64,")[1:]}
+    from forgeflow.flows.artifacts import MAX_EMBED_BYTES
+
+    small = {data for data in map(cat.get_object, plots) if len(data) <= MAX_EMBED_BYTES}
+    assert embedded and embedded == small  # every plot small enough, each exactly the catalog's bytes
 
 
 def test_failed_flow_records_failure(prefect_harness, dask_runner, tmp_path):

@@ -134,11 +134,14 @@ def test_up_then_commands_use_it_then_down_leaves_nothing(tmp_path):
             names = {r.name for r in c.read_flow_runs()}
             assert names  # the flow run is recorded in the warm API
         assert plan["k"] >= 1
+        # it ran in the warm command server `up` started (forked there: not a process of its own)
+        assert "forgeflow partition" in (tmp_path / "state" / "warm_server.log").read_text()
     finally:
         down = subprocess.run(cli("down", "--json"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr[-3000:]
-    assert set(json.loads(down.stdout.splitlines()[-1])["stopped"]) == {"prefect", "scheduler", "workers"}
-    assert not state_file.exists()
+    assert set(json.loads(down.stdout.splitlines()[-1])["stopped"]) == {"prefect", "scheduler", "workers",
+                                                                           "warm_server"}
+    assert not state_file.exists() and not (tmp_path / "state" / "zygote.sock").exists()
     assert not [p for p in pids if alive(p)]
     for pid in pids:  # nothing of their process groups either (the workers' nannies' children)
         assert not [p for p in psutil.process_iter() if _pgid(p.pid) == pid and alive(p.pid)]

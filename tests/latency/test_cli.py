@@ -1,26 +1,22 @@
-"""`forgeflow latency fit|predict` as a user runs them (subprocesses, a local catalog folder)."""
+"""`forgeflow latency fit|predict` as a user runs them (in this process through tests/_cli.py, a local catalog folder)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests._cli import run_cli as forgeflow_cli
 from tests.latency.test_fewshot import synthetic_table
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home")}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "latency", *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=ROOT)
+    """`forgeflow latency ARGS` in this process (tests/_cli.py)."""
+    return forgeflow_cli("latency", *args)
 
 
 def test_fit_predict_and_bad_input(tmp_path):

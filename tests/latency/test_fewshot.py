@@ -123,3 +123,24 @@ def test_bad_input_gets_one_clear_error(fitted):
         adapt(prior, Measurements(table.genes[:4], np.ones(4)))
     with pytest.raises(LatencyInputError, match="not in the latency table"):
         LatencyTable(table.space, table.archs[:10], table.genes[:10], {"a": np.ones(10)}).rows(table.genes[10:11])
+
+
+def test_refinement_measures_where_uncertainty_moves_the_front():
+    from forgeflow.tasks.latency.search import front_sensitivity
+
+    # a measured front (rows 0-3), a cell just behind it whose interval reaches across it (4), a cell far behind the
+    # front with a wider interval (5), and an unmeasured front cell between two close neighbours (6)
+    acc = np.array([50.0, 60.0, 70.0, 80.0, 64.0, 40.0, 75.0])
+    lat = np.array([1.0, 2.0, 3.0, 4.0, 2.1, 3.9, 3.05])
+    sd = np.array([0.0, 0.0, 0.0, 0.0, 0.10, 0.20, 0.10])
+    known = np.array([True, True, True, True, False, False, False])
+    assert front_sensitivity(acc, lat, sd, known) == 6
+    # the pick follows the uncertainty: once row 6 is nearly certain, row 4 is the one worth measuring
+    assert front_sensitivity(acc, lat, np.where(np.arange(7) == 6, 0.01, sd), known) == 4
+    # with every cell that could matter measured, the one far behind the front (dominated even at its optimistic
+    # latency) is not worth a measurement
+    known2 = known.copy()
+    known2[[4, 6]] = True
+    assert front_sensitivity(acc, lat, np.where(known2, 0.0, sd), known2) is None
+    # a cell on the front whose interval is zero-width (measured) is never picked
+    assert front_sensitivity(acc, lat, sd, np.ones(7, dtype=bool)) is None

@@ -61,9 +61,21 @@ def test_get_does_not_follow_a_planted_part_symlink(cat, tmp_path, capsys):
 
 
 def test_show_with_parameters_that_are_not_json(cat, capsys):
+    """A run whose parameters are not JSON (a foreign or damaged writer) is still shown -- status, what it wrote --
+    with the stored text as it is and a note saying so; `show` is read-only, so hiding the run would help nobody.
+    It used to be a json.loads traceback."""
     cat.append("runs", [{"flow": "f", "status": "completed", "parameters": "{not json"}], run_id="r9")
+    cat.put_object(b"r9 plot", ".png", run_id="r9")
     from forgeflow.flows.cli import main
 
     main(["catalog", "show", "r9", "--catalog", cat.url, "--json"])
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "{not json" in out
+    import json
+
+    shown = json.loads(out)
+    assert shown["run"]["parameters"]["_unparsed"] == "{not json" and "not valid JSON" in shown["run"]["parameters"]["_note"]
+    assert shown["run"]["status"] == "completed" and {a["kind"] for a in shown["artifacts"]} == {"table", "object"}
+    main(["catalog", "show", "r9", "--catalog", cat.url])  # the table view too
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "{not json" in out and "not valid JSON" in out and "status=completed" in out

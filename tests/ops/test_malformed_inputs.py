@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import free_port
@@ -89,6 +90,20 @@ CASES = [
      "is not a readable Parquet file"),
     ("s3-endpoint-with-credentials", ["catalog", "ls", "--catalog", "s3://bucket/x", "--s3-endpoint",
                                       "http://AKIAXX:hunter2secret@127.0.0.1:9"], "credentials must not be put"),
+    ("federate-data-text-file", ["federate", "--model", "forgeflow:digits_mlp", "--data", "{tmp}/data.txt"],
+     "data.txt"),
+    ("federate-data-object-npz", ["federate", "--model", "forgeflow:digits_mlp", "--data", "{tmp}/objects.npz"],
+     "object (pickled) arrays"),
+    ("federate-data-zero-byte-parquet", ["federate", "--model", "forgeflow:digits_mlp", "--data",
+                                         "{tmp}/empty.parquet"], "not a readable Parquet file"),
+]
+
+# (environment variable, value, what the message must name): refused before any run row is written
+BAD_SETTINGS = [
+    ("FORGEFLOW_DASK_WORKERS", "0", "FORGEFLOW_DASK_WORKERS must be >= 1"),
+    ("FORGEFLOW_DASK_MEMORY_LIMIT", "lots", "FORGEFLOW_DASK_MEMORY_LIMIT 'lots'"),
+    ("FORGEFLOW_DASK_MEMORY_LIMIT", "-1GiB", "FORGEFLOW_DASK_MEMORY_LIMIT"),
+    ("FORGEFLOW_DASK_THREADS", "0", "FORGEFLOW_DASK_THREADS must be >= 1"),
 ]
 
 
@@ -101,6 +116,9 @@ def inputs(tmp_path):
     (tmp_path / "ok.json").write_text(json.dumps({"nodes": [{"id": 1, "fpgaLatency": 1}, {"id": 2, "fpgaLatency": 2}],
                                                   "edges": [{"sourceId": 1, "destId": 2, "cost": 0.1}]}))
     (tmp_path / "empty.json").write_text(json.dumps({"nodes": [], "edges": []}))
+    (tmp_path / "data.txt").write_text("1,2,3\n")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 8, dtype=object), y=np.arange(8))
+    (tmp_path / "empty.parquet").write_bytes(b"")
     _zero_byte_catalog(tmp_path / "zcat")
     return tmp_path
 
@@ -153,6 +171,27 @@ def test_malformed_input_one_clear_error_nothing_written(case, args, message, in
     assert "hunter2secret" not in err + out  # a secret in a refused URL is not echoed back
     created = _files(inputs) - before
     assert not [f for f in created if f.endswith(".parquet") or "leak" in f or f.endswith("out.json")], created
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name,value,message", BAD_SETTINGS, ids=[f"{n}={v}" for n, v, _ in BAD_SETTINGS])
+@pytest.mark.parametrize("command", ["partition", "federate"])
+def test_bad_setting_one_line_exit_2_no_run_row(command, name, value, message, inputs, capsys, monkeypatch):
+    """FORGEFLOW_DASK_WORKERS=0 used to hang and FORGEFLOW_DASK_MEMORY_LIMIT=lots to fail after the run row was
+    written: a valid command with a bad setting is refused before anything runs."""
+    from forgeflow.flows.cli import main
+
+    monkeypatch.setenv(name, value)
+    cat = inputs / "cat"
+    argv = {"partition": ["partition", "--graph", str(inputs / "ok.json"), "--stages", "2"],
+            "federate": ["federate", "--model", "forgeflow:digits_mlp", "--rounds", "1"]}[command]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--catalog", str(cat)])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert exc.value.code == 2 and len(lines) == 1 and message in err, err
+    assert "Traceback" not in err + out
+    assert not (cat.exists() and list(cat.rglob("*.parquet")))  # no run row, nothing at all
 
 
 @pytest.mark.parametrize("args,message", [

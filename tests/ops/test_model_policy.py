@@ -9,17 +9,15 @@ from forgeflow.tasks.models.spec import check_model_allowed
 
 
 @pytest.mark.parametrize("spec", ["os:abort", "subprocess:getoutput", "mypkg.evil:factory", "mypkgx.models:f"])
-def test_arbitrary_factories_are_refused_in_deployments(spec, monkeypatch):
-    monkeypatch.setenv("FORGEFLOW_MODEL_ALLOW", "mypkg.models")
+def test_arbitrary_factories_are_refused_in_deployments(spec):
     with pytest.raises(ForgeflowError, match="not allowed in a served or deployed run"):
-        check_model_allowed(spec)
+        check_model_allowed(spec, "mypkg.models")
 
 
 @pytest.mark.parametrize("spec", ["torchvision:resnet18", "forgeflow:digits_cnn", "mypkg.models:f",
                                   "mypkg.models.vision:g"])
-def test_built_ins_and_allow_listed_modules_pass(spec, monkeypatch):
-    monkeypatch.setenv("FORGEFLOW_MODEL_ALLOW", "mypkg.models")
-    check_model_allowed(spec)
+def test_built_ins_and_allow_listed_modules_pass(spec):
+    check_model_allowed(spec, "mypkg.models")
 
 
 def test_policy_applies_only_inside_a_deployment_run(monkeypatch):
@@ -30,6 +28,10 @@ def test_policy_applies_only_inside_a_deployment_run(monkeypatch):
     monkeypatch.setattr(mp, "in_deployment", lambda: True)
     with pytest.raises(ForgeflowError, match="os:abort"):
         mp.enforce_model_policy(["os:abort"])
+    monkeypatch.setenv("FORGEFLOW_MODEL_ALLOW", "mypkg.models")  # read by Settings, passed to the check
+    mp.enforce_model_policy(["mypkg.models:f"])
+    with pytest.raises(ForgeflowError, match="mypkg.models"):
+        mp.enforce_model_policy(["mypkgx.models:f"])
 
 
 def test_deployed_flow_refuses_before_writing(tmp_path, monkeypatch):

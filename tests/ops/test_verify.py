@@ -6,7 +6,7 @@ import json
 
 import pyarrow.compute as pc
 from forgeflow.catalog.verify import DAMAGE, NOTICE, ORPHAN, verify_catalog
-from tests.ops._procs import forgeflow
+from tests._cli import run_cli as forgeflow  # in this process: the command's exit codes and output
 
 
 def _fill(cat, runs: int = 3) -> str:

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from forgeflow.catalog import open_catalog
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._cli import run_cli as forgeflow_cli
 
 # a 6-node msr-fiddle graph: two branches of different weight joined at the end, nodes 2 and 3 co-located
 MSR = {
@@ -104,9 +101,9 @@ def test_step_fans_out_without_deadlock_on_a_one_thread_cluster(tmp_path):
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "partition", *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=ROOT)
+    """`forgeflow partition ARGS` in this process (tests/_cli.py); the real console process is tested in
+    tests/flows/test_processes.py."""
+    return forgeflow_cli("partition", *args, env={"FORGEFLOW_DASK_WORKERS": "1"})
 
 
 def _cycle():
@@ -127,14 +124,13 @@ def _dangling():
     return d
 
 
-SLOW = pytest.mark.slow
 BAD = [
     (_cycle, ["--stages", "2"], "cycle"),
     (None, ["--stages", "0"], "--stages must be between 1 and 1024"),
-    pytest.param(_negative, ["--stages", "2"], "expected a finite number >= 0", marks=SLOW),
-    pytest.param(_dangling, ["--stages", "2"], "does not exist", marks=SLOW),
-    pytest.param(None, ["--stages", "2", "--memory-cap", "15"], "memory cap 15 is below", marks=SLOW),
-    pytest.param(None, ["--stages", "2", "--time-limit", "0"], "--time-limit must be > 0", marks=SLOW),
+    (_negative, ["--stages", "2"], "expected a finite number >= 0"),
+    (_dangling, ["--stages", "2"], "does not exist"),
+    (None, ["--stages", "2", "--memory-cap", "15"], "memory cap 15 is below"),
+    (None, ["--stages", "2", "--time-limit", "0"], "--time-limit must be > 0"),
 ]
 
 
@@ -171,7 +167,6 @@ def test_partition_step_of_optimize_profiles_the_model_first(prefect_harness, tm
     assert cat.read("partition_results", filter=pc.field("run_id") == run_id).num_rows == 1
 
 
-@pytest.mark.slow
 def test_cli_writes_plan_json_and_prints_one_json_line(tmp_path):
     cat = tmp_path / "cat"
     plan_path = tmp_path / "PLAN.json"

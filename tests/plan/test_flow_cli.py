@@ -4,9 +4,7 @@ every bad input from the command line (one line on stderr, exit 2, nothing writt
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from forgeflow.catalog import open_catalog
+from tests._cli import run_cli as forgeflow_cli
 from forgeflow.tasks.plan import PlanInstance
 from forgeflow.tasks.plan.validate import validate_joint
 
@@ -84,9 +83,8 @@ def test_plan_step_fans_the_front_out_on_a_dask_cluster(tmp_path):
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "plan", *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=ROOT)
+    """`forgeflow plan ARGS` in this process (tests/_cli.py)."""
+    return forgeflow_cli("plan", *args, env={"FORGEFLOW_DASK_WORKERS": "1"})
 
 
 def _mut(fn):
@@ -97,16 +95,14 @@ def _mut(fn):
     return make
 
 
-SLOW = pytest.mark.slow
 BAD = [
     (_mut(lambda d: d["nodes"][1]["bitOptions"][0].pop("size")), [], "bit option missing field 'size'"),
     (None, ["--budget", "0"], "above the devices' total memory"),  # float only: 16 bytes > 2 x 6
-    pytest.param(None, ["--budget", "-1"], "--budget must be >= 0", marks=SLOW),
-    pytest.param(None, ["--time-limit", "0"], "--time-limit must be > 0", marks=SLOW),
-    pytest.param(_mut(lambda d: d.pop("maxFPGAs")), [], "maxFPGAs", marks=SLOW),
-    pytest.param(_mut(lambda d: d["edges"].append({"sourceId": 3, "destId": 0, "cost": 1})), [], "cycle",
-                 marks=SLOW),
-    pytest.param(None, ["--target", "nonexistent_target.yaml"], "target file not found", marks=SLOW),
+    (None, ["--budget", "-1"], "--budget must be >= 0"),
+    (None, ["--time-limit", "0"], "--time-limit must be > 0"),
+    (_mut(lambda d: d.pop("maxFPGAs")), [], "maxFPGAs"),
+    (_mut(lambda d: d["edges"].append({"sourceId": 3, "destId": 0, "cost": 1})), [], "cycle"),
+    (None, ["--target", "nonexistent_target.yaml"], "target file not found"),
 ]
 
 
@@ -122,7 +118,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make, extra, 
     assert not cat.exists() and not out.exists()
 
 
-@SLOW
 def test_bad_target_file_and_missing_sources(tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text("name: x\ndevices: {count: 2, memory_bytes: -5}\nlinks: {bandwidth_bytes_per_s: 1e9}\n"

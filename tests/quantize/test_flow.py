@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from forgeflow.catalog import open_catalog
+from tests._cli import run_cli as forgeflow_cli
 
 
 @pytest.mark.slow
@@ -54,20 +53,18 @@ def test_quantize_flow_writes_every_table_and_reuses_a_run(prefect_harness, tmp_
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "quantize", *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
+    """`forgeflow quantize ARGS` in this process (tests/_cli.py): what the command answers, without paying a fresh
+    interpreter per case."""
+    return forgeflow_cli("quantize", *args, env={"FORGEFLOW_DASK_WORKERS": "1"})
 
 
-# each case is a fresh interpreter (~15 s on the shared machine): two run always, the rest with the slow suite
-SLOW = pytest.mark.slow
 BAD = [
     (["--model", "forgeflow:digits_cnn", "--size-budget", "1000"], "smallest achievable model size is 2740 bytes"),
     (["--model", "forgeflow:digits_cnn", "--tie", "conv1,conv7"], "unknown layer(s) 'conv7'"),
-    pytest.param(["--model", "torch.nn:Identity"], "no quantizable layer", marks=SLOW),
-    pytest.param(["--model", "forgeflow:digits_cnn", "--bits", "2,x"], "--bits must be", marks=SLOW),
-    pytest.param(["--model", "forgeflow:digits_cnn", "--latency-budget", "3"], "--latency-table", marks=SLOW),
-    pytest.param(["--run", "nope"], "has no trained model", marks=SLOW),
+    (["--model", "torch.nn:Identity"], "no quantizable layer"),
+    (["--model", "forgeflow:digits_cnn", "--bits", "2,x"], "--bits must be"),
+    (["--model", "forgeflow:digits_cnn", "--latency-budget", "3"], "--latency-table"),
+    (["--run", "nope"], "has no trained model"),
 ]
 
 

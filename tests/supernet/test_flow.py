@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from forgeflow.catalog import open_catalog
+from tests._cli import run_cli as forgeflow_cli
 
 
 @pytest.mark.slow
@@ -55,9 +54,8 @@ def test_request_validation_names_the_option():
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "search", *args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
+    """`forgeflow search ARGS` in this process (tests/_cli.py)."""
+    return forgeflow_cli("search", *args, env={"FORGEFLOW_DASK_WORKERS": "1"})
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,24 +10,22 @@ from pathlib import Path
 import pytest
 
 from forgeflow.catalog import open_catalog
+from tests._cli import run_cli as forgeflow_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "FORGEFLOW_DASK_WORKERS": "1"}
-    return subprocess.run([sys.executable, "-m", "forgeflow.flows.cli", "verify", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    """`forgeflow verify ARGS` in this process (tests/_cli.py)."""
+    return forgeflow_cli("verify", *args, env={"FORGEFLOW_DASK_WORKERS": "1"})
 
 
 BAD = [
     (["--model", "tests.verify.nets:sigmoid_mlp", "--eps", "1"], "unsupported layer '2' (Sigmoid)"),
     (["--model", "forgeflow:digits_mlp", "--eps", "0"], "--eps values must be positive integers"),
-    pytest.param(["--model", "forgeflow:digits_mlp", "--eps", "1", "--bits", "conv1=8,conv2=8,fc=8"],
-                 "the plan is for a different model: layer(s) conv1, conv2, fc are not in forgeflow:digits_mlp",
-                 marks=pytest.mark.slow),
-    pytest.param(["--model", "forgeflow:digits_mlp", "--eps", "-2"], "--eps values must be positive integers",
-                 marks=pytest.mark.slow),
+    (["--model", "forgeflow:digits_mlp", "--eps", "1", "--bits", "conv1=8,conv2=8,fc=8"],
+     "the plan is for a different model: layer(s) conv1, conv2, fc are not in forgeflow:digits_mlp"),
+    (["--model", "forgeflow:digits_mlp", "--eps", "-2"], "--eps values must be positive integers"),
 ]
 
 

@@ -59,17 +59,29 @@ def test_optimize_flow_writes_summary_and_run_rows(prefect_harness, optimized_cn
     assert embedded and embedded == small  # every plot small enough, each exactly the catalog's bytes
 
 
-def test_failed_flow_records_failure(prefect_harness, dask_runner, tmp_path):
-    from forgeflow.flows.optimize import optimize_flow
+def test_bad_input_writes_nothing_and_a_failed_step_records_failure(prefect_harness, tmp_path, monkeypatch):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    import forgeflow.flows.optimize as opt
     from forgeflow.tasks.errors import ForgeflowError
 
     url = str(tmp_path / "cat")
-    with pytest.raises(ForgeflowError, match="cannot run on an input"):
-        optimize_flow.with_options(task_runner=dask_runner)(model="forgeflow:digits_cnn", stages=2, catalog=url,
-                                                            input_shape=[1, 3, 8, 8])
+    flow = opt.optimize_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    with pytest.raises(ForgeflowError, match="cannot run on an input"):  # validated on entry: no run row at all
+        flow(model="forgeflow:digits_cnn", stages=2, catalog=url, input_shape=[1, 3, 8, 8])
+    assert not [p for p in (tmp_path / "cat").rglob("*") if p.is_file()]
+
+    class Broken:  # a step that fails after the run started
+        @staticmethod
+        def submit(*args, **kwargs):
+            raise ForgeflowError("summary step failed: disk full")
+
+    monkeypatch.setattr(opt, "summarize_model_step", Broken)
+    with pytest.raises(ForgeflowError, match="disk full"):
+        flow(model="forgeflow:digits_cnn", stages=2, catalog=url)
     runs = open_catalog(url).runs().to_pylist()
     assert [r["status"] for r in runs] == ["failed"]
-    assert "cannot run on an input" in runs[0]["error"]
+    assert "disk full" in runs[0]["error"]
 
 
 def test_recorded_run_redacts_secrets(tmp_path):

@@ -39,6 +39,12 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=int, default=60)
     p.add_argument("--compare", type=int, default=3, help="architectures also trained from scratch")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--final-epochs", type=int, default=0,
+                   help="after progressive shrinking (or on --load), a longer final all-elastic phase of this many "
+                        "epochs (4 subnets per step, KD from the frozen largest), resumable through --final-state")
+    p.add_argument("--final-state", default=None, help="resume file of the final phase (torch)")
+    p.add_argument("--piece", type=int, default=None, help="at most this many final-phase epochs in this call")
+    p.add_argument("--train-only", action="store_true", help="stop after training (and --save)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -47,11 +53,21 @@ def main(argv=None) -> int:
     net = ElasticSupernet(cfg)
     schedule = ShrinkSchedule.default_for(cfg.space, scale=args.scale, seed=args.seed)
     train = TrainConfig(epochs=schedule.epochs, seed=args.seed)  # the from-scratch budget: the same total epochs
+    trained_desc = None
     if args.load:
         from safetensors.numpy import load_file
 
         load_state_arrays(net, load_file(args.load))
         seconds = float("nan")
+        from safetensors import safe_open
+
+        with safe_open(args.load, "np") as fh:  # the checkpoint's own schedule: the from-scratch budget
+            meta = fh.metadata() or {}
+        if "schedule" in meta:
+            trained = [tuple(p) for p in json.loads(meta["schedule"])]
+            train = TrainConfig(epochs=sum(int(e) for _, e in trained), seed=args.seed)
+            trained_desc = ", ".join(f"{n} {e}" for n, e in trained)
+            print(f"loaded checkpoint trained {trained} ({train.epochs} epochs)", flush=True)
     else:
         rep = train_progressive(net, data, schedule, log=lambda m: print(m, flush=True))
         seconds = rep.seconds
@@ -61,6 +77,28 @@ def main(argv=None) -> int:
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
             save_file(state_arrays(net), args.save, metadata={"schedule": json.dumps(
                 [(p.name, p.epochs) for p in schedule.phases]), "seed": str(args.seed)})
+    final = None
+    if args.final_epochs:
+        from forgeflow.tasks.supernet.progressive import FinalPhase, train_final_phase
+
+        phase = FinalPhase(epochs=args.final_epochs, seed=args.seed)
+        t0 = time.perf_counter()
+        final = train_final_phase(net, data, phase, args.final_state or "/tmp/supernet_final_state.pt",
+                                  max_epochs=args.piece, log=lambda m: print(m, flush=True))
+        print(f"final phase: {final['done']}/{final['epochs']} epochs ({time.perf_counter() - t0:.0f} s this call)",
+              flush=True)
+        train = TrainConfig(epochs=schedule.epochs + args.final_epochs, seed=args.seed)
+        trained_desc = ", ".join(f"{p.name} {p.epochs}" for p in schedule.phases) + f", final {args.final_epochs}"
+        if not final["finished"]:
+            return 0
+        if args.save:
+            from safetensors.numpy import save_file
+
+            save_file(state_arrays(net), args.save, metadata={"schedule": json.dumps(
+                [(p.name, p.epochs) for p in schedule.phases] + [("final", args.final_epochs)]),
+                "seed": str(args.seed)})
+    if args.train_only:
+        return 0
     sp = cfg.space
     big, small = subnet_accuracy(net, sp.largest(), data), subnet_accuracy(net, sp.smallest(), data)
     print(f"trained {schedule.epochs} epochs in {seconds:.0f} s: largest {big:.2f} %, smallest {small:.2f} %", flush=True)
@@ -99,6 +137,8 @@ def main(argv=None) -> int:
         f"step on CE + KD from the frozen largest network), {seconds:.0f} s on 1 thread with other jobs running on "
         f"the 2 shared cores.",
         "",
+        f"- checkpoint {'`' + args.load + '`' if args.load else 'trained here'}: {train.epochs} epochs in all"
+        + (f" ({trained_desc})" if trained_desc else "") + "; each from-scratch baseline below gets the same epochs",
         f"- largest subnet {big:.2f} %, smallest {small:.2f} % (held-out, after BN recalibration)",
     ]
     for r in reports:

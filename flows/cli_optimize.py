@@ -54,12 +54,9 @@ def optimize(
     command = FlowCommand(json_out, catalog, s3_endpoint, dask_address)
     if model is not None:
         return optimize_model(command, model, stages, input_shape)
-    if clients is not None:
-        raise ForgeflowError("--clients (federated QAT fine-tuning) is not supported by `optimize` yet; fine-tune "
-                             "with `forgeflow federate`")
     req = OptimizeRequest(supernet=supernet or DEFAULT_FAMILY, target=target, data=data, budget=budget,
                           latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
-                          bundle_dir=bundle_dir).validate()
+                          bundle_dir=bundle_dir, clients=clients).validate()
     validate_family_inputs(req, command.catalog)
     result = command.run(optimize_family_flow, **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
@@ -77,6 +74,14 @@ def summary_lines(r: dict) -> list[str]:
         f"{p['lower_bound_ms']:.4g} ms, ratio {'n/a' if ratio is None else format(ratio, '.4f')} ({p['status']})",
         f"accuracy  {a['accuracy_float_pct']:.2f} % float, {a['accuracy_quantized_pct']:.2f} % with the plan applied "
         f"({a['n_test']} held-out examples)",
+    ]
+    fed = r.get("federated")
+    if fed:
+        lines.append(f"finetune  federated QAT over {fed['clients']} clients, {fed['rounds']} rounds: "
+                     f"{fed['accuracy_before_pct']:.2f} % -> {fed['accuracy_after_pct']:.2f} % "
+                     f"({fed['uplink_bytes']:,} bytes up, {fed['downlink_bytes']:,} down); the bundle holds the "
+                     f"fine-tuned weights")
+    lines += [
         f"pipeline  {pipe['k']} processes: output {'equal to' if pipe['equal'] else 'DIFFERENT from'} the unsplit "
         f"quantized model; {pipe['throughput_mb_s']:.3g} microbatches/s measured vs "
         f"{pipe['predicted_throughput_mb_s']:.3g} predicted on this host",

@@ -40,7 +40,7 @@ FAMILY_STEPS = ["supernet", "profile", "search", "plan", "accuracy", "bundle", "
 def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_TARGET, data: str | None = None,
                   budget: int = 48, latency_limit_ms: float | None = None, min_accuracy_pct: float | None = None,
                   microbatch: int = 32, bundle_dir: str | None = None, catalog: str | None = None,
-                  s3_endpoint: str | None = None, seed: int = 0) -> dict[str, Any]:
+                  s3_endpoint: str | None = None, seed: int = 0, clients: int | None = None) -> dict[str, Any]:
     """Run every step for ``supernet`` on ``target``; return a JSON-able summary (the decision and its evidence). The
     parameters make an ``OptimizeRequest``, validated before the run row is written."""
     import time
@@ -50,17 +50,19 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
 
     req = OptimizeRequest.from_dict({"supernet": supernet, "target": target, "data": data, "budget": budget,
                                      "latency_limit_ms": latency_limit_ms, "min_accuracy_pct": min_accuracy_pct,
-                                     "microbatch": microbatch, "bundle_dir": bundle_dir, "seed": seed})
+                                     "microbatch": microbatch, "bundle_dir": bundle_dir, "seed": seed,
+                                     "clients": clients})
     settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_family_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
-    supernet, data, budget, seed = req.supernet, req.data, req.budget, req.seed
+    supernet, data, budget, seed, clients = req.supernet, req.data, req.budget, req.seed, req.clients
     tv = load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
                      microbatch=req.microbatch)
     params = {k: v for k, v in req.to_dict().items() if k != "bundle_dir"}
     url, ep = cat.url, settings.s3_endpoint
     with recorded_run(cat, "optimize", params) as run:
         seconds: dict[str, float] = {}
-        total = len(FAMILY_STEPS)
+        steps = FAMILY_STEPS if not clients else FAMILY_STEPS[:5] + ["finetune"] + FAMILY_STEPS[5:]
+        total = len(steps)
 
         def timed(name: str, i: int, fn, *args, here: bool = False, **kw):
             report(name, i, total)
@@ -79,14 +81,18 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         arch = search["chosen"]["arch"]
         planned = timed("plan", 3, S.plan_step, url, run.id, ctx, arch, ep)
         acc = timed("accuracy", 4, S.accuracy_step, url, run.id, ctx, arch, planned["plan"], ep)
+        fed = None
+        if clients:
+            fed = timed("finetune", 5, S.finetune_step, url, run.id, ctx, arch, planned["plan"], clients, seed, ep)
         out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
-        bundle = timed("bundle", 5, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep, here=True)
-        summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds)
-        report("report", 6, total)
+        bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
+                       fed["weights_key"] if fed else None, here=True)
+        summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed)
+        report("report", total - 1, total)
         t0 = time.perf_counter()
         summary["report_key"] = write_report(cat, run.id, summary)
         seconds["report"] = round(time.perf_counter() - t0, 3)
-        report("report", 7, total)
+        report("report", total, total)
         record_decision(cat, run.id, summary)
         run.summary.update({k: summary[k] for k in ("target", "chosen", "plan", "accuracy", "bundle", "seconds")})
     publish_report(summary, cat)
@@ -94,7 +100,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
 
 
 def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search: dict, planned: dict, acc: dict,
-              bundle: dict, seconds: dict) -> dict[str, Any]:
+              bundle: dict, seconds: dict, fed: dict | None = None) -> dict[str, Any]:
     plan = planned["plan"]
     return {
         "run_id": run_id, "catalog": url,
@@ -109,7 +115,8 @@ def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search
         "chosen": search["chosen"],
         "plan": plan, "host_stage_ms": planned["host_stage_ms"], "units": planned["units"],
         "accuracy": {k: acc[k] for k in ("accuracy_float_pct", "accuracy_quantized_pct", "n_test")}
-        | {"accuracy_finetuned_pct": None},
+        | {"accuracy_finetuned_pct": fed["accuracy_after_pct"] if fed else None},
+        "federated": fed,
         "layer_bits": acc["layer_bits"],
         "bundle": {k: bundle[k] for k in ("bundle", "stages", "plan_sha256", "boundaries")},
         "pipeline": bundle["pipeline"],

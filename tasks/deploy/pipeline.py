@@ -298,9 +298,9 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str,
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
-def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8):
-    """The chosen subnet as a chain with BN recalibrated, its float accuracy, and the plan applied (fake-quantized
-    weights per unit width, activations calibrated on training batches)."""
+def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None):
+    """The chosen subnet as a chain with BN recalibrated (or with ``state``: fine-tuned weights), and the plan applied
+    (fake-quantized weights per unit width, activations calibrated on training batches)."""
     from forgeflow.tasks.quantize.apply import quantize_model
     from forgeflow.tasks.supernet.train import accuracy_pct, recalibrate_bn
 
@@ -308,6 +308,8 @@ def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: i
     arch = sp.decode(sp.from_string(arch_text))
     chain, specs = family.chain(arch)
     recalibrate_bn(chain, family.data.x_train)
+    if state is not None:
+        chain.load_state_dict(state)
     names = [s["name"] for s in specs]
     from forgeflow.tasks.quantize.layers import quantizable_modules
 
@@ -328,13 +330,35 @@ def check_accuracy(family: Family, arch_text: str, plan: ChainPlan) -> dict[str,
             "layer_bits": layer_bits, "n_test": len(d.x_test)}
 
 
+def finetune_chosen(cat, run_id: str, family: Family, arch_text: str, plan: ChainPlan, clients: int, seed: int = 0,
+                    executor=None) -> dict[str, Any]:
+    """Federated QAT of the planned subnet over ``clients`` clients (tasks/deploy/finetune.py); the fine-tuned
+    weights go to the catalog (``weights_key``), the rest is the step's summary."""
+    from forgeflow.tasks.deploy.finetune import FinetuneConfig, federated_qat
+
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan)
+    out = federated_qat(chain, specs, layer_bits, q.act_qparams, family.data,
+                        FinetuneConfig(clients=clients, seed=seed), executor=executor)
+    state = out.pop("state")
+    out["weights_key"] = cat.put_arrays({k: v.numpy() for k, v in state.items()}, run_id=run_id,
+                                        description=f"federated QAT fine-tune of {arch_text}")
+    return out
+
+
+def load_finetuned(cat, key: str | None):
+    if not key:
+        return None
+    return {k: torch.from_numpy(np.asarray(v).copy()) for k, v in cat.get_arrays(key).items()}
+
+
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
-                  run_id: str) -> dict[str, Any]:
+                  run_id: str, state=None) -> dict[str, Any]:
+    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan)."""
     from forgeflow.tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
-    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan)
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state)
     model = q.model
     names = [s["name"] for s in specs]
     bounds, start = [], 0
@@ -356,7 +380,7 @@ def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], targe
     x = family.data.x_test[: target.microbatch]
     with torch.inference_mode():
         y = model(x)
-    doc = {"run_id": run_id, "family": "elastic", "arch": arch_text, "target": target.to_json(),
+    doc = {"run_id": run_id, "family": "elastic", "arch": arch_text, "finetuned": state is not None, "target": target.to_json(),
            "plan": plan.to_json(), "layer_bits": layer_bits,
            "predicted": {"target_stage_ms": list(plan.stage_ms), "host_stage_ms": planned["host_stage_ms"],
                          "bottleneck_ms": plan.bottleneck_ms, "lower_bound_ms": plan.lower_bound_ms,

@@ -31,8 +31,11 @@ class OptimizeRequest(Config):
     microbatch: int = 32
     bundle_dir: str | None = None
     seed: int = 0
+    clients: int | None = None  # federated QAT fine-tune of the planned net over this many clients
 
     def validate(self) -> "OptimizeRequest":
+        if self.clients is not None and not 1 <= self.clients <= 64:
+            raise ForgeflowError(f"--clients must be between 1 and 64, got {self.clients}")
         if self.budget < 4:
             raise ForgeflowError(f"--budget must be at least 4 subnets, got {self.budget}")
         if self.microbatch < 1:

@@ -75,14 +75,28 @@ def accuracy_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dic
     return P.check_accuracy(_family(cat, ctx), arch, ChainPlan.from_json(plan))
 
 
+@task(name="optimize-finetune", cache_policy=NO_CACHE, **step_options())
+@cached_step("optimize-finetune")
+def finetune_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dict, clients: int, seed: int = 0,
+                  endpoint_url: str | None = None) -> dict:
+    """Federated QAT fine-tune of the planned subnet; every round's clients fan out over the Dask workers."""
+    cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
+    fam = _family(cat, ctx)
+    with contextlib.ExitStack() as stack:
+        client = enter_worker_client(stack)
+        return P.finetune_chosen(cat, run_id, fam, arch, ChainPlan.from_json(plan), clients, seed, executor=client)
+
+
 @task(name="optimize-bundle", cache_policy=NO_CACHE, **step_options())
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
-                microbatches: int = 48, endpoint_url: str | None = None) -> dict:
-    """Export the bundle, then run it as k processes and measure it against the plan."""
+                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None) -> dict:
+    """Export the bundle (the fine-tuned weights when ``weights_key`` is given), then run it as k processes and
+    measure it against the plan."""
     from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
-    out = P.export_bundle(fam, arch, planned, target_from_json(ctx["target"]), out_dir, run_id)
+    out = P.export_bundle(fam, arch, planned, target_from_json(ctx["target"]), out_dir, run_id,
+                          state=P.load_finetuned(cat, weights_key))
     out["pipeline"] = run_pipeline(out["bundle"], microbatches=microbatches)
     return out

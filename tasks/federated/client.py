@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -43,6 +44,10 @@ class LocalTraining:
     noise: float | None
     torch_threads: int = 1
     run_seed: int = 0  # the run's seed: a shared random-k mask is drawn from (run_seed, round)
+    factory: Callable[[], Any] | None = None  # builds the model instead of ``model`` (a picklable callable)
+
+    def build(self):
+        return self.factory() if self.factory is not None else build_model(self.model)
 
     @staticmethod
     def from_config(cfg: FederatedConfig, noise: float | None) -> "LocalTraining":
@@ -139,7 +144,7 @@ def train_client(round_: int, client_id: int, seed: int, weights: np.ndarray, re
     started = time.perf_counter()
     torch.set_num_threads(training.torch_threads)
     gen = torch.Generator().manual_seed(int(seed) & ((1 << 63) - 1))
-    model = load_state(build_model(training.model), weights)
+    model = load_state(training.build(), weights)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     with torch.random.fork_rng(devices=[]):

@@ -55,10 +55,11 @@ def has_batch_norm(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def evaluate(spec: str, weights: np.ndarray, x: np.ndarray, y: np.ndarray, batch_size: int = 1024
+def evaluate(spec, weights: np.ndarray, x: np.ndarray, y: np.ndarray, batch_size: int = 1024
              ) -> tuple[float, float]:
-    """(accuracy in [0, 1], mean cross-entropy) of the global model on a held-out set."""
-    model = load_state(build_model(spec), weights).eval()
+    """(accuracy in [0, 1], mean cross-entropy) of the global model on a held-out set. ``spec``: a model spec, or a
+    callable that builds the model."""
+    model = load_state(spec() if callable(spec) else build_model(spec), weights).eval()
     xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.from_numpy(np.asarray(y, dtype=np.int64))
     correct, loss = 0, 0.0
     for i in range(0, len(yt), batch_size):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -24,7 +24,8 @@ from forgeflow.tasks.federated.client import LocalTraining, check_model_for_dp, 
 from forgeflow.tasks.federated.client_state import ClientStateStore, MemoryClientState
 from forgeflow.tasks.federated.config import FederatedConfig, FederatedConfigError
 from forgeflow.tasks.federated.data import FederatedDataset
-from forgeflow.tasks.federated.model_state import evaluate, initial_weights
+from forgeflow.tasks.federated.model_state import evaluate, flatten_state
+from forgeflow.tasks.federated.model_state import initial_weights as _initial_weights
 from forgeflow.tasks.federated.privacy import (
     CLIENT_ASSUMPTION, RECORD_ASSUMPTION, ClientLevelAccountant, calibrate_noise, calibrate_record_noise,
     compression_assumption,
@@ -127,14 +128,20 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
                   store: CheckpointStore | None = None, run_key: str | None = None,
                   on_round: Callable[[RoundRecord], None] | None = None,
                   client_fn: Callable[..., ClientResult] = train_client, poll_s: float = 0.005,
-                  stop_after_round: int | None = None) -> FederatedResult:
-    """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests)."""
+                  stop_after_round: int | None = None, model_factory: Callable[[], Any] | None = None,
+                  initial_weights: np.ndarray | None = None) -> FederatedResult:
+    """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests).
+
+    ``model_factory`` (a picklable callable, e.g. a ``functools.partial``) builds the model on the server and on
+    every client in place of ``config.model``, which then only labels the run; ``initial_weights`` (a flat state
+    vector) starts from given weights instead of a fresh initialisation (fine-tuning)."""
     config.validate()
     executor = as_executor(executor)
     if dataset.num_clients != config.clients:
         raise FederatedConfigError(f"the dataset is split over {dataset.num_clients} clients, the config asks "
                                    f"for {config.clients}")
-    check_model_for_dp(config.model, config.privacy.mode)
+    if model_factory is None:
+        check_model_for_dp(config.model, config.privacy.mode)
     sizes = tuple(int(n) for n in dataset.client_sizes)
     key = run_key or config.run_key(dataset.dataset_id)
     prior = store.latest(key) if store is not None else None
@@ -145,9 +152,14 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
         records = list(records)
     else:
         noise = resolve_noise(config, sizes)
-        state = initial_state(config, sizes, initial_weights(config.model, config.seed), noise)
+        start = (initial_weights if initial_weights is not None else
+                 _initial_weights(config.model, config.seed) if model_factory is None else
+                 flatten_state(model_factory()))
+        state = initial_state(config, sizes, start, noise)
     resumed_from = state.round
     training = LocalTraining.from_config(config, state.noise)
+    if model_factory is not None:
+        training = replace(training, factory=model_factory)
     clients: ClientStateStore = store.client_state(key) if store is not None else MemoryClientState()
     clients.restore(state.round)
     legacy = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)  # checkpoints written before client stores
@@ -177,7 +189,7 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
                 for k in [k for k in futures if k[0] == ins.round]:  # stragglers of a closed round
                     futures.pop(k).cancel()
                 deadline = None
-                acc, loss = evaluate(config.model, ins.weights, dataset.x_test, dataset.y_test)
+                acc, loss = evaluate(model_factory or config.model, ins.weights, dataset.x_test, dataset.y_test)
                 t0 = started.pop(ins.round, time.perf_counter())
                 event = Evaluated(ins.round, acc, loss, time.perf_counter() - t0)
             elif isinstance(ins, CompleteRound):

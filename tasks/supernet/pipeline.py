@@ -125,8 +125,7 @@ def load_supernet(cat, record: dict) -> ElasticSupernet:
 
 def _predictor_json(acc: AccuracyPredictor, lat: LatencyPredictor) -> bytes:
     return json.dumps({
-        "accuracy": {"alpha": float(acc.model.alpha_), "coef": acc.model.coef_.tolist(),
-                     "intercept": float(acc.model.intercept_), "mu": acc._mu.tolist(), "sd": acc._sd.tolist()},
+        "accuracy": acc.to_json(),
         "latency": {"table": [[*k, v] for k, v in lat.table.items()], "base": lat.base, "sides": lat.sides,
                     "correction": lat.correction, "batch_size": lat.batch_size},
     }).encode()

@@ -93,21 +93,105 @@ def arch_features(space: ElasticSpace, genes: np.ndarray) -> np.ndarray:
     return np.concatenate([onehot, np.asarray(numeric, dtype=np.float32)], axis=1)
 
 
+def capacity_features(space: ElasticSpace, genes: np.ndarray) -> np.ndarray:
+    """Ordinal summaries of a subnet's capacity (no supernet needed): resolution, then per stage the depth, the
+    summed expand ratio and the summed receptive growth (kernel - 1) of its active blocks, the per-stage products
+    depth x resolution, then totals: log multiply-adds per input side squared (sum over blocks of expand x
+    kernel^2 / stride^2), active blocks, and the last stage's capacity alone (the head reads it)."""
+    g = space.canonical(space.validate(genes))
+    rows = []
+    for row in g:
+        a = space.decode(row)
+        feats = [a.resolution / max(space.resolutions)]
+        work, blocks = 0.0, 0
+        scale = 1.0
+        for s in range(space.n_stages):
+            d = a.depth[s]
+            e = a.expand[s][:d]
+            k = a.kernel[s][:d]
+            feats += [d, float(sum(e)), float(sum(v - 1 for v in k)), d * a.resolution / max(space.resolutions)]
+            scale = scale / 4.0 if s > 0 else scale
+            work += scale * sum(ei * (ki * ki + 2) for ei, ki in zip(e, k))
+            blocks += d
+        feats += [np.log(work * a.resolution**2), blocks, feats[-3] * feats[-4]]
+        rows.append(feats)
+    return np.asarray(rows, dtype=np.float64)
+
+
 class AccuracyPredictor:
-    def __init__(self, space: ElasticSpace) -> None:
-        self.space = space
+    """Predicted held-out accuracy (%) of a subnet from its architecture.
+
+    Two model families are fitted on the measured subnets and the one with the better cross-validated rank
+    correlation is kept (``kind``):
+
+    * ``ridge``: ridge regression (penalty by cross-validation) on the one-hot genes plus ordinal summaries;
+    * ``gp``: a Gaussian process on the ordinal capacity summaries (``capacity_features``) and the one-hot genes
+      (ARD-free RBF + white noise, hyperparameters by marginal likelihood): accuracy is a smooth, saturating function
+      of capacity, which a linear model misses at both ends of the space.
+    """
+
+    def __init__(self, space: ElasticSpace, kind: str = "auto", folds: int = 5, seed: int = 0) -> None:
+        self.space, self.kind, self.folds, self.seed = space, kind, folds, seed
         self.model = RidgeCV(alphas=np.logspace(-3, 3, 13))
         self._mu = self._sd = None
+        self.cv_spearman: dict[str, float] = {}
+
+    def _inputs(self, kind: str, genes: np.ndarray) -> np.ndarray:
+        if kind == "ridge":
+            return np.concatenate([arch_features(self.space, genes), capacity_features(self.space, genes)], axis=1)
+        return np.concatenate([capacity_features(self.space, genes),
+                               0.5 * self.space.features(self.space.canonical(genes), interactions=False)], axis=1)
+
+    def _new(self, kind: str):
+        if kind == "ridge":
+            return RidgeCV(alphas=np.logspace(-3, 3, 13))
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(3.0, (0.1, 100.0)) + WhiteKernel(0.1, (1e-4, 1.0))
+        return GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=self.seed)
+
+    def _fit_kind(self, kind: str, genes: np.ndarray, accuracy: np.ndarray):
+        x = self._inputs(kind, genes)
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        model = self._new(kind).fit((x - mu) / sd, accuracy)
+        return model, mu, sd
 
     def fit(self, genes: np.ndarray, accuracy: np.ndarray) -> "AccuracyPredictor":
-        x = arch_features(self.space, genes)
-        self._mu, self._sd = x.mean(0), x.std(0) + 1e-6
-        self.model.fit((x - self._mu) / self._sd, np.asarray(accuracy, dtype=float))
+        genes = self.space.canonical(self.space.validate(genes))
+        accuracy = np.asarray(accuracy, dtype=float)
+        kinds = ["ridge", "gp"] if self.kind == "auto" else [self.kind]
+        if len(kinds) > 1 and len(genes) >= 2 * self.folds:
+            from sklearn.model_selection import KFold
+
+            for kind in kinds:
+                pred = np.zeros(len(genes))
+                for tr, te in KFold(self.folds, shuffle=True, random_state=self.seed).split(genes):
+                    model, mu, sd = self._fit_kind(kind, genes[tr], accuracy[tr])
+                    pred[te] = model.predict((self._inputs(kind, genes[te]) - mu) / sd)
+                self.cv_spearman[kind] = float(spearmanr(accuracy, pred).statistic)
+            chosen = max(kinds, key=lambda k: self.cv_spearman[k])
+        else:
+            chosen = kinds[0] if self.kind != "auto" else "ridge"
+        self.fitted_kind = chosen
+        self.model, self._mu, self._sd = self._fit_kind(chosen, genes, accuracy)
+        self._train = (genes, accuracy)
         return self
 
     def predict(self, genes: np.ndarray) -> np.ndarray:
-        x = arch_features(self.space, np.atleast_2d(genes))
-        return self.model.predict((x - self._mu) / self._sd)
+        g = self.space.canonical(self.space.validate(np.atleast_2d(genes)))
+        return self.model.predict((self._inputs(self.fitted_kind, g) - self._mu) / self._sd)
+
+    def to_json(self) -> dict:
+        """What reproduces the predictor: its kind, and the measured subnets it was fitted on (refit is
+        deterministic); for ridge also the coefficients."""
+        genes, acc = self._train
+        out = {"kind": self.fitted_kind, "cv_spearman": self.cv_spearman, "genes": genes.tolist(), "accuracy":
+               acc.tolist(), "mu": self._mu.tolist(), "sd": self._sd.tolist()}
+        if self.fitted_kind == "ridge":
+            out |= {"alpha": float(self.model.alpha_), "coef": self.model.coef_.tolist(),
+                    "intercept": float(self.model.intercept_)}
+        return out
 
 
 class LatencyPredictor:
@@ -216,7 +300,8 @@ def fit_predictors(net: ElasticSupernet, data: Dataset, *, n_accuracy: int = 80,
     n_hold_a = max(3, int(round(holdout_fraction * len(genes_a))))
     ta, ha = split_a[n_hold_a:], split_a[:n_hold_a]
     acc_pred = AccuracyPredictor(space).fit(genes_a[ta], acc[ta])
-    reports.append(_report("accuracy", acc[ha], acc_pred.predict(genes_a[ha]), len(ta), "%"))
+    reports.append(_report("accuracy", acc[ha], acc_pred.predict(genes_a[ha]), len(ta), "%",
+                           model=acc_pred.fitted_kind, cv_spearman=acc_pred.cv_spearman))
     acc_pred.fit(genes_a, acc)  # final model uses every measurement
     lat_pred = build_latency_table(net, batch_size, repeats)
     split_l = rng.permutation(len(genes_l))

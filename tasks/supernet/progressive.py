@@ -99,6 +99,120 @@ def _sample(space: ElasticSpace, phase: ShrinkPhase, rng: np.random.Generator, s
     return ElasticArch(res, depth, expand, kernel)
 
 
+def frozen_teacher(net: ElasticSupernet, data: Dataset) -> ElasticSupernet:
+    """A frozen copy of ``net``'s largest subnet with BN statistics of that subnet alone: the distillation teacher."""
+    net.set_active(net.config.space.largest())
+    teacher = copy.deepcopy(net)
+    recalibrate_bn(teacher, data.x_train)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _step(net: ElasticSupernet, teacher: ElasticSupernet | None, archs: list[ElasticArch], x, y, kd_ratio: float,
+          temperature: float) -> tuple[float, float]:
+    """Accumulate the gradients of ``archs`` on one batch (CE, plus KD from ``teacher``); mean (ce, kd)."""
+    soft = None
+    if teacher is not None:
+        with torch.no_grad():
+            soft = F.softmax(teacher(x) / temperature, dim=1)
+    ce_sum = kd_sum = 0.0
+    for arch in archs:
+        net.set_active(arch)
+        logits = net(x)
+        ce = F.cross_entropy(logits, y)
+        loss = ce
+        if soft is not None:
+            kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft, reduction="batchmean") * temperature**2
+            loss = ce + kd_ratio * kd
+            kd_sum += kd.item() / len(archs)
+        (loss / len(archs)).backward()
+        ce_sum += ce.item() / len(archs)
+    return ce_sum, kd_sum
+
+
+@dataclass(frozen=True)
+class FinalPhase:
+    """The final, all-elastic phase run longer than ``default_for``'s: ``epochs`` in total on one cosine schedule
+    from ``lr``, resumable between pieces (``train_final_phase`` keeps the optimiser, the teacher and the epoch in a
+    state file). Every step trains the largest, the smallest and ``subnets_per_step - 2`` random subnets."""
+
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    subnets_per_step: int = 4
+    kd_ratio: float = 1.0
+    temperature: float = 1.0
+    seed: int = 0
+
+
+def train_final_phase(net: ElasticSupernet, data: Dataset, phase: FinalPhase, state_path, max_epochs: int | None = None,
+                      log=None) -> dict:
+    """Continue a progressively shrunk supernet ``net`` through ``phase``, at most ``max_epochs`` epochs in this call.
+
+    ``state_path`` (torch file) holds the supernet, the teacher (frozen at the first call from ``net``'s largest
+    subnet), the optimiser state and the epochs done: a later call resumes there (``net``'s weights are replaced by
+    the saved ones). Returns {"done": epochs done, "epochs": total, "finished": bool, "ce": [...], "kd": [...]}."""
+    from pathlib import Path
+
+    space = net.config.space
+    state_path = Path(state_path)
+    opt = torch.optim.AdamW(net.parameters(), lr=phase.lr, weight_decay=phase.weight_decay)
+    if state_path.exists():
+        st = torch.load(state_path, weights_only=True)
+        net.load_state_dict(st["net"])
+        teacher = copy.deepcopy(net)
+        teacher.load_state_dict(st["teacher"])
+        teacher.set_active(space.largest())
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        opt.load_state_dict(st["opt"])
+        done, ce_hist, kd_hist = int(st["done"]), list(st["ce"]), list(st["kd"])
+    else:
+        teacher = frozen_teacher(net, data)
+        done, ce_hist, kd_hist = 0, [], []
+    n = len(data.x_train)
+    spe = (n + phase.batch_size - 1) // phase.batch_size
+    total_steps = max(1, phase.epochs * spe)
+    stop = phase.epochs if max_epochs is None else min(phase.epochs, done + max_epochs)
+    start = time.perf_counter()
+    for epoch in range(done, stop):
+        net.train()
+        rng = np.random.default_rng([phase.seed, epoch])
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(phase.seed * 100_003 + epoch))
+        ce_sum = kd_sum = 0.0
+        count = 0
+        for j, i in enumerate(range(0, n, phase.batch_size)):
+            idx = perm[i : i + phase.batch_size]
+            if len(idx) < 2:
+                continue
+            for g in opt.param_groups:  # one cosine schedule over every piece
+                g["lr"] = float(phase.lr * 0.5 * (1 + np.cos(np.pi * (epoch * spe + j) / total_steps)))
+            opt.zero_grad(set_to_none=True)
+            archs = [space.largest(), space.smallest()] + [space.decode(g) for g in
+                                                           space.sample(rng, max(0, phase.subnets_per_step - 2))]
+            ce, kd = _step(net, teacher, archs, data.x_train[idx], data.y_train[idx], phase.kd_ratio,
+                           phase.temperature)
+            opt.step()
+            ce_sum, kd_sum, count = ce_sum + ce, kd_sum + kd, count + 1
+        ce_hist.append(ce_sum / max(count, 1))
+        kd_hist.append(kd_sum / max(count, 1))
+        done = epoch + 1
+        if log is not None:
+            log(f"final: epoch {done}/{phase.epochs} ce {ce_hist[-1]:.4f} kd {kd_hist[-1]:.4f} "
+                f"({time.perf_counter() - start:.0f} s)")
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"net": net.state_dict(), "teacher": teacher.state_dict(), "opt": opt.state_dict(), "done": done,
+                    "ce": ce_hist, "kd": kd_hist}, tmp)
+        tmp.replace(state_path)
+    net.set_active(space.largest())
+    net.eval()
+    return {"done": done, "epochs": phase.epochs, "finished": done >= phase.epochs, "ce": ce_hist, "kd": kd_hist}
+
+
 def train_progressive(net: ElasticSupernet, data: Dataset, schedule: ShrinkSchedule, log=None) -> TrainReport:
     """Train ``net`` in place through ``schedule``; returns per-epoch losses (CE of the sampled subnets, KD)."""
     space = net.config.space

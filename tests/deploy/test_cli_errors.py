@@ -24,6 +24,7 @@ def _run(capsys, args):
     ("latency limit", ["--latency-limit-ms", "0.00001"], "infeasible latency limit"),
     ("both specs", ["--supernet", "digits", "--model", "forgeflow:digits_cnn"], "not both"),
     ("tiny budget", ["--budget", "2"], "--budget"),
+    ("no clients", ["--clients", "0"], "--clients"),
 ])
 def test_optimize_bad_input(capsys, tmp_path, case, args, needle):
     cat = tmp_path / "cat"

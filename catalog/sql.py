@@ -114,7 +114,13 @@ def _run_once(cat: "Catalog", sql: str, timeout: float, memory: str) -> pa.Table
         "memory_limit": memory,
         "threads": 2,
     })
-    timer = threading.Timer(timeout, con.interrupt)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        con.interrupt()
+
+    timer = threading.Timer(timeout, stop)
     timer.daemon = True
     try:
         for name in _referenced_tables(sql, sorted(cat.tables())):
@@ -124,8 +130,14 @@ def _run_once(cat: "Catalog", sql: str, timeout: float, memory: str) -> pa.Table
         try:
             rel = con.sql(sql)
             return rel.to_arrow_table() if rel is not None else pa.table({})
-        except duckdb.InterruptException:
-            raise CatalogError(f"query stopped after the {timeout:g} s timeout (FORGEFLOW_QUERY_TIMEOUT_S)") from None
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            if not isinstance(exc, duckdb.InterruptException) and "interrupt" not in str(exc).lower():
+                raise
+            if timed_out.is_set():
+                raise CatalogError(f"query stopped after the {timeout:g} s timeout (FORGEFLOW_QUERY_TIMEOUT_S)") from None
+            # not our timer: a signal (Ctrl-C, SIGTERM) reached the process while DuckDB ran, and DuckDB replaced the
+            # handler's KeyboardInterrupt by its own error; give the caller the interrupt it asked for
+            raise KeyboardInterrupt from None
         except duckdb.OutOfMemoryException as exc:
             raise CatalogError(f"query needs more than its {memory} memory limit (FORGEFLOW_QUERY_MEMORY): "
                                f"{str(exc).splitlines()[0]}") from None

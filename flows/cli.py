@@ -96,6 +96,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # click usage errors come as ClickException
+        if shutdown.received() is not None:  # an error the interrupt caused (e.g. inside an import or a C extension)
+            err_console.print("interrupted" + (" (SIGTERM)" if shutdown.received() == signal.SIGTERM else ""))
+            sys.exit(128 + shutdown.received())
         import click
 
         if any(c.__name__ == "UsageError" for c in type(exc).__mro__) and hasattr(exc, "format_message"):

@@ -89,49 +89,66 @@ def forward(args: list[str]) -> int | None:
     path = socket_path()
     if not path.exists():
         return None
-    try:
-        fds = [0, 1, 2]
-        for fd in fds:
-            os.fstat(fd)  # a closed stdin/stdout/stderr: not for the warm path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(2.0)
-        sock.connect(os.fspath(path))
-        _send(sock, json.dumps(request(args)).encode(), fds)
-        lines = _Lines(sock)
-        reply = lines.next()
-    except (OSError, ValueError):
-        return None
-    if not reply or not reply.get("ok"):
-        if os.environ.get("FORGEFLOW_WARM_DEBUG"):
-            sys.stderr.write(f"forgeflow: warm path not used: {(reply or {}).get('reason', 'no answer')}\n")
-        sock.close()
-        return None
-    # from here the command runs in the server: relay signals, wait for its exit status
-    sock.settimeout(None)
+    # Signals are caught from before the request goes out: the server may start the command before its "ok" arrives
+    # here, and a signal in that window must reach the command, not kill this process and leave the command orphaned.
+    pending: list[int] = []
+    live: list[socket.socket] = []
 
     def relay(signum, frame):
+        if not live:
+            pending.append(int(signum))
+            return
         try:
-            sock.sendall(f'{{"signal": {int(signum)}}}\n'.encode())
+            live[0].sendall(f'{{"signal": {int(signum)}}}\n'.encode())
         except OSError:
             pass
 
     previous = {s: signal.signal(s, relay) for s in RELAYED}
+    sock = None
     try:
-        while True:
-            try:
-                msg = lines.next()
-            except (OSError, ValueError):
-                msg = None
-            if msg is None:
-                sys.stderr.write("forgeflow: the warm command server closed the connection before the command "
-                                 "ended (is `forgeflow up` still running?)\n")
-                return 1
-            if "exit" in msg:
-                if os.environ.get("FORGEFLOW_WARM_DEBUG"):
-                    sys.stderr.write(f"forgeflow: ran in the warm command server: {msg.get('wall_s')} s wall, "
-                                     f"{msg.get('cpu_s')} s CPU\n")
-                return int(msg["exit"])
+        try:
+            for fd in (0, 1, 2):
+                os.fstat(fd)  # a closed stdin/stdout/stderr: not for the warm path
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(2.0)
+            sock.connect(os.fspath(path))
+            _send(sock, json.dumps(request(args)).encode(), [0, 1, 2])
+            lines = _Lines(sock)
+            reply = lines.next()
+        except (OSError, ValueError):
+            reply = None
+        if not reply or not reply.get("ok"):
+            if reply and os.environ.get("FORGEFLOW_WARM_DEBUG"):
+                sys.stderr.write(f"forgeflow: warm path not used: {reply.get('reason', 'no answer')}\n")
+            return None  # in-process; a signal held meanwhile is re-raised below, once the handlers are back
+        # from here the command runs in the server: relay signals, wait for its exit status
+        sock.settimeout(None)
+        live.append(sock)
+        for signum in pending:
+            relay(signum, None)
+        pending.clear()
+        return _wait_exit(lines)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        sock.close()
+        if sock is not None:
+            sock.close()
+        for signum in pending:
+            signal.raise_signal(signum)  # as if it came now: the in-process path (or the default) handles it
+
+
+def _wait_exit(lines: _Lines) -> int:
+    while True:
+        try:
+            msg = lines.next()
+        except (OSError, ValueError):
+            msg = None
+        if msg is None:
+            sys.stderr.write("forgeflow: the warm command server closed the connection before the command "
+                             "ended (is `forgeflow up` still running?)\n")
+            return 1
+        if "exit" in msg:
+            if os.environ.get("FORGEFLOW_WARM_DEBUG"):
+                sys.stderr.write(f"forgeflow: ran in the warm command server: {msg.get('wall_s')} s wall, "
+                                 f"{msg.get('cpu_s')} s CPU\n")
+            return int(msg["exit"])

@@ -121,6 +121,28 @@ def test_sigterm_reaches_the_command_and_a_dead_caller_stops_it(warm, tmp_path):
     assert not alive(child)
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1])
+def test_a_signal_at_any_moment_of_the_start_gives_the_in_process_status(warm, tmp_path, delay):
+    """The server forks the command before its "ok" reaches the caller, and the command may be inside an import or a
+    DuckDB call when the signal lands: the caller still reports 128 + SIGTERM and the command is stopped."""
+    env, log, _ = warm
+    before = len(served(log))
+    query = cli("catalog", "query", SLOW_SQL, "--catalog", str(tmp_path / "cat"))
+    p = subprocess.Popen(query, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(served(log)) == before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    (child, _), = served(log)[before:]
+    time.sleep(delay)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    stop = time.monotonic() + 10
+    while alive(child) and time.monotonic() < stop:
+        time.sleep(0.05)
+    assert not alive(child)
+
+
 def test_refusal_rules(tmp_path):
     """What the server refuses (the caller then runs in-process), checked without processes."""
     from forgeflow.flows.warm_client import request

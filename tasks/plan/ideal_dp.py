@@ -57,6 +57,12 @@ class PairTable:
     ub: float
     complete: bool  # every ideal (the DPs are exact); False: prefixes of some topological orders (plans only)
     _Xf: np.ndarray | None = None
+    # a relaxed table (``relaxed_pairs``): the nodes of ``dropped`` are left out of every sum (None: none), and
+    # ``sens_floor`` is their least total sensitivity (the budget left to the kept nodes is budget - sens_floor)
+    dropped: np.ndarray | None = None
+    sens_floor: float = 0.0
+    full_groups: Groups | None = None  # the instance's own groups (a relaxed table's ``groups`` are the kept ones)
+    kept: np.ndarray | None = None  # relaxed: (G,) bool over ``full_groups``
 
     @property
     def N(self) -> int:
@@ -69,6 +75,8 @@ class PairTable:
     def ideal_sums(self, node_values: np.ndarray) -> np.ndarray:
         """(N, ...) per-ideal sums of per-node values (n, ...)."""
         v = np.asarray(node_values, dtype=float)
+        if self.dropped is not None:
+            v = np.where(self.dropped.reshape((-1,) + (1,) * (v.ndim - 1)), 0.0, v)
         G = self.groups.count
         gv = np.zeros((G,) + v.shape[1:])
         np.add.at(gv, self.groups.group_of, v)
@@ -81,14 +89,24 @@ class PairTable:
         return s[self.pb] - s[self.pa]
 
     def assignment(self, chain: list[int]) -> np.ndarray:
-        """Node -> stage from a chain of ideal rows (stage s = chain[s+1] minus chain[s]; repeats are empty)."""
+        """Node -> stage from a chain of ideal rows (stage s = chain[s+1] minus chain[s]; repeats are empty). On a
+        relaxed table every left-out group joins the latest stage of its predecessors (stage 0 without any), in
+        topological order: precedence holds (a kept group's stage is at least every kept ancestor's)."""
         gs = np.zeros(self.groups.count, dtype=np.int64)
         for s, (a, b) in enumerate(zip(chain[:-1], chain[1:])):
             gs[self.X[b] & ~self.X[a]] = s
-        return gs[self.groups.group_of]
+        if self.full_groups is None:
+            return gs[self.groups.group_of]
+        fg, kept = self.full_groups, self.kept
+        full = np.zeros(fg.count, dtype=np.int64)
+        full[kept] = gs[self.groups.group_of[[fg.members[g][0] for g in np.flatnonzero(kept)]]]
+        for g in fg.order:
+            if not kept[g]:
+                full[g] = max((int(full[p]) for p in fg.preds[g]), default=0)
+        return full[fg.group_of]
 
 
-def build_pairs(inst: PlanInstance, ub: float, *, max_ideals: int = 40_000, max_pairs: int = 3_000_000,
+def build_pairs(inst: PlanInstance, ub: float, *, max_ideals: int = 10_000, max_pairs: int = 3_000_000,
                 deadline: float | None = None) -> PairTable:
     """The ideals and the (I', I) pairs whose stage can cost <= ``ub`` on some device (raises TableTooLarge)."""
     deadline = time.perf_counter() + 30.0 if deadline is None else deadline
@@ -100,11 +118,18 @@ def build_pairs(inst: PlanInstance, ub: float, *, max_ideals: int = 40_000, max_
         if str(why) != "count":
             raise TableTooLarge(f"ideals: {why}") from None
         ideals, complete = prefix_ideals(groups), False
+    return _pair_table(inst, groups, ideals, ub, complete, max_pairs=max_pairs, deadline=deadline)
+
+
+def _pair_table(inst: PlanInstance, groups: Groups, ideals: list[int], ub: float, complete: bool, *,
+                max_pairs: int, deadline: float, dropped: np.ndarray | None = None, **extra) -> PairTable:
     tb = _build_tables(inst.base, groups, ideals)
     N = tb.N
     ok = allowed_options(inst)
     tfast = np.where(ok[None], inst.time, np.inf).min(axis=2).min(axis=0)  # (n,) fastest anywhere
     smin = np.where(ok, inst.size, np.inf).min(axis=1)
+    if dropped is not None:
+        tfast, smin = np.where(dropped, 0.0, tfast), np.where(dropped, 0.0, smin)
     gw = np.zeros(groups.count)
     np.add.at(gw, groups.group_of, tfast)
     gm = np.zeros(groups.count)
@@ -144,7 +169,110 @@ def build_pairs(inst: PlanInstance, ub: float, *, max_ideals: int = 40_000, max_
         comms.append(comm)
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dtype=dt))
     return PairTable(inst, groups, tb.X, cat(pas, np.int64), cat(pbs, np.int64), cat(comms, float), ok, float(ub),
-                     complete)
+                     complete, dropped=dropped, **extra)
+
+
+# ---------------------------------------------------------------------------------------------- relaxed tables
+def _weights(inst: PlanInstance, groups: Groups) -> np.ndarray:
+    """Per group: its least time anywhere plus its senders' transfer costs (what leaving it out can lose)."""
+    ok = allowed_options(inst)
+    tfast = np.where(ok[None], inst.time, np.inf).min(axis=2).min(axis=0)
+    w = np.zeros(groups.count)
+    np.add.at(w, groups.group_of, tfast)
+    for u, _ in groups.senders:
+        w[groups.group_of[u]] += float(inst.base.c[u])
+    return w
+
+
+def kept_groups(groups: Groups, kept: np.ndarray) -> Groups:
+    """The groups of ``kept`` (renumbered in order) as a Groups object of their own: precedence is the original
+    order restricted to them (an edge to each nearest kept ancestor, through left-out groups), senders keep only
+    kept targets, and the left-out nodes map to group 0 (callers zero their values: ``PairTable.dropped``)."""
+    G = groups.count
+    new_id = np.cumsum(kept) - 1
+    near: list[set[int]] = [set() for _ in range(G)]  # nearest kept ancestors (new ids), through left-out groups
+    edges = set()
+    for g in groups.order:
+        acc: set[int] = set()
+        for p in groups.preds[g]:
+            if kept[p]:
+                acc.add(int(new_id[p]))
+            else:
+                acc |= near[p]
+        if kept[g]:
+            edges.update((a, int(new_id[g])) for a in acc)
+            near[g] = set()
+        else:
+            near[g] = acc
+    members = tuple(groups.members[g] for g in np.flatnonzero(kept))
+    group_of = np.zeros_like(groups.group_of)
+    for ng, ms in enumerate(members):
+        group_of[list(ms)] = ng
+    senders = []
+    for u, targets in groups.senders:
+        gu = int(groups.group_of[u])
+        if not kept[gu]:
+            continue
+        ts = tuple(int(new_id[t]) for t in targets if kept[t])
+        if ts:
+            senders.append((u, ts))
+    order = tuple(int(new_id[g]) for g in groups.order if kept[g])
+    K = len(members)
+    return Groups(groups.problem, group_of, members, np.zeros(K), np.zeros(K), tuple(sorted(edges)), order,
+                  tuple(senders))
+
+
+def relaxed_pairs(inst: PlanInstance, ub: float, *, max_ideals: int = 2_000, max_pairs: int = 3_000_000,
+                  deadline: float | None = None) -> PairTable:
+    """A table for the budget bound on graphs too wide for every ideal: the lightest must-share groups are left
+    out (the fewest whose removal brings the ideals under ``max_ideals``, by bisection). Leaving a group out is a
+    relaxation: every plan, restricted to the kept groups, is a chain of ideals of the restricted order, each stage
+    keeps at most its time, memory and transfers (a sender loses targets, never gains one), and the kept nodes'
+    sensitivity is at most the budget minus the left-out nodes' least sensitivity (``sens_floor``). So the bound
+    DP on this table is a valid lower bound; it loses at most what the left-out groups add to the bottleneck stage
+    (nothing for the zero-work, zero-transfer nodes that make msr-fiddle's layer graphs wide). ``complete`` is
+    True: its DPs are bounds, not plans (``assignment`` places the left-out groups after their predecessors)."""
+    deadline = time.perf_counter() + 30.0 if deadline is None else deadline
+    groups = must_share_groups(inst.base)
+    w = _weights(inst, groups)
+    order = np.argsort(w, kind="stable")
+    cache: dict[int, list[int] | None] = {}
+
+    def ideals_without(m: int) -> list[int] | None:
+        if m not in cache:
+            kept = np.ones(groups.count, dtype=bool)
+            kept[order[:m]] = False
+            try:
+                cache[m] = enumerate_ideals(kept_groups(groups, kept), max_ideals, deadline)
+            except _Budget as why:
+                if str(why) != "count":
+                    raise TableTooLarge(f"relaxed ideals: {why}") from None
+                cache[m] = None
+        return cache[m]
+
+    # first try leaving out exactly the weightless groups, then bisect on how many of the lightest to leave out
+    lo, hi = 0, groups.count - 1
+    zero = int((w <= 0).sum())
+    if zero and ideals_without(zero) is not None:
+        hi = zero
+    else:
+        lo = zero
+    if ideals_without(hi) is None:
+        raise TableTooLarge("relaxed ideals: too many even with one group left")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ideals_without(mid) is not None:
+            hi = mid
+        else:
+            lo = mid
+    kept = np.ones(groups.count, dtype=bool)
+    kept[order[:hi]] = False
+    sub = kept_groups(groups, kept)
+    dropped = ~kept[groups.group_of]
+    ok = allowed_options(inst)
+    floor = float(np.where(ok, inst.sens, np.inf).min(axis=1)[dropped].sum())
+    return _pair_table(inst, sub, ideals_without(hi), ub, True, max_pairs=max_pairs, deadline=deadline,
+                       dropped=dropped, sens_floor=floor, full_groups=groups, kept=kept)
 
 
 def prefix_ideals(groups: Groups) -> list[int]:
@@ -332,6 +460,8 @@ def budget_bound(bb: BudgetBound, lo: float, hi: float, *, deadline: float, rtol
     chains met at feasible T, lowest T first). ``lo`` must itself be a proven lower bound (or 0)."""
     inst = bb.table.inst
     budget = inst.budget if budget is None else budget
+    if budget is not None:
+        budget = budget - bb.table.sens_floor  # a relaxed table: the left-out nodes take at least sens_floor
     limit = math.inf if budget is None else budget * (1 + 1e-9) + 1e-12
     chains: list[tuple[float, list[int]]] = []
     best_lo = lo

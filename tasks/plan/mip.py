@@ -293,10 +293,11 @@ def knapsack_model(inst: PlanInstance, cost: np.ndarray, *, total_memory: float 
             mcols.append(col)
             mcoefs.append(float(inst.size[i, j]))
         mdl.add_row(cols, [1.0] * len(cols), lo=1.0, hi=1.0)
+    # the validator's slacks, so an infeasible model proves that no valid plan exists
     if inst.budget is not None and bcols:
-        mdl.add_row(bcols, bcoefs, hi=float(inst.budget) - bconst)
+        mdl.add_row(bcols, bcoefs, hi=float(inst.budget) * (1 + 1e-9) + 1e-12 - bconst)
     if total_memory is not None and mcols:
-        mdl.add_row(mcols, mcoefs, hi=float(total_memory) - mconst)
+        mdl.add_row(mcols, mcoefs, hi=float(total_memory) * (1 + 1e-9) - mconst)
     return mdl, z, const
 
 

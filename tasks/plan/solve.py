@@ -134,7 +134,10 @@ def fastest_within_budget(inst: PlanInstance, time_limit: float) -> tuple[np.nda
     t0 = time.perf_counter()
     caps = [c for c in inst.mem_caps if c is not None]
     cost = inst.time.min(axis=0)
-    mdl, z, const = knapsack_model(inst, cost, total_memory=sum(caps) if len(caps) == inst.k else None)
+    from forgeflow.tasks.partition.status import MEMORY_RTOL
+
+    mdl, z, const = knapsack_model(inst, cost, total_memory=sum(caps) * (1 + MEMORY_RTOL) if len(caps) == inst.k
+                                   else None)
     if not z:
         ok = allowed_options(inst)
         choice = np.array([int(np.flatnonzero(ok[i])[0]) for i in range(inst.n)])
@@ -230,6 +233,10 @@ def ideal_stage(inst: PlanInstance, board: _Board, baselines: list[BaselineOutco
     except ideal_dp.TableTooLarge as exc:
         board.runs.append(MethodRun("ideal_dp", "upper", SolveStatus.NOT_RUN, time.perf_counter() - t0, None,
                                     {"reason": str(exc)}))
+        for _, a in relaxed_budget_bound(inst, board, deadline)[:4]:
+            ch = best_bits_for(inst, a, max(min(2.0, deadline - time.perf_counter()), 0.1))
+            if ch is not None and board.offer(a, ch, "budget_dp") is not None:
+                seeds.append((a, ch))
         return None
     detail = {"ideals": table.N, "pairs": table.P, "complete": table.complete}
     # exact per-device partitions of the uniform widths (they replace the partition seeds' plans when better)
@@ -260,11 +267,13 @@ def ideal_stage(inst: PlanInstance, board: _Board, baselines: list[BaselineOutco
     if table.complete:
         board.offer_bound(Bound(shave_bound(lb), "budget_dp", SolveStatus.FEASIBLE, time.perf_counter() - ts,
                                 dict(detail, multipliers=int(bb.A[0][1].size))))
+    else:  # too wide for every ideal: the same bound over the lightest groups left out (a relaxation)
+        chains = sorted(chains + relaxed_budget_bound(inst, board, deadline), key=lambda c: c[0])
     seen: set[tuple[int, ...]] = set()
     for T, chain in chains:
         if len(seen) >= 4 or board.closed() or time.perf_counter() > deadline:
             break
-        a = table.assignment(chain)
+        a = chain if isinstance(chain, np.ndarray) else table.assignment(chain)
         if tuple(a) in seen:
             continue
         seen.add(tuple(a))
@@ -274,6 +283,26 @@ def ideal_stage(inst: PlanInstance, board: _Board, baselines: list[BaselineOutco
     board.runs.append(MethodRun("budget_dp", "upper", SolveStatus.FEASIBLE, time.perf_counter() - ts, board.ub,
                                 {"placements": len(seen)}))
     return table
+
+
+def relaxed_budget_bound(inst: PlanInstance, board: _Board, deadline: float) -> list[tuple[float, np.ndarray]]:
+    """The budget-dimension bound on a relaxed table (``ideal_dp.relaxed_pairs``: the lightest groups left out until
+    the ideals fit); offers the bound and returns the (T, assignment) placements met at feasible T."""
+    ts = time.perf_counter()
+    if deadline - ts < 0.3 or board.closed():
+        return []
+    try:
+        rt = ideal_dp.relaxed_pairs(inst, board.ub * (1 + 1e-9), deadline=deadline)
+    except ideal_dp.TableTooLarge as exc:
+        board.runs.append(MethodRun("budget_dp_relaxed", "lower", SolveStatus.NOT_RUN, time.perf_counter() - ts,
+                                    None, {"reason": str(exc)}))
+        return []
+    bb = ideal_dp.BudgetBound(rt)
+    lb, chains = ideal_dp.budget_bound(bb, board.lb, board.ub, deadline=deadline, rtol=2e-7)
+    board.offer_bound(Bound(shave_bound(lb), "budget_dp_relaxed", SolveStatus.FEASIBLE, time.perf_counter() - ts,
+                            {"ideals": rt.N, "pairs": rt.P, "left_out_groups": int((~rt.kept).sum()),
+                             "left_out_nodes": int(rt.dropped.sum())}))
+    return [(T, rt.assignment(c)) for T, c in chains]
 
 
 def check_feasible(inst: PlanInstance) -> None:
@@ -348,6 +377,9 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
     # quantize-then-partition
     ts = time.perf_counter()
     q_choice, work_bound = fastest_within_budget(inst, min(per_call, max(left() * 0.1, 0.2)))
+    if work_bound.status == SolveStatus.INFEASIBLE:
+        raise InfeasibleError(f"instance {inst.name!r}: no bit plan within the sensitivity budget "
+                              f"{'(none)' if inst.budget is None else format(inst.budget, 'g')} fits the devices' total memory (a proven-infeasible knapsack)")
     board.offer_bound(work_bound)
     plan = None
     if q_choice is not None:

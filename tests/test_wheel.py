@@ -4,6 +4,7 @@ them from the installed package alone."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,7 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_holds_the_data_the_code_reads(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    src = tmp_path / "src"  # a copy: setuptools builds in the source tree and leaves build/ there
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, src / name)
+    for folder in ("catalog", "tasks", "flows", "deploy"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                             "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel, = (tmp_path / "dist").glob("forgeflow-*.whl")

@@ -153,3 +153,15 @@ def test_relaxed_bound_on_a_wide_graph():
     assert rt.N <= 200 and 0 < (~rt.kept).sum() < rt.kept.size
     lb, _ = ideal_dp.budget_bound(ideal_dp.BudgetBound(rt), 0.0, res.bottleneck * 1.01, deadline=math.inf)
     assert 0 < lb <= res.bottleneck * (1 + 1e-9)
+
+
+def test_budget_and_total_memory_jointly_infeasible_is_proven_fast():
+    """Each 4-bit option fits the budget alone, but only one can be taken and then the model exceeds the device:
+    the budgeted knapsack over total memory proves it (InfeasibleError naming the cause), without a 60 s search."""
+    opt = [{"bits": 4, "latency": 0.5, "size": 0.25, "sensitivity": 1.0}]
+    data = _chain([1.0, 1.0], [1.0, 1.0], 1.0, 1.0, {0: opt, 1: opt})
+    inst = PlanInstance.from_json_dict(data, name="tight")
+    from forgeflow.tasks.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="total memory"):
+        solve_plan(inst, 30)

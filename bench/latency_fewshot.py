@@ -13,6 +13,8 @@ One device (the judge's interface; last stdout line is JSON):
       -> {"front": [arch strings], "latency_measurements", "evaluations", "seconds"}
 Leave-one-device-out sweep (writes docs/benchmarks.md):
   python bench/latency_fewshot.py --data PATH [--samples-list 5,10,20] [--seeds 5] [--devices a,b]
+      [--rows FILE]   (in pieces: each device's rows accumulate in FILE, devices already there are skipped;
+      --report only summarises FILE)
 Search sweep (true-latency hypervolume ratio with N latency measurements):
   python bench/latency_fewshot.py --data PATH --time-judge [--devices a,b]   (wall time of the judge command)
   python bench/latency_fewshot.py --data PATH --search-sweep [--samples 20] [--budget 1000] [--seeds 3]
@@ -167,7 +169,7 @@ def search_one(args, table: LatencyTable) -> int:
 def _sweep_device(job):
     from threadpoolctl import threadpool_limits
 
-    path, device, samples_list, seeds, selection = job
+    path, device, samples_list, seeds, selection, rows_file = job
     table = LatencyTable.load(path)
     rows = []
     with threadpool_limits(limits=1):
@@ -186,9 +188,27 @@ def _sweep_device(job):
                              "ridge": spearmanr(ridge, true)[0], "flops": spearmanr(flops, true)[0],
                              "adapt_cpu_s": cpu, "pretrain_s": t_pre,
                              "coverage90": float(np.mean((true >= pred.lower) & (true <= pred.upper)))})
+    if rows_file is not None:  # one device's rows at once, so a piece killed mid-device leaves no partial device
+        with open(rows_file, "a") as fh:
+            fh.write("".join(json.dumps({**r, "selection": selection}) + "\n" for r in rows))
     print(f"{device:>16s} " + " ".join(f"N={n}: {np.mean([r['ours'] for r in rows if r['n'] == n]):.4f}"
                                        for n in samples_list), file=sys.stderr, flush=True)
     return rows
+
+
+def _read_loo_rows(rows_file, samples_list, seeds, selection) -> dict[str, list[dict]]:
+    """device -> its rows in ``rows_file``, for devices with every (N, seed) of this sweep (the first such row
+    counts)."""
+    if rows_file is None or not Path(rows_file).exists():
+        return {}
+    by: dict[str, dict] = {}
+    for line in Path(rows_file).read_text().splitlines():
+        r = json.loads(line) if line.strip() else None
+        if r is None or r.get("selection", selection) != selection or r["n"] not in samples_list or r["seed"] not in seeds:
+            continue
+        by.setdefault(r["device"], {}).setdefault((r["n"], r["seed"]), r)
+    need = {(n, s) for n in samples_list for s in seeds}
+    return {d: [v[k] for k in sorted(need)] for d, v in by.items() if need <= set(v)}
 
 
 def sweep(args, table: LatencyTable) -> int:
@@ -198,16 +218,32 @@ def sweep(args, table: LatencyTable) -> int:
     for d in devices:
         table.check_device(d)
     t0 = time.time()
-    jobs = [(args.data, d, samples_list, seeds, args.selection) for d in devices]
-    if args.workers > 1:
+    done = _read_loo_rows(args.rows, samples_list, seeds, args.selection)
+    todo = [d for d in devices if d not in done]  # --rows: devices already in the file are not run again
+    jobs = [(args.data, d, samples_list, seeds, args.selection, args.rows) for d in todo]
+    if args.report:
+        if args.rows is None:
+            raise LatencyInputError("--report summarises a --rows FILE: give one")
+        jobs = []
+    if args.workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as pool:
             rows = [r for part in pool.map(_sweep_device, jobs) for r in part]
     else:
         rows = [r for job in jobs for r in _sweep_device(job)]
+    if args.rows is not None:
+        done = _read_loo_rows(args.rows, samples_list, seeds, args.selection)
+        devices = [d for d in table.devices if d in done]
+        rows = [r for d in devices for r in done[d]]
+        if not rows:
+            raise LatencyInputError(f"no complete device in {args.rows}")
     md = summarise(rows, samples_list, seeds, devices, args.selection)
-    md += f"\n\nSweep wall time {time.time() - t0:.0f} s (2 shared cores)."
+    if args.rows is None:
+        md += f"\n\nSweep wall time {time.time() - t0:.0f} s (2 shared cores)."
+    else:
+        md += (f"\n\nRows accumulated device by device in pieces (`--devices ... --rows FILE`, each piece at most "
+               f"~10 min), {len(devices)} of {len(table.devices)} devices; this section summarises every row of the file.")
     print(md)
     if not args.no_write:
         from _report import write_section
@@ -448,11 +484,11 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--search-sweep", action="store_true")
     p.add_argument("--no-write", action="store_true")
-    p.add_argument("--report", action="store_true", help="search sweep: only summarise the rows of --rows")
+    p.add_argument("--report", action="store_true", help="sweeps: only summarise the rows of --rows")
     p.add_argument("--time-judge", action="store_true", help="wall time of the one-device judge command per --devices "
                    "(fresh processes; run under a quiet machine)")
-    p.add_argument("--rows", type=Path, default=None, help="search sweep: append each search's row here (JSON "
-                   "lines), skip searches already there, and summarise every row of the file")
+    p.add_argument("--rows", type=Path, default=None, help="sweeps: append each search's (or each device's) rows "
+                   "here (JSON lines), skip what is already there, and summarise every row of the file")
     args = p.parse_args(argv)
     try:
         if args.samples is not None and args.samples < 1:

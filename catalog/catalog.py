@@ -239,7 +239,9 @@ class Catalog:
                     continue  # compacted meanwhile
                 except Exception as exc:  # noqa: BLE001 - 0-byte, truncated, not Parquet
                     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    if "not found" in msg.lower() or "no such file" in msg.lower():
+                    # gone or no longer visible: a concurrent compaction consumed it while it was read (S3 reports
+                    # that in several ways; "magic bytes not found" is a damaged file, so no matching on messages)
+                    if not self.store.exists(key) or key not in self.visible_files(name):
                         continue
                     raise CatalogError(f"cannot compact table {name!r}: {key} is not a readable Parquet file "
                                        f"({msg}); nothing was compacted (run `forgeflow catalog verify`)") from None

@@ -1,6 +1,7 @@
 """Adapting the pre-trained prior to a new device from N measured architectures.
 
-The new device's log latency (standardised over the N measurements) is a Gaussian process
+The new device's latency on the prior's modelling scale (``prior.to_scale``: ms ** 0.5 by default, log for power 0;
+standardised over the N measurements) is a Gaussian process
 ``y(x) = b0 + b1 m(x) + f(x) + noise``: ``m`` the known devices' average (``prior.Basis.h``), ``b`` fixed effects
 with a flat prior (restricted maximum likelihood integrates them out), ``f`` a sum of kernel blocks (known devices'
 deviations, op counts, per-op one-hot, joint choices) with one scale each. The block scales and the noise are fitted
@@ -21,7 +22,7 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from forgeflow.tasks.latency.prior import BLOCKS, Basis, DevicePrior
+from forgeflow.tasks.latency.prior import BLOCKS, Basis, DevicePrior, from_scale, to_scale
 from forgeflow.tasks.latency.table import LatencyInputError, Measurements
 
 MIN_SAMPLES = 3  # two fixed effects plus one degree of freedom for the noise
@@ -102,8 +103,9 @@ class DeviceModel:
         self.genes = np.asarray(genes, dtype=np.int64)
         self.latency_ms = np.asarray(latency_ms, dtype=np.float64)
         self.log_params = np.asarray(log_params, dtype=np.float64)
-        y = np.log(self.latency_ms)
+        y = to_scale(self.latency_ms, prior.power)
         self._y_mean, self._y_sd = float(y.mean()), max(float(y.std()), 1e-12)
+        self._floor = 0.05 * float(y.min()) if prior.power != 0.0 else 0.0
         ys = (y - self._y_mean) / self._y_sd
         self._basis = prior.basis(self.genes)
         n = len(ys)
@@ -122,8 +124,10 @@ class DeviceModel:
 
     @property
     def noise_log_std(self) -> float:
-        """The fitted measurement noise, as a standard deviation of the log latency."""
-        return float(np.exp(self.log_params[-1]) * self._y_sd)
+        """The fitted measurement noise, as a standard deviation of the log latency (at the measurements' mean, by
+        the delta method, on a power scale)."""
+        sd = float(np.exp(self.log_params[-1]) * self._y_sd)
+        return sd if self.prior.power == 0.0 else sd / (self.prior.power * max(self._y_mean, 1e-12))
 
     def _solve(self, b: np.ndarray) -> np.ndarray:
         return np.linalg.solve(self._chol.T, np.linalg.solve(self._chol, b))
@@ -137,7 +141,12 @@ class DeviceModel:
             sds.append(s)
         mean = np.concatenate(means) if means else np.zeros(0)
         sd = np.concatenate(sds) if sds else np.zeros(0)
-        return LatencyPrediction(np.exp(mean * self._y_sd + self._y_mean), sd * self._y_sd)
+        value = mean * self._y_sd + self._y_mean
+        if self.prior.power == 0.0:
+            return LatencyPrediction(np.exp(value), sd * self._y_sd)
+        # a power scale: the log latency's standard deviation by the delta method, d log(ms) = dv / (power v)
+        v = np.maximum(value, self._floor)
+        return LatencyPrediction(from_scale(v, self.prior.power, self._floor), sd * self._y_sd / (self.prior.power * v))
 
     def _predict(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b = self.prior.basis(genes)
@@ -160,9 +169,13 @@ class DeviceModel:
         k_inv = self._solve(np.eye(n))
         # with fixed effects integrated out: the projected inverse P = K^-1 - K^-1 H A^-1 H^T K^-1
         p = k_inv - self._ki_h @ self._a_inv @ self._ki_h.T
-        ys = (np.log(self.latency_ms) - self._y_mean) / self._y_sd
-        loo = (p @ ys) / np.maximum(np.diag(p), 1e-12)
-        return float(np.sqrt(np.mean(loo**2)) * self._y_sd)
+        ys = (to_scale(self.latency_ms, self.prior.power) - self._y_mean) / self._y_sd
+        loo = (p @ ys) / np.maximum(np.diag(p), 1e-12)  # measured minus leave-one-out prediction, standardised
+        if self.prior.power == 0.0:
+            return float(np.sqrt(np.mean(loo**2)) * self._y_sd)
+        v = to_scale(self.latency_ms, self.prior.power)
+        held = from_scale(v - loo * self._y_sd, self.prior.power, self._floor)
+        return float(np.sqrt(np.mean(np.log(self.latency_ms / held) ** 2)))
 
     # -- storage ------------------------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -181,7 +194,7 @@ def adapt(prior: DevicePrior, measurements: Measurements) -> DeviceModel:
     if n < MIN_SAMPLES:
         raise LatencyInputError(f"too few measurements: {n} distinct architectures, at least {MIN_SAMPLES} are needed")
     genes = prior.space.validate(measurements.genes)
-    y = np.log(np.asarray(measurements.latency_ms, dtype=np.float64))
+    y = to_scale(measurements.latency_ms, prior.power)
     if float(y.std()) <= 1e-12:
         raise LatencyInputError("the measurements carry no information: every architecture has the same latency")
     log_params = fit_hyperparameters(prior.basis(genes), y, prior.log_params, prior.log_params_sd)

@@ -2,7 +2,9 @@
 
 ``pretrain(table)`` learns, from every device column of the table:
 
-1. **The known devices as functions of the architecture.** Each device's log latency is fitted by ridge regression on
+Latency is modelled on one scale throughout (``to_scale``: ms ** ``DEFAULT_POWER``, the square root; power 0 is log).
+
+1. **The known devices as functions of the architecture.** Each device's latency (on that scale) is fitted by ridge regression on
    the space's encoding (``ArchEncoding.features``: per-op one-hot plus joint choices of interacting genes; the
    penalty is chosen by exact leave-one-out error), then standardised. A smoothed device is defined on every member
    of the space, measured or not, and carries less measurement noise than the column it came from.
@@ -34,6 +36,10 @@ BLOCKS = ("devices", "counts", "ops", "pairs")
 DEFAULT_LOG_PARAMS = np.log([0.3, 0.1, 0.05, 0.02, 0.05])
 META_SAMPLES = 40  # architectures per known device in the meta-learning fits
 META_DRAWS = 2
+#: the modelling scale, ms ** DEFAULT_POWER: the square root sits between log (multiplicative effects) and ms
+#: (a sum of per-op costs: CPUs and phones run the cell's edges one after another, so their latency adds up in ms;
+#: docs/benchmarks.md, section latency_fewshot, has the leave-one-device-out figures with it)
+DEFAULT_POWER = 0.5
 
 
 @dataclass
@@ -61,6 +67,8 @@ class DevicePrior:
     log_params: np.ndarray  # (5,) meta-learned prior centre of log [block scales..., noise]
     log_params_sd: np.ndarray  # (5,) its spread
     meta: dict = field(default_factory=dict)
+    #: the scale latency is modelled on: 0 log(ms), else ms ** power (``to_scale``)
+    power: float = 0.0
 
     @property
     def encoding(self) -> ArchEncoding:
@@ -102,6 +110,8 @@ class DevicePrior:
                "prior.log_params_sd": self.log_params_sd}
         if self.counts_mean is not None:
             out["prior.counts_mean"] = self.counts_mean
+        if self.power != 0.0:
+            out["prior.power"] = np.array([self.power])
         return out
 
     @classmethod
@@ -109,10 +119,12 @@ class DevicePrior:
         return cls(space, list(devices), np.asarray(arrays["prior.feature_mean"]),
                    np.asarray(arrays["prior.device_coef"]), np.asarray(arrays["prior.device_offset"]),
                    None if "prior.counts_mean" not in arrays else np.asarray(arrays["prior.counts_mean"]),
-                   np.asarray(arrays["prior.log_params"]), np.asarray(arrays["prior.log_params_sd"]))
+                   np.asarray(arrays["prior.log_params"]), np.asarray(arrays["prior.log_params_sd"]),
+                   power=float(np.asarray(arrays["prior.power"]).ravel()[0]) if "prior.power" in arrays else 0.0)
 
 
-def pretrain(table: LatencyTable, *, exclude: str | None = None, meta_learn: bool = True, seed: int = 0) -> DevicePrior:
+def pretrain(table: LatencyTable, *, exclude: str | None = None, meta_learn: bool = True, seed: int = 0,
+             power: float = DEFAULT_POWER) -> DevicePrior:
     """Pre-train on every device of ``table`` except ``exclude``."""
     t = table.without(exclude)
     devices = t.devices
@@ -122,7 +134,7 @@ def pretrain(table: LatencyTable, *, exclude: str | None = None, meta_learn: boo
     enc = ArchEncoding(space)
     x = enc.features(t.genes)
     mean_x = x.mean(axis=0)
-    y = np.log(np.stack([t.latency[d] for d in devices], axis=1))
+    y = to_scale(np.stack([t.latency[d] for d in devices], axis=1), power)
     ridge = RidgeSurrogate().fit(x - mean_x, y)
     fitted = (x - mean_x) @ ridge.coef_ + ridge.intercept_
     mu, sd = fitted.mean(axis=0), fitted.std(axis=0)
@@ -131,11 +143,24 @@ def pretrain(table: LatencyTable, *, exclude: str | None = None, meta_learn: boo
     offset = (ridge.intercept_ - mu) / sd
     counts = enc.counts(t.genes)
     prior = DevicePrior(space, devices, mean_x, coef, offset, None if counts is None else counts.mean(axis=0),
-                        DEFAULT_LOG_PARAMS.copy(), np.full(len(DEFAULT_LOG_PARAMS), 1.5))
+                        DEFAULT_LOG_PARAMS.copy(), np.full(len(DEFAULT_LOG_PARAMS), 1.5), power=power)
     prior.meta = {"n_table": len(t.archs), "smoothing_r2": _r2(y, fitted).tolist()}
     if meta_learn and len(devices) >= 3:
         _meta_learn(prior, t, x, y, seed)
     return prior
+
+
+def to_scale(latency_ms, power: float) -> np.ndarray:
+    """Latency on the modelling scale: log(ms) for ``power`` 0, else ms ** power."""
+    ms = np.asarray(latency_ms, dtype=np.float64)
+    return np.log(ms) if power == 0.0 else ms**power
+
+
+def from_scale(value, power: float, floor: float) -> np.ndarray:
+    """Inverse of ``to_scale``; values at or below 0 (power scales) become ``floor`` (the scale's smallest
+    meaningful value), so the prediction stays a positive latency."""
+    v = np.asarray(value, dtype=np.float64)
+    return np.exp(v) if power == 0.0 else np.maximum(v, floor) ** (1.0 / power)
 
 
 def _r2(y: np.ndarray, fitted: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ import numpy as np
 
 from forgeflow.tasks.partition.colocation import Groups, must_share_groups
 from forgeflow.tasks.partition.problem import PartitionProblem
-from forgeflow.tasks.partition.status import COST_RTOL, Bound, SolveStatus
+from forgeflow.tasks.partition.stage_vars import add_stage_vars, add_transfers, stage_windows
+from forgeflow.tasks.partition.status import Bound, SolveStatus
 from forgeflow.tasks.solver import INF, LinearModel, SolverOptions, shave_bound, solve
 
 # --------------------------------------------------------------------------- formulation: one convex stage
@@ -89,40 +90,9 @@ def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = 
     k = int(k)
     B = mdl.add_var(float(max(bottleneck_floor, 0.0)), INF if bottleneck_cap is None else float(bottleneck_cap),
                     cost=1.0)
-    x = np.empty((G, k), dtype=np.int64)
-    earliest = np.zeros(G, dtype=np.int64)
-    latest = np.full(G, k - 1, dtype=np.int64)
-    if bottleneck_cap is not None and bottleneck_cap > 0:
-        cap = float(bottleneck_cap)
-        work = groups.work
-        for g in range(G):
-            anc_w = work[g] + sum(work[h] for h in _bits(groups.ancestors[g]))
-            desc_w = work[g] + sum(work[h] for h in _bits(groups.descendants[g]))
-            # stages 0..s hold g and its ancestors: (s+1) * cap >= anc_w
-            earliest[g] = max(0, math.ceil(anc_w / cap - COST_RTOL) - 1)
-            latest[g] = min(k - 1, k - math.ceil(desc_w / cap - COST_RTOL))
-    for g in range(G):
-        for s in range(k):
-            if s == k - 1:
-                x[g, s] = mdl.add_var(1.0, 1.0)
-            else:
-                lo = 1.0 if s >= latest[g] else 0.0
-                hi = 0.0 if s < earliest[g] else 1.0
-                if lo > hi:  # the cap is provably too small: an empty row range makes the model infeasible
-                    mdl.add_row([B], [1.0], lo=1.0, hi=0.0)
-                    lo, hi = 0.0, 1.0
-                x[g, s] = mdl.add_var(lo, hi, integer=True)
-            if s > 0:
-                mdl.add_row([x[g, s], x[g, s - 1]], [1.0, -1.0], lo=0.0)
-    for g, h in groups.edges:
-        for s in range(k - 1):
-            mdl.add_row([x[g, s], x[h, s]], [1.0, -1.0], lo=0.0)
-
-    def y_terms(g: int, s: int, coef: float = 1.0) -> tuple[list[int], list[float]]:
-        if s == 0:
-            return [int(x[g, 0])], [coef]
-        return [int(x[g, s]), int(x[g, s - 1])], [coef, -coef]
-
+    earliest, latest = stage_windows(groups, groups.work, k, bottleneck_cap)
+    sv = add_stage_vars(mdl, groups, k, B, earliest, latest)
+    x, y_terms = sv.x, sv.y
     load_cols: list[list[int]] = [[] for _ in range(k)]
     load_coefs: list[list[float]] = [[] for _ in range(k)]
     for s in range(k):
@@ -130,25 +100,7 @@ def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = 
             cols, coefs = y_terms(g, s, float(groups.work[g]))
             load_cols[s] += cols
             load_coefs[s] += coefs
-    c = groups.problem.c
-    for u, targets in groups.senders:
-        gu = int(groups.group_of[u])
-        for s in range(k):
-            if s < k - 1:
-                out = mdl.add_var(0, 1)
-                for t in targets:
-                    cols, coefs = y_terms(gu, s)
-                    mdl.add_row([out] + cols + [int(x[t, s])], [1.0] + [-a for a in coefs] + [1.0], lo=0.0)
-                load_cols[s].append(out)
-                load_coefs[s].append(float(c[u]))
-            if s > 0:
-                inn = mdl.add_var(0, 1)
-                for t in targets:
-                    ct, at = y_terms(t, s)
-                    cu, au = y_terms(gu, s)
-                    mdl.add_row([inn] + ct + cu, [1.0] + [-a for a in at] + au, lo=0.0)
-                load_cols[s].append(inn)
-                load_coefs[s].append(float(c[u]))
+    add_transfers(mdl, sv, groups, groups.problem.c, k, load_cols, load_coefs)
     for s in range(k):
         mdl.add_row(load_cols[s] + [B], load_coefs[s] + [-1.0], hi=0.0)
     if mem_cap is not None:
@@ -174,15 +126,6 @@ def build_stage_model(groups: Groups, k: int, *, bottleneck_cap: float | None = 
             if s > 0:
                 mdl.add_row([used[s - 1], used[s]], [1.0, -1.0], lo=0.0)
     return StageModel(mdl, x, B)
-
-
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
 
 
 def stages_from_values(sm: StageModel, groups: Groups, values: np.ndarray) -> np.ndarray:

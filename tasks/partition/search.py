@@ -23,6 +23,7 @@ import numpy as np
 
 from forgeflow.tasks.partition.problem import PartitionProblem
 from forgeflow.tasks.partition.slicing import OrderSlicer, SlicedOrder
+from forgeflow.tasks.partition.stage_vars import bit_indices
 from forgeflow.tasks.partition.status import MEMORY_RTOL, SolveStatus
 
 
@@ -119,15 +120,6 @@ def branch_orders(slicer: OrderSlicer) -> list[np.ndarray]:
     return out
 
 
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
-
-
 def move_branches(slicer: OrderSlicer, k: int, group_stage: np.ndarray, deadline: float
                   ) -> tuple[tuple[float, float], np.ndarray]:
     """Best-improvement descent over whole-branch moves of the bottleneck stage s: a group together with all its
@@ -158,7 +150,7 @@ def move_branches(slicer: OrderSlicer, k: int, group_stage: np.ndarray, deadline
             if time.perf_counter() >= deadline:
                 break
             if s > 0:
-                down = [h] + [a for a in _bits(g.ancestors[h]) if a in inside]
+                down = [h] + [a for a in bit_indices(g.ancestors[h]) if a in inside]
                 if len(down) < len(members):
                     cand = gs.copy()
                     cand[down] = s - 1
@@ -166,7 +158,7 @@ def move_branches(slicer: OrderSlicer, k: int, group_stage: np.ndarray, deadline
                     if f2 < best_fit:
                         best_fit, best_gs = f2, cand
             if s + 1 < k and (s + 1 < used or len(members) > 1):
-                up = [h] + [d for d in _bits(g.descendants[h]) if d in inside]
+                up = [h] + [d for d in bit_indices(g.descendants[h]) if d in inside]
                 if len(up) < len(members):
                     cand = gs.copy()
                     cand[up] = s + 1

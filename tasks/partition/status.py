@@ -10,22 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from forgeflow.tasks.solver import MEMORY_RTOL, SolveStatus
+from forgeflow.tasks.solver import MEMORY_RTOL, PROVEN_RTOL, SolveStatus, is_proven
 
 __all__ = ["Bound", "ImprovedPlan", "MEMORY_RTOL", "PROVEN_RTOL", "COST_RTOL", "SolveStatus", "is_proven"]
 
-#: THE partition "optimal" threshold: a plan whose bottleneck is within this relative distance of a proven lower
-#: bound is reported proven optimal (status OPTIMAL), and every solver stops working on an instance once its gap is
-#: this small. Not tighter than 1e-4: MIP-proven bounds are shaved (``tasks.solver.shave_bound``) and the published
-#: optima we compare against carry 6 significant digits.
-PROVEN_RTOL = 1e-4
 #: relative slack when comparing two sums of the same float costs (a stage cost with a cap, work windows)
 COST_RTOL = 1e-9
-
-
-def is_proven(upper: float, lower: float) -> bool:
-    """True when the proven ``lower`` bound certifies the plan of bottleneck ``upper`` optimal (``PROVEN_RTOL``)."""
-    return lower >= upper * (1.0 - PROVEN_RTOL)
 
 
 @dataclass(frozen=True)

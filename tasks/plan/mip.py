@@ -14,13 +14,12 @@ memory and the budget): a small multiple-choice knapsack MIP.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from forgeflow.tasks.partition.colocation import Groups
-from forgeflow.tasks.partition.mip import _bits
+from forgeflow.tasks.partition.stage_vars import add_stage_vars, add_transfers, stage_windows
 from forgeflow.tasks.partition.cost import stage_loads
 from forgeflow.tasks.solver import INF, LinearModel
 from forgeflow.tasks.plan.instance import PlanInstance
@@ -101,37 +100,10 @@ def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None,
     tmin_any = np.nanmin(np.nanmin(tmask, axis=2), axis=0)  # (n,)
     smask = np.where(ok, inst.size, np.nan)
     smax = np.nanmax(smask, axis=1)
-    earliest = np.zeros(G, dtype=np.int64)
-    latest = np.full(G, k - 1, dtype=np.int64)
-    if cap is not None and cap > 0 and not assignment_only:
-        gw = np.array([tmin_any[list(m)].sum() for m in groups.members])
-        for g in range(G):
-            anc = gw[g] + sum(gw[h] for h in _bits(groups.ancestors[g]))
-            desc = gw[g] + sum(gw[h] for h in _bits(groups.descendants[g]))
-            earliest[g] = max(0, math.ceil(anc / cap - 1e-9) - 1)
-            latest[g] = min(k - 1, k - math.ceil(desc / cap - 1e-9))
-    x = np.empty((G, k), dtype=np.int64)
-    for g in range(G):
-        for s in range(k):
-            if s == k - 1:
-                x[g, s] = mdl.add_var(1.0, 1.0)
-            else:
-                lo = 1.0 if s >= latest[g] else 0.0
-                hi = 0.0 if s < earliest[g] else 1.0
-                if lo > hi:
-                    mdl.add_row([B], [1.0], lo=1.0, hi=0.0)  # the cap is provably too small
-                    lo, hi = 0.0, 1.0
-                x[g, s] = mdl.add_var(lo, hi, integer=True)
-            if s > 0:
-                mdl.add_row([x[g, s], x[g, s - 1]], [1.0, -1.0], lo=0.0)
-    for g, h in () if assignment_only else groups.edges:
-        for s in range(k - 1):
-            mdl.add_row([x[g, s], x[h, s]], [1.0, -1.0], lo=0.0)
-
-    def y_terms(g: int, s: int, coef: float = 1.0) -> tuple[list[int], list[float]]:
-        if s == 0:
-            return [int(x[g, 0])], [coef]
-        return [int(x[g, s]), int(x[g, s - 1])], [coef, -coef]
+    gw = np.array([tmin_any[list(m)].sum() for m in groups.members])
+    earliest, latest = stage_windows(groups, gw, k, None if assignment_only else cap)
+    sv = add_stage_vars(mdl, groups, k, B, earliest, latest, precedence=not assignment_only)
+    x, y_terms = sv.x, sv.y
 
     load_cols: list[list[int]] = [[] for _ in range(k)]
     load_coefs: list[list[float]] = [[] for _ in range(k)]
@@ -183,29 +155,10 @@ def joint_model(inst: PlanInstance, groups: Groups, *, cap: float | None = None,
                 mdl.add_row(vs + cols, [1.0] * len(vs) + [-a for a in coefs], hi=0.0)  # sum_j v <= y
     if inst.budget is not None and budget_cols:
         mdl.add_row(budget_cols, budget_coefs, hi=float(inst.budget))
-    c = inst.base.c
-    out: dict = {}
-    inn: dict = {}
-    for u, targets in () if assignment_only else groups.senders:
-        gu = int(groups.group_of[u])
-        for s in range(k):
-            if s < k - 1:
-                col = mdl.add_var(0, 1)
-                out[(u, s)] = col
-                for t in targets:
-                    cols, coefs = y_terms(gu, s)
-                    mdl.add_row([col] + cols + [int(x[t, s])], [1.0] + [-a for a in coefs] + [1.0], lo=0.0)
-                load_cols[s].append(col)
-                load_coefs[s].append(float(c[u]))
-            if s > 0:
-                col = mdl.add_var(0, 1)
-                inn[(u, s)] = col
-                for t in targets:
-                    ct, at = y_terms(t, s)
-                    cu, au = y_terms(gu, s)
-                    mdl.add_row([col] + ct + cu, [1.0] + [-a for a in at] + au, lo=0.0)
-                load_cols[s].append(col)
-                load_coefs[s].append(float(c[u]))
+    if assignment_only:
+        out, inn = {}, {}
+    else:
+        out, inn = add_transfers(mdl, sv, groups, inst.base.c, k, load_cols, load_coefs)
     for s in range(k):
         mdl.add_row(load_cols[s] + [B], load_coefs[s] + [-1.0], hi=0.0)
         if inst.mem_caps[s] is not None:

@@ -18,7 +18,7 @@ from forgeflow.tasks.partition.result import Certified, MethodRun, _jsonable
 from forgeflow.tasks.partition.status import Bound, SolveStatus
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.validate import validate_joint
-from forgeflow.tasks.solver import OPTIMAL_RTOL, shave_bound
+from forgeflow.tasks.solver import is_proven
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,9 @@ class PlanResult(Certified):
 
     @property
     def status(self) -> SolveStatus:
-        """OPTIMAL when the proven bound meets the plan up to the shaving every solver bound gets for HiGHS's
-        tolerances (``tasks.solver.shave_bound``) and the relative gap tolerance."""
-        b = self.plan.bottleneck
-        closed = self.lower_bound.value >= shave_bound(b) * (1 - OPTIMAL_RTOL) or self.ratio <= 1 + OPTIMAL_RTOL
+        """OPTIMAL when the certified bound proves the plan optimal (``tasks.solver.is_proven``, the threshold every
+        plan forgeflow reports shares)."""
+        closed = is_proven(self.plan.bottleneck, self.lower_bound.value)
         return SolveStatus.OPTIMAL if closed else SolveStatus.FEASIBLE
 
     def to_plan_json(self) -> dict[str, Any]:

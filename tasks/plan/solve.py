@@ -38,13 +38,11 @@ from forgeflow.tasks.partition.problem import PartitionProblem
 from forgeflow.tasks.partition.result import MethodRun
 from forgeflow.tasks.partition.solve import SolveConfig, partition
 from forgeflow.tasks.partition.status import Bound
-from forgeflow.tasks.solver import SolverOptions, SolveStatus, shave_bound, solve
+from forgeflow.tasks.solver import PROVEN_RTOL, SolverOptions, SolveStatus, is_proven, shave_bound, solve
 from forgeflow.tasks.plan import ideal_dp
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
 from forgeflow.tasks.plan.result import BaselineOutcome, JointPlan, PlanResult
-
-GAP_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class _Board:
         return self.bound.value if self.bound is not None else 0.0
 
     def closed(self) -> bool:
-        return self.plan is not None and self.lb >= self.ub * (1 - GAP_TOLERANCE)
+        return self.plan is not None and is_proven(self.ub, self.lb)
 
 
 # ---------------------------------------------------------------------------------------------- building blocks
@@ -427,7 +425,7 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
         raise InfeasibleError(f"instance {inst.name!r}: no joint plan fits the devices' memory within the budget "
                               f"(none found within the time limit)")
     bound = board.bound or Bound(0.0, "none", SolveStatus.NOT_RUN, 0.0)
-    if bound.value > board.ub * (1 + 1e-6) + 1e-9:
+    if bound.value > board.ub * (1 + PROVEN_RTOL) + 1e-9:
         raise AssertionError(f"lower bound {bound.value} from {bound.method} exceeds the plan's {board.ub}")
     if bound.value > board.ub:
         bound = replace(bound, value=board.ub)

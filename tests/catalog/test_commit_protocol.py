@@ -426,3 +426,32 @@ def test_a_stalled_compactor_taken_over_backs_off(tmp_path):
     assert settled == [{"finished": 1, "voided": 0}]
     assert _flops(cat) == [0, 1, 2] and len(cat.visible_files("model_summaries")) == 1
     assert not verify_catalog(cat).damaged
+
+
+def test_footer_check_skips_a_file_a_concurrent_compaction_consumed(tmp_path, monkeypatch):
+    """On S3 a file deleted by another compactor while its footer is read fails with an odd error, not 'not found':
+    the check re-snapshots and goes on instead of reporting a healthy catalog as damaged; a file that is still there
+    and still visible is reported."""
+    import forgeflow.catalog.catalog as catalog_mod
+
+    cat = open_catalog(str(tmp_path / "c"))
+    for i in range(3):
+        cat.append("runs", [{"flow": "f", "status": "running"}], run_id=f"r{i}")
+    victim = cat.visible_files("runs")[0]
+    real = catalog_mod.pq.read_metadata
+
+    def racing(path, filesystem=None):
+        if path.endswith(victim):
+            cat.store.delete(victim)  # the other compactor finished and removed its input meanwhile
+            raise OSError("Unexpected end of stream: Page was smaller (0) than expected")
+        return real(path, filesystem=filesystem)
+
+    monkeypatch.setattr(catalog_mod.pq, "read_metadata", racing)
+    cat._check_footers(["runs"])  # no false alarm
+
+    def damaged(path, filesystem=None):
+        raise OSError("Parquet magic bytes not found in footer")
+
+    monkeypatch.setattr(catalog_mod.pq, "read_metadata", damaged)
+    with pytest.raises(CatalogError, match="is not a readable Parquet file"):
+        cat._check_footers(["runs"])

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests._cli import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 MSR = {"maxFPGAs": 2, "nodes": [{"id": i, "fpgaLatency": float(i), "size": 1.0} for i in range(1, 5)],
        "edges": [{"sourceId": i, "destId": i + 1, "cost": 0.5} for i in range(1, 4)]}
@@ -160,9 +162,8 @@ def test_invalid_settings_are_one_line_exit_2_before_any_run(tmp_path):
                                  ("FORGEFLOW_DASK_MEMORY_LIMIT", "lots", "FORGEFLOW_DASK_MEMORY_LIMIT 'lots'"),
                                  ("FORGEFLOW_STEP_RETRIES", "-1", "FORGEFLOW_STEP_RETRIES must be >= 0"),
                                  ("FORGEFLOW_DASK_THREADS", "two", "FORGEFLOW_DASK_THREADS")]:
-        p = subprocess.run(cli("partition", "--graph", str(tmp_path / "missing.json"), "--stages", "2", "--catalog",
-                               str(cat)), env={**os.environ, name: value}, cwd=ROOT, capture_output=True, text=True,
-                           timeout=120)
+        p = run_cli("partition", "--graph", str(tmp_path / "missing.json"), "--stages", "2", "--catalog", str(cat),
+                    env={name: value})  # in this process (tests/_cli.py): what the command answers
         assert p.returncode == 2, (name, p.stderr)
         assert message in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr

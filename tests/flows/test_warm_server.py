@@ -90,42 +90,8 @@ def test_other_settings_or_opt_out_run_in_process(warm, tmp_path):
     assert "refused: settings read at import differ: DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT" in log.read_text()
 
 
-def test_sigterm_reaches_the_command_and_a_dead_caller_stops_it(warm, tmp_path):
-    env, log, _ = warm
-    before = len(served(log))
-    query = cli("catalog", "query", SLOW_SQL, "--catalog", str(tmp_path / "cat"))
-    p = subprocess.Popen(query, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while len(served(log)) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (child, _), = served(log)[before:]
-    time.sleep(0.5)
-    assert p.poll() is None and alive(child)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=30)
-    assert p.returncode == 128 + signal.SIGTERM  # as the command reports it in-process
-    time.sleep(0.2)
-    assert not alive(child)
-
-    # a caller killed outright (no chance to relay anything): the server stops its command
-    p = subprocess.Popen(query, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while len(served(log)) == before + 1 and time.monotonic() < deadline + 60:
-        time.sleep(0.05)
-    (child, _), = served(log)[before + 1:]
-    time.sleep(0.5)
-    p.kill()
-    p.wait()
-    stop = time.monotonic() + 30
-    while alive(child) and time.monotonic() < stop:
-        time.sleep(0.1)
-    assert not alive(child)
-
-
-@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1])
-def test_a_signal_at_any_moment_of_the_start_gives_the_in_process_status(warm, tmp_path, delay):
-    """The server forks the command before its "ok" reaches the caller, and the command may be inside an import or a
-    DuckDB call when the signal lands: the caller still reports 128 + SIGTERM and the command is stopped."""
-    env, log, _ = warm
+def start_slow_query(env: dict, log: Path, tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """A `forgeflow catalog query` that runs for minutes, handed to the warm server: the caller and the command's pid."""
     before = len(served(log))
     query = cli("catalog", "query", SLOW_SQL, "--catalog", str(tmp_path / "cat"))
     p = subprocess.Popen(query, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -133,14 +99,45 @@ def test_a_signal_at_any_moment_of_the_start_gives_the_in_process_status(warm, t
     while len(served(log)) == before and time.monotonic() < deadline:
         time.sleep(0.005)
     (child, _), = served(log)[before:]
+    return p, child
+
+
+def stopped(pid: int, within: float) -> bool:
+    stop = time.monotonic() + within
+    while alive(pid) and time.monotonic() < stop:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_sigterm_reaches_the_command_and_a_dead_caller_stops_it(warm, tmp_path):
+    env, log, _ = warm
+    p, child = start_slow_query(env, log, tmp_path)
+    time.sleep(0.5)
+    assert p.poll() is None and alive(child)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    assert p.returncode == 128 + signal.SIGTERM  # as the command reports it in-process
+    assert stopped(child, within=10)
+
+    # a caller killed outright (no chance to relay anything): the server stops its command
+    p, child = start_slow_query(env, log, tmp_path)
+    time.sleep(0.5)
+    p.kill()
+    p.wait()
+    assert stopped(child, within=30)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1])
+def test_a_signal_at_any_moment_of_the_start_gives_the_in_process_status(warm, tmp_path, delay):
+    """The server forks the command before its "ok" reaches the caller, and the command may be inside an import or a
+    DuckDB call when the signal lands: the caller still reports 128 + SIGTERM and the command is stopped."""
+    env, log, _ = warm
+    p, child = start_slow_query(env, log, tmp_path)
     time.sleep(delay)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
-    stop = time.monotonic() + 10
-    while alive(child) and time.monotonic() < stop:
-        time.sleep(0.05)
-    assert not alive(child)
+    assert stopped(child, within=10)
 
 
 def test_refusal_rules(tmp_path):

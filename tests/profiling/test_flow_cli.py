@@ -124,13 +124,14 @@ def test_cli_graph_import_ls_export_round_trip(prefect_harness, tmp_path, capsys
 
 @pytest.mark.slow
 def test_cli_profile_json_export_and_reimport(prefect_harness, tmp_path, capsys):
-    """The profile command as a user runs it (a subprocess: ephemeral Prefect API, Dask LocalCluster); the import and
-    listing of its export in-process."""
+    """The profile command (in this process through tests/_cli.py, on its own Dask LocalCluster; tests/ops/
+    test_security.py runs it in a fresh interpreter); the import and listing of its export."""
     from forgeflow.flows.cli import main
+    from tests._cli import run_cli as run_here
 
     cat, out = str(tmp_path / "cat"), tmp_path / "tiny_msr.json"
-    p = run_cli("profile", "--model", TINY, "--input-shape", "1,3,16,16", "--repeats", "2", "--warmup", "1",
-                "--export-msr", str(out), "--catalog", cat, "--json", home=tmp_path / "ph")
+    p = run_here("profile", "--model", TINY, "--input-shape", "1,3,16,16", "--repeats", "2", "--warmup", "1",
+                 "--export-msr", str(out), "--catalog", cat, "--json", env={"FORGEFLOW_DASK_WORKERS": "1"})
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stdout.strip().splitlines()
     res = json.loads(lines[-1])

@@ -268,13 +268,16 @@ def status_of(model_status, has_solution: bool) -> SolveStatus:
 
 
 def solve(model: LinearModel, options: SolverOptions | None = None, *,
-          stop: Callable[[], bool] | None = None, start: np.ndarray | None = None) -> SolveOutcome:
+          stop: Callable[[], bool] | None = None, start: np.ndarray | None = None,
+          stop_above: float | None = None) -> SolveOutcome:
     """Solve ``model`` with HiGHS and read how it ended, its incumbent and its proven dual bound.
 
     ``stop`` is polled from HiGHS's MIP interrupt callback (a few times per second of branch and bound); when it
     returns True the solve ends early with status FEASIBLE and whatever it had proven so far. A HiGHS failure is
     reported as status ERROR, never raised. ``start`` (one value per column) is handed to HiGHS as an incumbent
-    (a MIP start; HiGHS checks it and ignores it if infeasible)."""
+    (a MIP start; HiGHS checks it and ignores it if infeasible). ``stop_above``: end the branch and bound as soon
+    as its proven dual bound exceeds this value (status FEASIBLE, ``dual_bound`` the bound proven then) -- for a
+    sign decision no incumbent is needed."""
     import highspy
 
     t0 = time.perf_counter()
@@ -284,9 +287,11 @@ def solve(model: LinearModel, options: SolverOptions | None = None, *,
             sol = highspy.HighsSolution()
             sol.col_value = [float(v) for v in start]
             h.setSolution(sol)
-        if stop is not None:
+        if stop is not None or stop_above is not None:
             def interrupt(event) -> None:
-                if stop():
+                if stop is not None and stop():
+                    event.interrupt()
+                elif stop_above is not None and event.data_out.mip_dual_bound > stop_above:
                     event.interrupt()
 
             h.cbMipInterrupt.subscribe(interrupt)
@@ -321,6 +326,42 @@ def solve(model: LinearModel, options: SolverOptions | None = None, *,
     return SolveOutcome(status, objective, dual, relative_gap(objective, dual), seconds, solution, detail)
 
 
+class _Lagrangian:
+    """``lagrangian_bound`` for one model and many (multipliers, cost) pairs, its sparse matrix built once."""
+
+    def __init__(self, model: LinearModel):
+        from scipy.sparse import csr_matrix
+
+        ri, ci, v = (np.asarray(a) for a in (model._ri, model._ci, model._v))
+        self.ri = ri.astype(np.int64)
+        self.v = v.astype(float)
+        self.at = csr_matrix((self.v, (ci.astype(np.int64), self.ri)), shape=(model.num_cols, model.num_rows))
+        self.abs_at = abs(self.at)
+        self.rlo, self.rhi = np.asarray(model.rows_lo, dtype=float), np.asarray(model.rows_hi, dtype=float)
+        self.lb, self.ub = np.asarray(model.lower, dtype=float), np.asarray(model.upper, dtype=float)
+        self.cost, self.offset = np.asarray(model.cost, dtype=float), float(model.offset)
+        self.size = model.num_cols + model.num_rows + len(self.v)
+
+    def __call__(self, row_multipliers: np.ndarray, cost: np.ndarray | None = None,
+                 offset: float | None = None) -> float:
+        c = self.cost if cost is None else np.asarray(cost, dtype=float)
+        off = self.offset if offset is None else float(offset)
+        y = np.array(row_multipliers, dtype=float, copy=True)
+        y[~np.isfinite(y)] = 0.0
+        y[(y > 0) & ~np.isfinite(self.rlo)] = 0.0
+        y[(y < 0) & ~np.isfinite(self.rhi)] = 0.0
+        d = c - self.at @ y
+        with np.errstate(invalid="ignore"):
+            col = np.where(d > 0, d * self.lb, np.where(d < 0, d * self.ub, 0.0))
+            row = np.where(y > 0, y * self.rlo, np.where(y < 0, y * self.rhi, 0.0))
+        if not (np.isfinite(col).all() and np.isfinite(row).all()):
+            return -math.inf
+        magnitude = (np.abs(col).sum() + np.abs(row).sum() + np.abs(c).sum()
+                     + float((self.abs_at @ np.abs(y)).sum()))
+        total = off + col.sum() + row.sum()
+        return float(total - 1e-12 * self.size * magnitude - 1e-9)
+
+
 def lagrangian_bound(model: LinearModel, row_multipliers: np.ndarray, cost: np.ndarray | None = None,
                      offset: float | None = None) -> float:
     """A lower bound on ``min c.x + offset`` over the LP relaxation of ``model`` (integrality ignored) that holds for
@@ -329,33 +370,23 @@ def lagrangian_bound(model: LinearModel, row_multipliers: np.ndarray, cost: np.n
     the dual certificate in float64 (multipliers that would meet an infinite row bound are set to 0, which keeps
     the bound valid), lowered by a bound on float64's rounding of these sums. ``-inf`` if a reduced cost meets an
     infinite column bound."""
-    c = np.asarray(model.cost if cost is None else cost, dtype=float)
-    off = float(model.offset if offset is None else offset)
-    y = np.array(row_multipliers, dtype=float, copy=True)
-    rlo, rhi = np.asarray(model.rows_lo, dtype=float), np.asarray(model.rows_hi, dtype=float)
-    y[(y > 0) & ~np.isfinite(rlo)] = 0.0
-    y[(y < 0) & ~np.isfinite(rhi)] = 0.0
-    ri, ci, v = (np.asarray(a) for a in (model._ri, model._ci, model._v))
-    aty = np.zeros(len(c))
-    np.add.at(aty, ci.astype(np.int64), v * y[ri.astype(np.int64)])
-    d = c - aty
-    lb, ub = np.asarray(model.lower, dtype=float), np.asarray(model.upper, dtype=float)
-    with np.errstate(invalid="ignore"):
-        col = np.where(d > 0, d * lb, np.where(d < 0, d * ub, 0.0))
-        row = np.where(y > 0, y * rlo, np.where(y < 0, y * rhi, 0.0))
-    if not (np.isfinite(col).all() and np.isfinite(row).all()):
-        return -math.inf
-    magnitude = np.abs(col).sum() + np.abs(row).sum() + np.abs(c).sum() + np.abs(v * y[ri.astype(np.int64)]).sum()
-    total = off + col.sum() + row.sum()
-    return float(total - 1e-12 * (len(c) + len(y) + len(v)) * magnitude - 1e-9)
+    return _Lagrangian(model)(row_multipliers, cost, offset)
 
 
 def solve_lp_objectives(model: LinearModel, objectives: Iterable[tuple[np.ndarray, float]],
-                        options: SolverOptions | None = None) -> list[SolveOutcome]:
+                        options: SolverOptions | None = None,
+                        targets: Iterable[float] | None = None) -> list[SolveOutcome]:
     """Solve the LP relaxation of ``model`` once per ``(cost, offset)``, each solve warm-started from the previous
     basis (HiGHS keeps it when only the objective changes). Each outcome's ``dual_bound`` is the
     ``lagrangian_bound`` of HiGHS's row duals (a bound checked here, not HiGHS's word); ``objective`` is HiGHS's
-    optimum. Statuses as in ``solve``."""
+    optimum. Statuses as in ``solve``.
+
+    ``targets`` (one per objective): only "is the optimum above the target?" matters. Before any simplex work the
+    Lagrangian bound is tried with the multipliers already at hand (zero, and every earlier objective's row duals);
+    if one clears the target the objective is answered without a solve (status FEASIBLE, ``nodes`` 0, ``detail``
+    names the multipliers). Otherwise the dual simplex stops as soon as its dual objective passes the target
+    (HiGHS ``objective_bound``); the row duals at that point are replayed the same way (any multipliers give a
+    valid bound), and if the replayed bound falls short the solve continues to the optimum."""
     import copy
 
     import highspy
@@ -364,34 +395,59 @@ def solve_lp_objectives(model: LinearModel, objectives: Iterable[tuple[np.ndarra
     lp_model.integer = [False] * model.num_cols
     opts = options or SolverOptions()
     t_end = time.perf_counter() + opts.time_limit
-    h = lp_model.to_highs(opts)
+    lag = _Lagrangian(lp_model)
+    h = None
     out = []
     idx = np.arange(model.num_cols, dtype=np.int32)
-    for cost, offset in objectives:
+    objectives = list(objectives)
+    targets = [None] * len(objectives) if targets is None else [float(t) for t in targets]
+    prev_ys: list[np.ndarray] = []  # row duals of the objectives solved so far
+    for (cost, offset), target in zip(objectives, targets):
         t0 = time.perf_counter()
+        cost = np.asarray(cost, dtype=float)
+        if target is not None:  # multipliers at hand first: no simplex work if one already proves the target
+            tries = [("zero", np.zeros(lp_model.num_rows))] + [("previous", y) for y in prev_ys[::-1]]
+            hit = None
+            for how, y in tries:
+                b = lag(y, cost, offset)
+                if b > target:
+                    hit = (how, b)
+                    break
+            if hit is not None:
+                out.append(SolveOutcome(SolveStatus.FEASIBLE, math.inf, hit[1], math.inf, time.perf_counter() - t0,
+                                        None, {"highs_status": f"lagrangian({hit[0]} multipliers)", "nodes": 0}))
+                continue
         left = t_end - t0
         if left <= 0.01:
             out.append(SolveOutcome(SolveStatus.NOT_RUN, math.inf, -math.inf, math.inf, 0.0, None, {}))
             continue
-        h.setOptionValue("time_limit", float(left))
-        cost = np.asarray(cost, dtype=float)
+        if h is None:
+            h = lp_model.to_highs(opts)
         try:
             h.changeColsCost(len(idx), idx, cost)
             h.changeObjectiveOffset(float(offset))
-            h.run()
+            dual = -math.inf
+            for cutoff in ([target + 1e-6 * (1.0 + abs(target)), math.inf] if target is not None else [math.inf]):
+                h.setOptionValue("time_limit", float(max(t_end - time.perf_counter(), 0.01)))
+                h.setOptionValue("objective_bound", float(cutoff))
+                h.run()
+                ms = h.getModelStatus()
+                info = h.getInfo()
+                sol = h.getSolution()
+                if info.dual_solution_status == highspy.kSolutionStatusFeasible or ms == highspy.HighsModelStatus.kObjectiveBound:
+                    y = np.asarray(sol.row_dual, dtype=float)
+                    if len(y) == lp_model.num_rows:
+                        prev_ys.append(y)
+                        dual = max(dual, lag(y, cost, offset))
+                if target is None or dual > target or ms != highspy.HighsModelStatus.kObjectiveBound:
+                    break
         except Exception as exc:  # pragma: no cover - reported, not raised
             out.append(SolveOutcome(SolveStatus.ERROR, math.inf, -math.inf, math.inf, time.perf_counter() - t0,
                                     None, {"error": repr(exc)}))
             continue
-        ms = h.getModelStatus()
-        info = h.getInfo()
         has_sol = info.primal_solution_status == highspy.kSolutionStatusFeasible
         status = status_of(ms, has_sol)
-        sol = h.getSolution()
         objective = float(info.objective_function_value) if has_sol else math.inf
-        dual = -math.inf
-        if status is SolveStatus.OPTIMAL and info.dual_solution_status == highspy.kSolutionStatusFeasible:
-            dual = lagrangian_bound(lp_model, np.asarray(sol.row_dual, dtype=float), cost, offset)
         out.append(SolveOutcome(status, objective, dual, relative_gap(objective, dual), time.perf_counter() - t0,
                                 np.asarray(sol.col_value, dtype=float) if has_sol else None,
                                 {"highs_status": h.modelStatusToString(ms), "nodes": 0}))

@@ -54,6 +54,8 @@ def _clamp(m: LinearModel, r: int, z: int, rl: int, ru: int, lo: int, hi: int) -
     """A variable equal to clamp(r + z, lo, hi) for integer r in [rl, ru] (binaries only for the active sides)."""
     tl, tu = rl + z, ru + z
     if tl >= lo and tu <= hi:
+        if z == 0:  # no clamp side can be active: the code is r itself
+            return r
         c = m.add_var(tl, tu)
         m.add_row([c, r], [1.0, -1.0], z, z)
         return c
@@ -96,12 +98,27 @@ def grid_of(values) -> float | None:
     return 1.0 / d
 
 
-def layer_grid(L) -> float | None:
-    """Grid of the pre-activation u = (A acc + B) * inv of a quantized layer (acc integer), exactly."""
-    from fractions import Fraction
+_GRID_CACHE: dict = {}
 
+
+def layer_grid(L) -> float | None:
+    """Grid of the pre-activation u = (A acc + B) * inv of a quantized layer (acc integer), exactly (cached per
+    layer object: the exact Fraction arithmetic is slow on conv layers)."""
     if L.requant is None:
         return None
+    hit = _GRID_CACHE.get(id(L))
+    if hit is not None and hit[0] is L:
+        return hit[1]
+    g = _layer_grid(L)
+    if len(_GRID_CACHE) > 64:
+        _GRID_CACHE.clear()
+    _GRID_CACHE[id(L)] = (L, g)
+    return g
+
+
+def _layer_grid(L) -> float | None:
+    from fractions import Fraction
+
     inv = Fraction(float(L.requant.inv_scale))
     vals = [Fraction(float(a)) * inv for a in L.mult] + [Fraction(float(b)) * inv for b in L.bias]
     d = 1
@@ -137,7 +154,7 @@ def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: Ne
         ulo, uhi = bounds.pre[k]
         clo, chi = _act_bounds(L, ulo, uhi)
         acts = []
-        g = layer_grid(L) if net.exact else None
+        g = layer_grid(L) if (net.exact and exact_rounding) else None
         for i in range(M.shape[0]):
             if clo[i] == chi[i]:
                 acts.append(("const", float(clo[i])))
@@ -146,17 +163,19 @@ def encode(net: QNetwork, lo: np.ndarray, hi: np.ndarray, label: int, bounds: Ne
             if L.requant is not None:
                 rq = L.requant
                 rl, ru = int(math.ceil(ulo[i] - 0.5)), int(math.floor(uhi[i] + 0.5))
-                r = m.add_var(rl, ru, integer=exact_rounding)
-                base = const + m0[i]
+                z = int(rq.zero_point)
+                # the variable is s = r + z (the unclamped code), so a neuron whose clamp cannot act needs no more
+                s = m.add_var(rl + z, ru + z, integer=exact_rounding)
+                base = const + m0[i] + z  # u + z - s = u - r, bracketed by 1/2
                 if exact_rounding and g is not None and g < 0.5:  # exact half-to-even: r = 2h + p, an odd r excludes both ties
                     hv = m.add_var(math.floor(rl / 2) - 1, math.ceil(ru / 2) + 1, integer=True)
                     p = m.add_var(0, 1, integer=True)
-                    m.add_row([r, hv, p], [1.0, -2.0, -1.0], 0, 0)
-                    m.add_row(cols + [r, p], vals + [-1.0, -g], -0.5 - base, math.inf)
-                    m.add_row(cols + [r, p], vals + [-1.0, g], -math.inf, 0.5 - base)
+                    m.add_row([s, hv, p], [1.0, -2.0, -1.0], z, z)
+                    m.add_row(cols + [s, p], vals + [-1.0, -g], -0.5 - base, math.inf)
+                    m.add_row(cols + [s, p], vals + [-1.0, g], -math.inf, 0.5 - base)
                 else:
-                    m.add_row(cols + [r], vals + [-1.0], -0.5 - base, 0.5 - base)
-                acts.append(("var", _clamp(m, r, rq.zero_point, rl, ru, rq.lo, rq.hi)))
+                    m.add_row(cols + [s], vals + [-1.0], -0.5 - base, 0.5 - base)
+                acts.append(("var", _clamp(m, s, 0, rl + z, ru + z, rq.lo, rq.hi)))
             else:
                 y = m.add_var(ulo[i], uhi[i])
                 m.add_row(cols + [y], vals + [-1.0], -(const + m0[i]), -(const + m0[i]))
@@ -248,10 +267,10 @@ def options(time_limit: float, presolve: bool = True, exact_gap: bool = False) -
 
 
 def solve_margin(enc: Encoding, j: int, time_limit: float, presolve: bool = True,
-                 exact_gap: bool = False, lp: bool = False) -> MarginSolve:
+                 exact_gap: bool = False, lp: bool = False, stop_above: float | None = None) -> MarginSolve:
     """Minimise ``y_c - y_j`` over the box. ``lp``: the LP relaxation (every integrality dropped; its optimum is a
     lower bound on the margin, and HiGHS proves it by the dual simplex, an algorithm independent of bound
-    propagation)."""
+    propagation). ``stop_above``: stop once the proven bound exceeds it (a sign decision needs no incumbent)."""
     _margin_objective(enc, j)
     model = enc.model
     if lp:
@@ -259,7 +278,7 @@ def solve_margin(enc: Encoding, j: int, time_limit: float, presolve: bool = True
 
         model = copy.copy(model)
         model.integer = [False] * model.num_cols
-    return _outcome(solve(model, options(time_limit, presolve, exact_gap)), enc)
+    return _outcome(solve(model, options(time_limit, presolve, exact_gap), stop_above=stop_above), enc)
 
 
 def solve_min_margin(net: QNetwork, lo, hi, label: int, bounds: NetBounds, time_limit: float,
@@ -292,15 +311,19 @@ def solve_min_margin(net: QNetwork, lo, hi, label: int, bounds: NetBounds, time_
     return _outcome(solve(m, options(time_limit, presolve)), enc)
 
 
-def lp_margins(net: QNetwork, lo, hi, label: int, bounds: NetBounds, classes, time_limit: float) -> dict[int, float]:
+def lp_margins(net: QNetwork, lo, hi, label: int, bounds: NetBounds, classes, time_limit: float,
+               targets=None) -> dict[int, float]:
     """Proven lower bounds on the margins ``y_c - y_j`` (``j`` in ``classes``) from the LP relaxation of the
     rounding-relaxed encoding: HiGHS solves one LP per class (warm-started), and each bound is the Lagrangian bound
     of its row duals recomputed here (``solver.lagrangian_bound``), valid whatever the solver's tolerances.
-    ``-inf`` for a class the LP could not bound in the time."""
+    ``-inf`` for a class the LP could not bound in the time. ``targets`` (one per class): stop each class as soon as
+    its bound is proven above the target (see ``solver.solve_lp_objectives``); the bound returned is then only
+    known to be above the target, not the LP optimum."""
     enc = encode(net, lo, hi, label, bounds, exact_rounding=False)
     objectives = []
     for j in classes:
         _margin_objective(enc, int(j))
         objectives.append((np.asarray(enc.model.cost, dtype=float), float(enc.model.offset)))
-    outs = solve_lp_objectives(enc.model, objectives, SolverOptions(time_limit=max(time_limit, 0.05), threads=1))
+    outs = solve_lp_objectives(enc.model, objectives, SolverOptions(time_limit=max(time_limit, 0.05), threads=1),
+                               targets=targets)
     return {int(j): float(o.dual_bound) for j, o in zip(classes, outs)}

@@ -1,7 +1,9 @@
 """Decide one robustness instance: bounds, then an attack, then the exact MILP; every answer double-checked.
 
-Order (cheapest first): interval bounds, linear bounds, PGD (counterexamples replayed exactly), then one MILP per
-class ``j`` whose margin the bounds could not certify (weakest first, big-M from the linear bounds).
+Order (cheapest first): interval bounds, linear bounds, then (if some class is still open) the LP relaxation of the
+rounding-relaxed encoding, one warm-started LP per class stopped as soon as its replayed dual bound clears the
+class's threshold (``milp.lp_margins``; tighter than the linear bounds), PGD (counterexamples replayed exactly),
+then one MILP per class ``j`` whose margin none of these certified (weakest first, big-M from the linear bounds).
 
 * **falsified** only with a counterexample in the box that the exact executor misclassifies (replayed here);
 * **verified** only when every class's margin has a proven lower bound above ``guard`` (a margin within the
@@ -9,7 +11,8 @@ class ``j`` whose margin the bounds could not certify (weakest first, big-M from
   float64 interval bounds -> the same bounds recomputed in exact rational arithmetic (``exact_interval_margins``);
   linear bounds -> the LP relaxation of the rounding-relaxed encoding solved by HiGHS's simplex, whose row duals
   are replayed here into a Lagrangian bound that does not trust the solver (``milp.lp_margins``), and where that
-  does not reach, the exact MILP (a different algorithm); MILP -> the MILP re-solved with presolve off (HiGHS has
+  does not reach, the exact MILP (a different algorithm); LP -> HiGHS's branch and bound on the same relaxed MILP
+  with presolve off, stopped once its own dual bound clears the threshold; MILP -> the MILP re-solved with presolve off (HiGHS has
   open reports of presolve wrongly declaring models infeasible). An infeasible status never counts: the centre is
   always feasible. If the confirmation cannot decide in
   the time left the answer is **unknown**;
@@ -116,7 +119,22 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
     solves = nodes = 0
     enc = None
     status = "not_run"
-    if not all(bounds.margin_lo[j] > need[j] for j in range(net.n_classes) if j != label):
+    others = [j for j in range(net.n_classes) if j != label]
+    lp_conf = None
+    if use_linear and not all(j in first for j in others):
+        # the LP relaxation of the rounding-relaxed encoding (tighter than the linear bounds) as a method of its own:
+        # one warm-started LP per class, each stopped once its replayed dual bound clears the class's threshold; the
+        # same bounds confirm the classes the linear bounds proved
+        t = time.perf_counter()
+        lp_conf = lp_margins(net, lo, hi, label, bounds, others, max(time_limit - (time.perf_counter() - t0), 0.0),
+                             targets=[max(need[j], guard) for j in others])
+        timings["lp"] = time.perf_counter() - t
+        for j in others:
+            if j not in first and lp_conf.get(j, -np.inf) > max(need[j], guard):
+                first[j] = "lp"
+                method = "lp"
+        proven = max(proven, min(max(lp_conf.get(j, -np.inf), float(bounds.margin_lo[j])) for j in others))
+    if not all(j in first for j in others):
         if use_attack and model is not None:
             t = time.perf_counter()
             cex = pgd_attack(model, net, lo, hi, label, center)
@@ -129,17 +147,18 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
         enc = encode(net, lo, hi, label, bounds)
         timings["encode"] = time.perf_counter() - t
         method = "milp"
-        order = [j for j in np.argsort(bounds.margin_lo) if j != label and bounds.margin_lo[j] <= need[j]]
+        order = [j for j in np.argsort(bounds.margin_lo) if j != label and j not in first]
         lowest = np.inf
         t = time.perf_counter()
         for j in order:
             left = time_limit - (time.perf_counter() - t0)
-            res = solve_margin(enc, int(j), left)
+            res = solve_margin(enc, int(j), left, stop_above=float(need[j]))
             solves += 1
             nodes += res.nodes
             status = res.status
             if res.status == "infeasible":  # the centre is feasible: numerical trouble, re-solve without presolve
-                res = solve_margin(enc, int(j), time_limit - (time.perf_counter() - t0), presolve=False)
+                res = solve_margin(enc, int(j), time_limit - (time.perf_counter() - t0), presolve=False,
+                                   stop_above=float(need[j]))
                 solves += 1
                 status = res.status
             if res.codes is not None:
@@ -177,24 +196,42 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
                         margin_lower=min(proven, res.dual_bound if np.isfinite(res.dual_bound) else -np.inf),
                         margin_upper=best_found, milp_solves=solves, milp_nodes=nodes, detail=why)
         timings["milp"] = time.perf_counter() - t
-        proven = max(proven, min(lowest, float(np.min(np.where(bounds.margin_lo > guard, bounds.margin_lo,
-                                                                    np.inf)))))
+        lp_lb = lp_conf or {}
+        proven = max(proven, min(lowest, min(max(float(bounds.margin_lo[j]), lp_lb.get(j, -np.inf))
+                                             for j in others if first.get(j) != "milp")
+                                 if any(first.get(j) != "milp" for j in others) else np.inf))
     # verified: every class re-confirmed by a second means (see the module docstring)
     t = time.perf_counter()
     exact = None
     conf_low = np.inf
     means = set()
-    lp_conf = {}
     lin = sorted(j for j in first if first[j] == "linear")
-    if lin:  # one warm-started LP per class on the rounding-relaxed encoding, its dual bound replayed here
-        lp_conf = lp_margins(net, lo, hi, label, bounds, lin, max(time_limit - (time.perf_counter() - t0), 0.0))
+    relaxed = None
+    if lp_conf is None and lin:  # one warm-started LP per class on the rounding-relaxed encoding, dual replayed here
+        lp_conf = lp_margins(net, lo, hi, label, bounds, lin, max(time_limit - (time.perf_counter() - t0), 0.0),
+                             targets=[max(need[j], guard) for j in lin])
     for j in sorted(first):
         left = max(time_limit - (time.perf_counter() - t0), 0.0)
         if first[j] == "linear" and lp_conf.get(j, -np.inf) > max(need[j], guard):
             means.add("lp-dual")
             conf_low = min(conf_low, lp_conf[j])
             continue
-        if first[j] == "interval":
+        if first[j] == "lp":  # the LP proved it: HiGHS's branch and bound on the same relaxed MILP, presolve off
+            if relaxed is None:
+                relaxed = encode(net, lo, hi, label, bounds, exact_rounding=False)
+            conf = solve_margin(relaxed, j, left, presolve=False, stop_above=max(need[j], guard))
+            solves += 1
+            nodes += conf.nodes
+            how = "relaxed-milp-presolve-off"
+            if conf.codes is not None and not net.keeps_label(conf.codes.reshape(1, -1), label)[0]:
+                timings["confirm"] = time.perf_counter() - t
+                return done(FALSIFIED, "milp", solver_status=conf.status, margin_lower=proven,
+                            margin_upper=_margin_at(net, conf.codes, label),
+                            counterexample=tuple(int(v) for v in conf.codes), confirmed_by="executor",
+                            milp_solves=solves, milp_nodes=nodes,
+                            detail=f"lp said class {j} is safe; the confirmation found this counterexample")
+            ok, bound = conf.dual_bound > need[j] and conf.status != "infeasible", conf.dual_bound
+        elif first[j] == "interval":
             if exact is None:
                 exact = exact_interval_margins(net, lo, hi, label)
             ok = exact[j] > 0 if j < label else exact[j] >= 0  # the exact first-max tie rule
@@ -202,7 +239,7 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
         else:
             if enc is None:
                 enc = encode(net, lo, hi, label, bounds)
-            conf = solve_margin(enc, j, left, presolve=first[j] == "linear")
+            conf = solve_margin(enc, j, left, presolve=first[j] == "linear", stop_above=float(need[j]))
             solves += 1
             nodes += conf.nodes
             how = "milp" if first[j] == "linear" else "milp-presolve-off"

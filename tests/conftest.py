@@ -74,33 +74,97 @@ def catalog(catalog_url):
     return open_catalog(url, endpoint_url=endpoint)
 
 
+_API: dict = {}  # the session's own Prefect API server (pytest_sessionstart) and whether it answered yet
+
+
+def pytest_sessionstart(session):
+    """Start the session's Prefect API server (below) now, without waiting for it: it comes up (10-40 s on 2 cores)
+    while the tests are collected and the catalog tests (no Prefect) run."""
+    if os.environ.get("PREFECT_API_URL") or session.config.getoption("collectonly", False):
+        return
+    import tempfile
+    from pathlib import Path
+
+    home = Path(tempfile.mkdtemp(prefix="forgeflow-test-prefect-home-"))
+    os.environ["PREFECT_HOME"] = str(home)
+    from forgeflow.flows.api import LocalServer
+
+    _API.update(server=LocalServer(log=home / "server.log"), home=home, ready=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of a test that may talk to the API (every test outside tests/catalog): wait until the
+    session's server answers, then point the environment (CLI subprocesses, in-process flows) at it."""
+    server = _API.get("server")
+    if server is None or _API["ready"]:
+        return
+    if item.path.parent.name == "catalog" and "prefect_harness" not in item.fixturenames:
+        return
+    os.environ["PREFECT_API_URL"] = server.wait(timeout=240)
+    _API["ready"] = True
+
+
+def pytest_collection_finish(session):
+    """When a collected test uses the session's one full `forgeflow optimize` (tests/flows/_optimize.py), start it
+    now in the background, with the environment as it is before any test, once the API answers."""
+    if session.config.getoption("collectonly", False):
+        return
+    if not any("optimized_cnn" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    if _API.get("server") is None and not os.environ.get("PREFECT_API_URL"):
+        return
+    import tempfile
+    from pathlib import Path
+
+    from tests.flows._optimize import STARTED, OptimizeRun
+
+    server, given = _API.get("server"), os.environ.get("PREFECT_API_URL")
+    tmp = Path(tempfile.mkdtemp(prefix="forgeflow-test-optimize-"))
+    _API["optimize_tmp"] = tmp
+    STARTED["digits_cnn"] = OptimizeRun(tmp, dict(os.environ), lambda: server.wait(timeout=240) if server else given)
+
+
+def pytest_sessionfinish(session):
+    from tests.flows._optimize import STARTED
+
+    for run in STARTED.values():
+        run.stop()
+    server = _API.pop("server", None)  # still here when no test ran (shared_prefect_api stops it otherwise)
+    if server is not None:
+        server.stop()
+    if _API.get("optimize_tmp"):
+        import shutil
+
+        shutil.rmtree(_API["optimize_tmp"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_prefect_api(tmp_path_factory):
     """One real Prefect API server (Prefect's app under uvicorn on 127.0.0.1, SQLite in a temporary PREFECT_HOME) for
     the whole session, as `forgeflow up` gives a user: every CLI subprocess and in-process flow reports to it
     (``PREFECT_API_URL`` in the environment) instead of starting a temporary server of its own, seconds each.
+    Started with the session and waited for before the first test outside tests/catalog (pytest_runtest_setup).
     Tests of the cold path take PREFECT_API_URL out of their child's environment. A developer's own `forgeflow up`
     is kept out (a temporary FORGEFLOW_STATE_DIR)."""
     os.environ["FORGEFLOW_STATE_DIR"] = str(tmp_path_factory.mktemp("forgeflow_state"))
-    given = os.environ.get("PREFECT_API_URL")
-    if given:
-        yield given
+    server = _API.get("server")
+    if server is None:  # given by the environment
+        yield os.environ.get("PREFECT_API_URL")
         return
-    home = tmp_path_factory.mktemp("prefect_home")
-    os.environ["PREFECT_HOME"] = str(home)
-    from forgeflow.flows.api import LocalServer
-
-    server = LocalServer(log=home / "server.log")
-    url = server.wait(timeout=240)
-    os.environ["PREFECT_API_URL"] = url
     try:
-        yield url
+        yield server.api_url
     finally:
+        import shutil
+
         from forgeflow.flows.api import _drain_prefect
 
-        _drain_prefect()  # this process's Prefect logs and events reach the server before it stops
+        if _API.get("ready"):
+            _drain_prefect()  # this process's Prefect logs and events reach the server before it stops
         os.environ.pop("PREFECT_API_URL", None)
+        _API.pop("server", None)
         server.stop()
+        shutil.rmtree(_API["home"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

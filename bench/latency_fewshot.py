@@ -418,9 +418,8 @@ def search_summary(rows: list[dict], samples: int, budget: int, all_devices: lis
             f"{np.mean([x['seconds'] for x in rows]):.2f}; worst single search {min(x['hv'] for x in rows):.4f}",
             f"- searches below 0.99: {sum(x['hv'] < 0.99 for x in rows)} of {len(rows)}",
             (f"\nThis invocation's wall time {wall:.0f} s (2 shared cores)." if wall is not None else
-             "\nRows accumulated by pieces of at most 590 s each (`--search-sweep --workers 2 --devices ... --rows FILE`, "
-             "3 seeds on the devices run first and 2 on the rest, as the table's search counts show), summarised "
-             "with `--report`.")]
+             "\nRows accumulated by pieces of at most 590 s each (`--search-sweep --devices ... --rows FILE`; the "
+             "seeds per device are the table's search counts over its datasets), summarised with `--report`.")]
     return "\n".join(out)
 
 

@@ -240,15 +240,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def timed_medians(rows: list[dict]) -> dict[tuple, tuple[int, float, float]]:
-    """(network, eps) -> (decided instances, median s, max s) over the quantized rows of timed pieces."""
+def timed_medians(rows: list[dict]) -> dict[tuple, tuple[int, float, float, int]]:
+    """(network, eps) -> (decided instances, median s, max s, instances) over the quantized rows of timed pieces."""
     out = {}
     for name in NETWORKS:
         for e in sorted({r["eps"] for r in rows}):
-            dec = [r["seconds"] for r in rows if r["bench_network"] == name and r["eps"] == e and r.get("timed")
-                   and r["network"] == "quantized" and r["answer"] != "unknown"]
+            rs = [r for r in rows if r["bench_network"] == name and r["eps"] == e and r.get("timed")
+                  and r["network"] == "quantized"]
+            dec = [r["seconds"] for r in rs if r["answer"] != "unknown"]
             if dec:
-                out[(name, e)] = (len(dec), float(np.median(dec)), float(max(dec)))
+                out[(name, e)] = (len(dec), float(np.median(dec)), float(max(dec)), len(rs))
     return out
 
 
@@ -268,7 +269,7 @@ def report(rows: list[dict], timed_rows: list[dict] = ()) -> str:
             d = fig[("quantized", e)]
             n = d["verified"] + d["falsified"] + d["unknown"]
             if (name, e) in quiet:
-                qn, qmed, _ = quiet[(name, e)]
+                qn, qmed, _, _ = quiet[(name, e)]
                 med = (f"median decided {qmed:.3f} s on a quiet machine (`timed`, {qn} decided instances; target "
                        f"<= 2 s: {'met' if qmed <= 2.0 else 'MISSED'})")
             else:
@@ -301,8 +302,8 @@ def report(rows: list[dict], timed_rows: list[dict] = ()) -> str:
                f"quantized networks, {'/'.join(f'{t:g}' for t in tl)} s per instance, "
                f"{'/'.join(map(str, tw))} Dask workers; `--timed --semantics quantized` pieces, rows in their own "
                "file, given to `--timed-results`). Seconds per decided instance:", "",
-               "| network | eps | decided instances | median s | max s |", "|---|---|---|---|---|",
-               *[f"| {k[0]} | {k[1]} | {v[0]} | {v[1]:.3f} | {v[2]:.2f} |" for k, v in quiet.items()]]
+               "| network | eps | decided / instances | median s (decided) | max s (decided) |", "|---|---|---|---|---|",
+               *[f"| {k[0]} | {k[1]} | {v[0]} / {v[3]} | {v[1]:.3f} | {v[2]:.2f} |" for k, v in quiet.items()]]
     if all_undecided:
         md += ["", "Undecided instances (proven lower bound and best margin found on min_j y_c - y_j):", "",
                "| network | semantics | eps | image | lower bound | best found | why |", "|---|---|---|---|---|---|---|",

@@ -35,6 +35,20 @@ from forgeflow.tasks.quantize.layers import quantizable_modules
 QAT_SPEC = "forgeflow.tasks.deploy.finetune:qat_chain"
 
 
+class _QuantizeSTE(torch.autograd.Function):
+    """``Q_b(W)`` exactly in the forward pass, identity gradient. (``w + (Q_b(w) - w).detach()`` rounds: its values
+    differ from ``Q_b(W)`` by an ulp here and there, and the activation quantizers downstream turn that into whole
+    steps, so the QAT model would not compute what the plan applied computes.)"""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, bits: int) -> torch.Tensor:
+        return fake_quantize_weight(w.detach(), bits)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
 class _FakeQuantSTE(nn.Module):
     """Weight parametrization: ``Q_b(W)`` forward, identity backward."""
 
@@ -43,7 +57,7 @@ class _FakeQuantSTE(nn.Module):
         self.bits = bits
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w + (fake_quantize_weight(w.detach(), self.bits) - w.detach())
+        return _QuantizeSTE.apply(w, self.bits)
 
 
 class QatChain(nn.Sequential):

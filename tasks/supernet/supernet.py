@@ -120,7 +120,22 @@ class ElasticSupernet(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+def plain_nchw(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with plain NCHW strides (a copy only when it has other strides).
+
+    A single-channel batch can carry strides that are valid for NCHW and channels_last at once (the digits tensors
+    have (64, 1, 8, 1)). ``x.contiguous()`` keeps them, ``F.interpolate`` turns them into a real channels_last
+    output, and every later conv then runs channels_last kernels, which round differently from the NCHW ones. A
+    deployed stage gets NCHW (from a file or a pipe), and the activation fake-quantizers turn those one-ulp
+    differences into whole quantization steps. So every model input is brought to one layout first."""
+    n, c, h, w = x.shape
+    if x.stride() != (c * h * w, h * w, w, 1):
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+    return x
+
+
 def resize_input(x: torch.Tensor, side: int) -> torch.Tensor:
+    x = plain_nchw(x)
     if x.shape[-1] == side and x.shape[-2] == side:
         return x
     return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)

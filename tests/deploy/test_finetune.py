@@ -27,7 +27,7 @@ def test_federated_qat_starts_at_the_plan_and_trains_the_latent_weights(small_fa
     # the QAT model computes exactly what the plan applied does (same weight quantizer, same activation ranges)
     qat = qat_chain(specs, layer_bits, q.act_qparams, 8, state=chain.state_dict())
     with torch.no_grad():
-        assert torch.allclose(qat(d.x_test[:64]), q.model(d.x_test[:64]), atol=1e-5)
+        assert torch.equal(qat(d.x_test[:64]), q.model(d.x_test[:64]))  # bit for bit
     # and training it leaves the batch-norm statistics alone
     qat.train()
     assert not any(m.training for m in qat.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -35,7 +35,7 @@ def test_federated_qat_starts_at_the_plan_and_trains_the_latent_weights(small_fa
     out = federated_qat(chain, specs, layer_bits, q.act_qparams, d, FinetuneConfig(clients=3, rounds=1))
     assert out["accuracy_before_pct"] == accuracy_pct(q.model, d.x_test, d.y_test)
     assert out["rounds"] == 1 and len(out["accuracy_per_round_pct"]) == 1
-    assert out["accuracy_after_pct"] == out["accuracy_per_round_pct"][-1]
+    assert abs(out["accuracy_after_pct"] - out["accuracy_per_round_pct"][-1]) < 1e-9  # same images; % rounds
     assert out["uplink_bytes"] > 0 and out["downlink_bytes"] > 0
     state = out["state"]
     assert set(state) == set(chain.state_dict())

@@ -216,33 +216,24 @@ def verify_instance(net: QNetwork, inst: Instance, time_limit: float = 60.0, mod
             means.add("lp-dual")
             conf_low = min(conf_low, lp_conf[j])
             continue
-        if first[j] == "lp":  # the LP proved it: HiGHS's branch and bound on the same relaxed MILP, presolve off
-            if relaxed is None:
-                relaxed = encode(net, lo, hi, label, bounds, exact_rounding=False)
-            conf = solve_margin(relaxed, j, left, presolve=False, stop_above=max(need[j], guard))
-            solves += 1
-            nodes += conf.nodes
-            how = "relaxed-milp-presolve-off"
-            if conf.codes is not None and not net.keeps_label(conf.codes.reshape(1, -1), label)[0]:
-                timings["confirm"] = time.perf_counter() - t
-                return done(FALSIFIED, "milp", solver_status=conf.status, margin_lower=proven,
-                            margin_upper=_margin_at(net, conf.codes, label),
-                            counterexample=tuple(int(v) for v in conf.codes), confirmed_by="executor",
-                            milp_solves=solves, milp_nodes=nodes,
-                            detail=f"lp said class {j} is safe; the confirmation found this counterexample")
-            ok, bound = conf.dual_bound > need[j] and conf.status != "infeasible", conf.dual_bound
-        elif first[j] == "interval":
+        if first[j] == "interval":
             if exact is None:
                 exact = exact_interval_margins(net, lo, hi, label)
             ok = exact[j] > 0 if j < label else exact[j] >= 0  # the exact first-max tie rule
             bound, how = float(exact[j]), "exact-interval"
         else:
-            if enc is None:
-                enc = encode(net, lo, hi, label, bounds)
-            conf = solve_margin(enc, j, left, presolve=first[j] == "linear", stop_above=float(need[j]))
+            if first[j] == "lp":  # the LP proved it: HiGHS's branch and bound on the same relaxed MILP, presolve off
+                if relaxed is None:
+                    relaxed = encode(net, lo, hi, label, bounds, exact_rounding=False)
+                model, presolve, stop, how = relaxed, False, max(need[j], guard), "relaxed-milp-presolve-off"
+            else:
+                if enc is None:
+                    enc = encode(net, lo, hi, label, bounds)
+                model, presolve, stop = enc, first[j] == "linear", float(need[j])
+                how = "milp" if first[j] == "linear" else "milp-presolve-off"
+            conf = solve_margin(model, j, left, presolve=presolve, stop_above=stop)
             solves += 1
             nodes += conf.nodes
-            how = "milp" if first[j] == "linear" else "milp-presolve-off"
             if conf.codes is not None and not net.keeps_label(conf.codes.reshape(1, -1), label)[0]:
                 timings["confirm"] = time.perf_counter() - t
                 return done(FALSIFIED, "milp", solver_status=conf.status, margin_lower=proven,

@@ -206,8 +206,9 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
         if missing:
             raise TypeError(f"step {name}: a cached step takes catalog_url and run_id (missing {sorted(missing)})")
 
-        @functools.wraps(fn)
-        def step(*args, **kwargs):
+        def keyed(args, kwargs):
+            """(bound arguments, canonical inputs, code version, key); key None when an input has no canonical
+            form."""
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
@@ -215,9 +216,27 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
                 inputs = {k: (file_digest(v) if k in files else canonical(v)) for k, v in a.items()
                           if k not in ignore}
             except Uncacheable:
-                return fn(*bound.args, **bound.kwargs)
+                return bound, None, None, None
             code = code_version(fn.__module__)
-            key = cache_key(name, inputs, code)
+            return bound, inputs, code, cache_key(name, inputs, code)
+
+        def finished(*args, **kwargs) -> dict[str, Any] | None:
+            """The stored ``completed`` row (source_run_id, result) the call would reuse, or None (it would run);
+            writes nothing. Lets a flow run a step it will only replay in its own process, skipping dispatch."""
+            bound, _, _, key = keyed(args, kwargs)
+            if key is None or not enabled():
+                return None
+            from forgeflow.catalog import open_catalog
+
+            a = bound.arguments
+            return lookup(open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url")), key)
+
+        @functools.wraps(fn)
+        def step(*args, **kwargs):
+            bound, inputs, code, key = keyed(args, kwargs)
+            if key is None:
+                return fn(*bound.args, **bound.kwargs)
+            a = bound.arguments
             from forgeflow.catalog import open_catalog
 
             cat = open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url"))
@@ -239,6 +258,7 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
             return out
 
         step.cached_step_name = name
+        step.finished = finished
         return step
 
     return wrap

@@ -79,7 +79,7 @@ def test_resume_after_killed_flow_reaches_the_same_weights(tmp_path):
 
     cfg = small_config()
     url = str(tmp_path / "catalog")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     child = subprocess.Popen([sys.executable, "-m", "tests.federated._resume_job", url], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, text=True)
     try:

@@ -69,6 +69,8 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             t0 = time.perf_counter()
             # here=True runs the task in the flow's own process: the bundle step starts one process per pipeline
             # stage, which a Dask worker (a daemonic process) may not do
+            if hasattr(fn.fn, "cached_step_name"):  # the command's cache switch travels with the step
+                kw["step_cache"] = settings.step_cache
             out = fn(*args, **kw) if here else fn.submit(*args, **kw).result()
             seconds[name] = round(time.perf_counter() - t0, 3)
             report(name, i + 1, total)
@@ -201,7 +203,7 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
         total = len(STEPS)
         report("summary", 0, total)
         summary = summarize_model_step.submit(cat.url, run.id, model, tuple(input_shape) if input_shape else None,
-                                              settings.s3_endpoint).result()
+                                              settings.s3_endpoint, step_cache=settings.step_cache).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
         from forgeflow.flows.quantize import quantize_in_optimize

@@ -28,20 +28,7 @@ from forgeflow.tasks.dask_fanout import SERIAL  # noqa: E402
 from forgeflow.tasks.partition.problem import PartitionProblem  # noqa: E402
 from forgeflow.tasks.partition.solve import SolveConfig, default_expert_path, partition  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "msr_graphs"
-
-#: exact optima (DP over ideals) as listed in issue 4, 6 significant digits
-KNOWN_OPTIMA: dict[str, dict[int, float]] = {
-    "LayerGraphs/bert24": {2: 47.479, 4: 24.9169, 6: 17.7899, 8: 14.2039, 16: 7.19591},
-    "LayerGraphs/gnmt": {2: 93.1943, 4: 47.1607, 6: 32.9107, 8: 25.8496, 16: 24.7881},
-    "LayerGraphs/inceptionv3": {},
-    "LayerGraphs/resnet50": {2: 101.281, 4: 50.9899, 6: 34.2229, 8: 26.7612, 16: 18.9979},
-    "OperatorGraphs/bert_l-12": {2: 383.694, 4: 197.692, 6: 147.478, 8: 108.044, 16: 79.977},
-    "OperatorGraphs/bert_l-3": {2: 33.9891, 3: 27.9186, 4: 27.9186, 8: 27.9186, 16: 27.9186},
-    "OperatorGraphs/bert_l-6": {2: 47.0179, 3: 33.9891, 4: 27.9186, 8: 27.9186, 16: 27.9186},
-    "OperatorGraphs/resnet50": {2: 194.439, 4: 151.126, 6: 128.074, 8: 124.349, 16: 124.349},
-}
-PROVEN = 1.0001  # ratio that counts as proven optimal
+from _msr_suite import DEFAULT_DATA, KNOWN_OPTIMA, PROVEN  # noqa: E402
 QUICK = {"LayerGraphs/bert24", "LayerGraphs/resnet50", "OperatorGraphs/bert_l-3"}
 
 

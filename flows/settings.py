@@ -39,6 +39,17 @@ from forgeflow.catalog import DEFAULT_URL
 from forgeflow.tasks.errors import ForgeflowError
 
 
+def _catalog_check(name: str):
+    """The catalog's own check for the setting ``name`` (imported late: settings load before the catalog)."""
+    if name == "compaction_grace_s":
+        from forgeflow.catalog.compaction import check_grace_s
+
+        return check_grace_s
+    from forgeflow.catalog.sql import check_memory_limit, check_timeout_s
+
+    return check_timeout_s if name == "query_timeout_s" else check_memory_limit
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEFLOW_", extra="ignore")
 
@@ -74,37 +85,17 @@ class Settings(BaseSettings):
             raise ValueError(f"FORGEFLOW_STEP_RETRIES must be >= 0, got {v}")
         return v
 
-    @field_validator("query_timeout_s")
+    @field_validator("query_timeout_s", "compaction_grace_s", "query_memory")
     @classmethod
-    def _query_timeout(cls, v: float) -> float:
-        from forgeflow.catalog.sql import check_timeout_s
-
-        try:
-            return check_timeout_s(v)
-        except ForgeflowError as exc:
-            raise ValueError(f"FORGEFLOW_QUERY_TIMEOUT_S: {exc}") from None
-
-    @field_validator("compaction_grace_s")
-    @classmethod
-    def _compaction_grace(cls, v: float) -> float:
-        from forgeflow.catalog.compaction import check_grace_s
-
-        try:
-            return check_grace_s(v)
-        except ForgeflowError as exc:
-            raise ValueError(f"FORGEFLOW_COMPACTION_GRACE_S: {exc}") from None
-
-    @field_validator("query_memory")
-    @classmethod
-    def _query_memory(cls, v: str | None) -> str | None:
-        from forgeflow.catalog.sql import check_memory_limit
-
-        if v is None or not str(v).strip():
+    def _catalog_limit(cls, v, info):
+        """The catalog owns these limits and their checks; a bad value names its environment variable."""
+        if info.field_name == "query_memory" and (v is None or not str(v).strip()):
             return None
+        check = _catalog_check(info.field_name)
         try:
-            return check_memory_limit(v)
+            return check(v)
         except ForgeflowError as exc:
-            raise ValueError(f"FORGEFLOW_QUERY_MEMORY: {exc}") from None
+            raise ValueError(f"FORGEFLOW_{info.field_name.upper()}: {exc}") from None
 
     @field_validator("state_dir", mode="before")
     @classmethod

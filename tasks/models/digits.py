@@ -95,10 +95,15 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1]."""
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> int:
+    """How many of ``x`` the model (put in eval mode) labels as ``y``, top-1, in batches of ``batch_size``."""
     model.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
         correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return correct / max(len(x), 1)
+    return correct
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return count_correct(model, x, y, batch_size) / max(len(x), 1)

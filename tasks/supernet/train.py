@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from forgeflow.tasks import datasets
 from forgeflow.tasks.datasets import DatasetError
+from forgeflow.tasks.models.digits import count_correct
 from forgeflow.tasks.supernet.space import ElasticArch, ElasticSpace
 from forgeflow.tasks.supernet.supernet import ElasticSupernet, SupernetConfig, build_standalone, extract_subnet
 
@@ -167,13 +168,9 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256, max
     return model
 
 
-@torch.no_grad()
 def accuracy_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    return 100.0 * correct / max(len(x), 1)
+    """Top-1 accuracy in percent."""
+    return 100.0 * count_correct(model, x, y, batch_size) / max(len(x), 1)
 
 
 def subnet_accuracy(net: ElasticSupernet, arch: ElasticArch, data: Dataset) -> float:

@@ -213,8 +213,9 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
         if "step_cache" in sig.parameters:
             raise TypeError(f"step {name}: 'step_cache' is the cache switch every cached step takes; rename it")
 
-        @functools.wraps(fn)
-        def step(*args, step_cache: bool | None = None, **kwargs):
+        def keyed(args, kwargs):
+            """(bound arguments, canonical inputs, code version, key); key None when an input has no canonical
+            form."""
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
@@ -222,14 +223,35 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
                 inputs = {k: (file_digest(v) if k in files else canonical(v)) for k, v in a.items()
                           if k not in ignore}
             except Uncacheable:
-                return fn(*bound.args, **bound.kwargs)
+                return bound, None, None, None
             code = code_version(fn.__module__)
-            key = cache_key(name, inputs, code)
+            return bound, inputs, code, cache_key(name, inputs, code)
+
+        def use_cache(step_cache: bool | None) -> bool:
+            return enabled() if step_cache is None else bool(step_cache)
+
+        def finished(*args, step_cache: bool | None = None, **kwargs) -> dict[str, Any] | None:
+            """The stored ``completed`` row (source_run_id, result) the call would reuse, or None (it would run);
+            writes nothing. Lets a flow run a step it will only replay in its own process, skipping dispatch."""
+            bound, _, _, key = keyed(args, kwargs)
+            if key is None or not use_cache(step_cache):
+                return None
+            from forgeflow.catalog import open_catalog
+
+            a = bound.arguments
+            return lookup(open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url")), key)
+
+        @functools.wraps(fn)
+        def step(*args, step_cache: bool | None = None, **kwargs):
+            bound, inputs, code, key = keyed(args, kwargs)
+            if key is None:
+                return fn(*bound.args, **bound.kwargs)
+            a = bound.arguments
             from forgeflow.catalog import open_catalog
 
             cat = open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url"))
             t0 = time.perf_counter()
-            hit = lookup(cat, key) if (enabled() if step_cache is None else bool(step_cache)) else None
+            hit = lookup(cat, key) if use_cache(step_cache) else None
             if hit is not None:
                 cat.append(TABLE, [_row(key, name, code, "reused", hit["source_run_id"], inputs, hit["result"],
                                         time.perf_counter() - t0)], run_id=a["run_id"],
@@ -252,6 +274,7 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
         at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
         step.__signature__ = sig.replace(parameters=params[:at] + [switch] + params[at:])
         step.cached_step_name = name
+        step.finished = finished
         return step
 
     return wrap

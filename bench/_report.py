@@ -21,10 +21,15 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def write_section(name: str, markdown: str, doc: Path = DOC) -> Path:
-    """Replace (or add) the section of ``name`` with ``markdown`` plus the command and date that made it."""
+def write_section(name: str, markdown: str, doc: Path = DOC, commands: list[str] | None = None) -> Path:
+    """Replace (or add) the section of ``name`` with ``markdown`` plus the command and date that made it.
+    ``commands``: every command whose figures the section holds, when a benchmark ran in parts (default: this
+    process's own command line)."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    stamp = f"\n\n_Command: `{command_line()}` — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}._\n"
+    cmds = commands or [command_line()]
+    label = "Command" if len(cmds) == 1 else "Commands"
+    stamp = (f"\n\n_{label}: {'; '.join(f'`{c}`' for c in cmds)} — "
+             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}._\n")
     block = f"{start}\n{markdown.rstrip()}{stamp}{end}"
     text = doc.read_text() if doc.exists() else HEADER
     if start in text and end in text:

@@ -62,6 +62,11 @@ def main(argv=None) -> int:
         figs.update(kw)
         fig_path.write_text(json.dumps(figs))
 
+    from _report import command_line
+
+    # every part's command, for the section's footer (the figures come from all of them, not only the last)
+    save(commands={**({} if args.part in ("all", "quick") else figs.get("commands", {})), args.part: command_line()})
+
     if args.part in ("all", "quick"):
         load0 = os.getloadavg()[0]
         rc, out, err, wall1 = cli(["optimize", "--catalog", cat, "--budget", str(args.budget), "--bundle-dir",
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
     if not args.no_write:
         from _report import write_section
 
-        write_section("optimize", text)
+        write_section("optimize", text, commands=list(figs["commands"].values()))
     return 0
 
 
@@ -163,7 +168,10 @@ def markdown(figs: dict, budget: int) -> str:
         f"on held-out digits with the plan applied: **{'met' if r1['accuracy']['accuracy_quantized_pct'] >= 97 else 'missed'}**",
         f"- rerun with only the target changed: {wall1 / wall2:.2f}x faster (supernet cached "
         f"{r2['supernet']['cached']}, profile cached {r2['profile']['cached']}, traces cached "
-        f"{r2['profile']['traces_cached']}); target >= 3x: **{'met' if wall1 / wall2 >= 3 else 'missed'}**",
+        f"{r2['profile']['traces_cached']}; steps replayed from the catalog: "
+        f"{', '.join(sorted(r2.get('reused_steps') or {})) or 'none'}; subnet accuracies read back "
+        f"{r2['search'].get('accuracies_reused')}, measured {r2['search'].get('accuracies_measured')} of "
+        f"{r2['search']['evaluations']}); target >= 3x: **{'met' if wall1 / wall2 >= 3 else 'missed'}**",
         "",
         "| pipeline | stages | measured (microbatches/s) | predicted for this host | gap | stage ms measured | "
         "stage ms predicted | output equal |", "|---|---:|---:|---:|---:|---|---|---|",

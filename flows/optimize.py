@@ -68,7 +68,12 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             report(name, i, total)
             t0 = time.perf_counter()
             # here=True runs the task in the flow's own process: the bundle step starts one process per pipeline
-            # stage, which a Dask worker (a daemonic process) may not do
+            # stage, which a Dask worker (a daemonic process) may not do; a step whose result the catalog already
+            # holds only replays it, which costs a catalog read here against a dispatch (and a worker's imports)
+            finished = getattr(getattr(fn, "fn", None), "finished", None)
+            if finished is not None:  # a cached step: the command's cache switch travels with it
+                kw["step_cache"] = settings.step_cache
+            here = here or (finished is not None and finished(*args, **kw) is not None)
             out = fn(*args, **kw) if here else fn.submit(*args, **kw).result()
             seconds[name] = round(time.perf_counter() - t0, 3)
             report(name, i + 1, total)
@@ -87,7 +92,8 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
                        fed["weights_key"] if fed else None, here=True)
-        summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed)
+        summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed,
+                            reused_steps(cat, run.id))
         report("report", total - 1, total)
         t0 = time.perf_counter()
         summary["report_key"] = write_report(cat, run.id, summary)
@@ -99,19 +105,44 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
     return summary
 
 
+def reused_steps(cat, run_id: str) -> dict[str, str]:
+    """Step name (without the ``optimize-`` prefix) -> the run whose stored result this run replayed."""
+    from forgeflow.tasks.step_cache import reuses
+
+    return {r["step"].removeprefix("optimize-"): r["source_run_id"] for r in reuses(cat, run_id)
+            if r["status"] == "reused"}
+
+
+def provenance(fam: dict, prof: dict, reused: dict[str, str]) -> tuple[dict, dict]:
+    """The summary's supernet and profile records with ``cached`` flags that tell the truth: a step replayed from an
+    earlier run (``reused``) carries that run's result, whose flags say what *that* run found, so a replayed supernet
+    or profile step is cached here whatever its stored flags say."""
+    s = {k: fam.get(k) for k in ("supernet_id", "source", "cached", "largest_accuracy_pct", "smallest_accuracy_pct")}
+    p = {k: prof.get(k) for k in ("profile_id", "units", "cached", "host", "traces_cached")}
+    if "supernet" in reused:
+        s["cached"], s["reused_from"] = True, reused["supernet"]
+    if "profile" in reused:
+        p["cached"], p["traces_cached"], p["reused_from"] = True, True, reused["profile"]
+    return s, p
+
+
 def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search: dict, planned: dict, acc: dict,
-              bundle: dict, seconds: dict, fed: dict | None = None) -> dict[str, Any]:
+              bundle: dict, seconds: dict, fed: dict | None = None, reused: dict[str, str] | None = None
+              ) -> dict[str, Any]:
     plan = planned["plan"]
+    reused = reused or {}
+    supernet, profile = provenance(fam, prof, reused)
     return {
         "run_id": run_id, "catalog": url,
         "target": {k: target[k] for k in ("name", "k", "memory_bytes", "speed", "bit_speedup", "bits",
                                           "link_bytes_per_s", "link_latency_ms", "budget_fraction", "latency_limit_ms",
                                           "min_accuracy_pct", "microbatch", "source", "digest")},
-        "supernet": {k: fam.get(k) for k in ("supernet_id", "source", "cached", "largest_accuracy_pct",
-                                             "smallest_accuracy_pct")},
-        "profile": {k: prof.get(k) for k in ("profile_id", "units", "cached", "host", "traces_cached")},
+        "supernet": supernet,
+        "profile": profile,
+        "reused_steps": reused,
         "search": {k: search[k] for k in ("status", "evaluations", "infeasible", "front", "candidates", "why",
-                                          "latency_limit_ms")},
+                                          "latency_limit_ms")}
+        | {k: search.get(k) for k in ("accuracies_measured", "accuracies_reused")},
         "chosen": search["chosen"],
         "plan": plan, "host_stage_ms": planned["host_stage_ms"], "units": planned["units"],
         "accuracy": {k: acc[k] for k in ("accuracy_float_pct", "accuracy_quantized_pct", "n_test")}
@@ -201,7 +232,7 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
         total = len(STEPS)
         report("summary", 0, total)
         summary = summarize_model_step.submit(cat.url, run.id, model, tuple(input_shape) if input_shape else None,
-                                              settings.s3_endpoint).result()
+                                              settings.s3_endpoint, step_cache=settings.step_cache).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
         from forgeflow.flows.quantize import quantize_in_optimize

@@ -73,4 +73,18 @@ DEPLOY_TRACES = TableSpec(
     ]),
 )
 
-TABLES = [DEPLOY_UNIT_PROFILES, DEPLOY_CANDIDATES, DEPLOY_DECISIONS, DEPLOY_TRACES]
+SUBNET_ACCURACIES = TableSpec(
+    name="subnet_accuracies",
+    version=1,
+    doc="Held-out accuracy of every subnet a deployment search extracted from a supernet (BN recalibrated): it does "
+        "not depend on the target, so a search on another target reads it back instead of measuring it again.",
+    schema=pa.schema([
+        field("memo_key", pa.string(), "supernet id + its weights object + the data (by content) + the version of "
+              "the code that measures accuracy (content hash)"),
+        field("family", pa.string(), "the elastic family (supernet id)"),
+        field("arch", pa.string(), "architecture string"),
+        field("accuracy_pct", pa.float64(), "held-out accuracy of the extracted subnet", unit="%"),
+    ]),
+)
+
+TABLES = [DEPLOY_UNIT_PROFILES, DEPLOY_CANDIDATES, DEPLOY_DECISIONS, DEPLOY_TRACES, SUBNET_ACCURACIES]

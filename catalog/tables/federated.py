@@ -86,4 +86,25 @@ FEDERATED_CLIENT_STATE = TableSpec(
     ]),
 )
 
-TABLES = [FEDERATED_ROUNDS, FEDERATED_CHECKPOINTS, FEDERATED_RUNS, FEDERATED_CLIENT_STATE]
+
+FEDERATED_FRONTS = TableSpec(
+    name="federated_fronts",
+    version=1,
+    doc="Accuracy-bytes-epsilon trade-off fronts over federated runs: one row per run (point) of a front, the front "
+        "flagged, all rows of a front sharing its id and plot.",
+    schema=pa.schema([
+        field("front_id", pa.string(), "hash of the front's points"),
+        field("title", pa.string(), "what the front compares"),
+        field("label", pa.string(), "the point's method (compression, DP)"),
+        field("run_key", pa.string(), "resume key of the run (null for runs not in this catalog)"),
+        field("compression", pa.string(), "none | int8 | topk:R | randk:R[:shared]"),
+        field("dp", pa.string(), "none | record | client"),
+        field("epsilon", pa.float64(), "DP epsilon spent (null without DP)", unit="epsilon"),
+        field("uplink_bytes", pa.int64(), "total uplink bytes", unit="bytes"),
+        field("accuracy", pa.float64(), "final test accuracy", unit="fraction"),
+        field("on_front", pa.bool_(), "no other point is as good in accuracy, bytes and epsilon and better in one"),
+        field("plot_key", pa.string(), "catalog object key of the front's PNG"),
+    ]),
+)
+
+TABLES = [FEDERATED_ROUNDS, FEDERATED_CHECKPOINTS, FEDERATED_RUNS, FEDERATED_CLIENT_STATE, FEDERATED_FRONTS]

@@ -51,6 +51,9 @@ def _supernet_layer(specs: list[dict], fqn: str) -> str:
     return f"stages.{s}.{b}.{path}"
 
 
+_PERTURBATIONS: dict[tuple, float] = {}  # (weights id, supernet layer, slice shape, bits) -> ||Q_b(W) - W||^2
+
+
 @dataclass
 class Family:
     net: ElasticSupernet
@@ -59,6 +62,7 @@ class Family:
     traces: Mapping[str, float]  # supernet layer -> trace per parameter
     microbatch: int
     unit_ms_fakequant: Mapping[str, float] | None = None  # the same units with fake-quantized inputs (host runs)
+    weights_id: str = ""  # identity of the supernet's weights (catalog object key); "" = no sharing across copies
 
     def host_unit_ms(self, arch: ElasticArch, bits_of: Mapping[str, int]) -> dict[str, float]:
         """Unit name -> ms this host takes for it in a bundle stage (fake-quantized inputs where bits < 32)."""
@@ -80,13 +84,28 @@ class Family:
 
         def layer_cost(fqn: str, b: int) -> float:
             if (fqn, b) not in cache:
-                t = max(self.traces.get(_supernet_layer(specs, fqn), 0.0), 0.0)
-                cache[(fqn, b)] = t * weight_perturbation(mods[fqn].weight, b)
+                layer = _supernet_layer(specs, fqn)
+                t = max(self.traces.get(layer, 0.0), 0.0)
+                cache[(fqn, b)] = t * self.perturbation(layer, mods[fqn].weight, b)
             return cache[(fqn, b)]
 
         shape = (self.microbatch, self.data.in_channels, self.data.side, self.data.side)
         units = unit_costs(chain, [s["name"] for s in specs], host, layer_cost, bits, self.microbatch, shape)
         return chain, specs, units
+
+    def perturbation(self, layer: str, weight: torch.Tensor, bits: int) -> float:
+        """``||Q_b(W) - W||^2`` of a subnet's slice of supernet ``layer``. Subnets share slices (a block at one
+        expand ratio and kernel size is the same slice in every subnet that has it), and a slice is fixed by its
+        layer and shape, so the value is kept per process for these weights: the search's candidates, on whatever
+        worker and in whichever chunk, compute each slice once."""
+        if not self.weights_id:
+            return weight_perturbation(weight, bits)
+        key = (self.weights_id, layer, tuple(weight.shape), int(bits))
+        if key not in _PERTURBATIONS:
+            if len(_PERTURBATIONS) > 100_000:
+                _PERTURBATIONS.clear()
+            _PERTURBATIONS[key] = weight_perturbation(weight, bits)
+        return _PERTURBATIONS[key]
 
     def plan(self, arch: ElasticArch, target, time_limit: float = 5.0) -> tuple[ChainPlan, dict, list[UnitCost]]:
         _, _, units = self.costs(arch, target.bits)
@@ -96,10 +115,13 @@ class Family:
 
 class PlannedObjective:
     """Search objective: [accuracy % of the extracted subnet, certified pipeline bottleneck ms on the target].
-    The planner is memoised per candidate; a candidate no plan fits gets ``inf`` latency (never on the front)."""
+    The planner is memoised per candidate; a candidate no plan fits gets ``inf`` latency (never on the front).
+    Accuracy does not depend on the target: ``known`` (read from the catalog's ``subnet_accuracies``) answers it for
+    every subnet an earlier search measured, so a search on a new target only plans those."""
 
-    def __init__(self, family: Family, target, accuracy) -> None:
+    def __init__(self, family: Family, target, accuracy, known: Mapping[str, float] | None = None) -> None:
         self.family, self.target, self.accuracy = family, target, accuracy
+        self.known = dict(known or {})  # arch string -> accuracy % measured before (on any target)
         self.space = family.net.config.space
         self.memo: dict[str, dict[str, Any]] = {}
 
@@ -121,5 +143,6 @@ class PlannedObjective:
         out = []
         for row in g:
             arch = self.space.decode(row)
-            out.append([self.accuracy(arch), self.plan_of(arch)["bottleneck_ms"]])
+            acc = self.known.get(arch.to_string())
+            out.append([self.accuracy(arch) if acc is None else acc, self.plan_of(arch)["bottleneck_ms"]])
         return np.asarray(out, dtype=float)

@@ -199,7 +199,7 @@ def load_family(cat, record: dict[str, Any], profile: dict[str, Any], microbatch
     unit_ms_fq = {r["unit_key"]: r["ms_fakequant"] for r in rows}
     if traces is None:
         traces = supernet_traces(net, data)
-    return Family(net, data, unit_ms, traces, microbatch, unit_ms_fq)
+    return Family(net, data, unit_ms, traces, microbatch, unit_ms_fq, weights_id=str(record.get("weights_key") or ""))
 
 
 def family_traces(cat, run_id: str, record: dict[str, Any], dataset: str | None) -> dict[str, Any]:
@@ -246,13 +246,36 @@ def choose(archs: list[str], acc: np.ndarray, lat: np.ndarray, target: TargetVie
                   f"({best:.2f} %)" + (f", under {' and '.join(why)}" if why else ""))
 
 
+def accuracy_memo_key(record: dict[str, Any], dataset: str | None) -> str:
+    """Identity of a family's subnet accuracies: the supernet (id and weights object), the data (by content) and the
+    code that extracts, recalibrates and measures a subnet (``tasks.supernet``'s code version)."""
+    from forgeflow.tasks.step_cache import code_version, file_digest
+
+    blob = [record["supernet_id"], record.get("weights_key"), file_digest(dataset) if dataset else None,
+            code_version("forgeflow.tasks.supernet.train")]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def known_accuracies(cat, memo_key: str) -> dict[str, float]:
+    """Arch string -> accuracy % of every subnet measured before under ``memo_key`` (any target, any run)."""
+    try:
+        rows = cat.read("subnet_accuracies", filter=pc.field("memo_key") == memo_key,
+                        columns=["arch", "accuracy_pct"]).to_pylist()
+    except Exception:
+        rows = []
+    return {r["arch"]: float(r["accuracy_pct"]) for r in rows}
+
+
 def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: int, seed: int = 0,
-                  executor=None) -> dict[str, Any]:
+                  executor=None, memo_key: str | None = None, family_id: str = "") -> dict[str, Any]:
+    """Evolutionary search of the family on ``target``. With ``memo_key``, accuracies measured by earlier searches
+    (on any target) are read from the catalog and only new subnets are measured (and then stored)."""
     from forgeflow.tasks.supernet.search import run_search
     from forgeflow.tasks.supernet.train import subnet_accuracy
 
     data = family.data
-    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data))
+    known = known_accuracies(cat, memo_key) if memo_key else {}
+    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known)
     sp = family.net.config.space
     res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
                      executor=executor, chunk_size=8)
@@ -266,6 +289,10 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
         fi = np.flatnonzero(feasible)
         front[fi[non_dominated_mask(np.stack([-acc[fi], lat[fi]], axis=1))]] = True
     pick, why = choose(archs, acc, lat, target)
+    measured = {a: float(v) for a, v in zip(archs, acc) if a not in known}
+    if memo_key and measured:
+        cat.append("subnet_accuracies", [{"memo_key": memo_key, "family": family_id, "arch": a, "accuracy_pct": v}
+                                         for a, v in measured.items()], run_id=run_id)
     cat.append("deploy_candidates", [{
         "target": target.name, "target_digest": target.digest, "order": i, "arch": archs[i],
         "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i]), "ratio": None, "on_front": bool(front[i]),
@@ -273,6 +300,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
     order = np.argsort(lat)
     return {
         "status": res.status.value, "evaluations": int(res.evaluations), "seconds": float(res.seconds),
+        "accuracies_measured": len(measured), "accuracies_reused": len(archs) - len(measured),
         "infeasible": int((~feasible).sum()),
         "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])}
                   for i in order if front[i]],

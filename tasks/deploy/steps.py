@@ -55,7 +55,9 @@ def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int
     fam = _family(cat, ctx)
     with contextlib.ExitStack() as stack:
         client = enter_worker_client(stack)
-        return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=client)
+        return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=client,
+                               memo_key=P.accuracy_memo_key(ctx["family"], ctx.get("data")),
+                               family_id=ctx["family"]["supernet_id"])
 
 
 @task(name="optimize-plan", cache_policy=NO_CACHE, **step_options())

@@ -37,6 +37,10 @@ from forgeflow.tasks.solver import SolverOptions, shave_bound, solve
 #: the guess used to prove a plan optimal sits this far (relative) below its bottleneck: well inside PROVEN_RTOL,
 #: so that the guess's infeasibility, shaved for solver tolerances, still certifies the plan
 CLOSING_GAP = PROVEN_RTOL / 10
+#: the share of the time left that one serial bottleneck guess may take
+GUESS_SHARE = 1 / 3
+#: the first relative step of the guess ladder above the proven bound (see ``_BoundSearch.guesses``)
+LADDER_STEP = 0.005
 
 
 def stage_transfer_bound(groups: Groups, k: int, min_stages: int = 1) -> float:
@@ -220,6 +224,16 @@ def _guess_caps(lower: float, upper: float, count: int) -> list[float]:
     return ([first, second] + between)[:count]
 
 
+def _ladder_caps(lower: float, upper: float, step: float, count: int) -> list[float]:
+    """``count`` caps on the ladder above the proven ``lower``: ``lower * (1 + j * step / count)`` for j = 1..count
+    (one cap ``lower * (1 + step)`` when serial), never above the closing guess just below the plan ``upper``."""
+    closing = upper * (1.0 - CLOSING_GAP)
+    if closing <= lower:
+        return []
+    caps = sorted({min(lower * (1 + step * j / count), closing) for j in range(1, count + 1)})
+    return [c for c in caps if c > lower]
+
+
 class _BoundSearch:
     """State of one ``best_lower_bound`` call: every bound found, the best plan the MIPs handed back, the clock."""
 
@@ -262,9 +276,10 @@ class _BoundSearch:
                                                    stop_at=self.reference() * (1.0 - CLOSING_GAP)))
 
     def guess_round_serial(self, caps: list[float], lower: float) -> None:
-        """One bottleneck guess in this thread, with half of what is left (a failed guess leaves time for the next)."""
+        """One bottleneck guess in this thread, with a third of what is left (a guess that decides nothing leaves
+        time for the ladder's smaller steps)."""
         left = self.left()
-        self.record(bottleneck_guess_bound(self.problem, caps[0], max(0.5 * left, min(left, 5.0)) - 0.1,
+        self.record(bottleneck_guess_bound(self.problem, caps[0], max(GUESS_SHARE * left, min(left, 5.0)) - 0.1,
                                            floor=lower))
 
     def guess_round_parallel(self, caps: list[float], lower: float, executor) -> None:
@@ -297,19 +312,41 @@ class _BoundSearch:
             time.sleep(0.02)
 
     def guesses(self, executor) -> None:
-        """Phase 2: bottleneck guesses between the best bound and the best plan until the gap closes, time runs
-        out, or a round makes no progress on either side."""
+        """Phase 2: bottleneck guesses between the best bound and the best plan until the gap closes or time runs
+        out.
+
+        The first round follows ``_guess_caps`` (prove the plan optimal when the gap is small, else probe near the
+        bound). Once a round decides nothing (no cap proven infeasible, no better plan), the guesses climb a ladder
+        from the proven bound instead (``_ladder_caps``): a cap a small step above it is much easier to refute
+        than one just below the plan (measured on wide cell graphs at k = 16: a cap 2.6 % above the bound refuted
+        in 0.4 s where the closing guess timed out), every refuted cap lifts the bound and doubles the step, and
+        a step that decides nothing is quartered, down to the proven-optimal tolerance."""
+        parallel = runs_in_parallel(executor)
+        step: float | None = None
         while not self.done():
             lower, upper = self.best().value, self.reference()
-            caps = _guess_caps(lower, upper, 4 if runs_in_parallel(executor) else 1)
+            laddered = step is not None and lower > 0 and math.isfinite(upper)
+            caps = (_ladder_caps(lower, upper, step, 4 if parallel else 1) if laddered
+                    else _guess_caps(lower, upper, 4 if parallel else 1))
             if not caps:
                 break
-            if runs_in_parallel(executor):
+            if parallel:
                 self.guess_round_parallel(caps, lower, executor)
             else:
                 self.guess_round_serial(caps, lower)
-            if self.best().value <= lower and self.reference() >= upper:
-                break  # no progress on either side; another guess in the time left would fare no better
+            progress = self.best().value > lower * (1 + COST_RTOL) or self.reference() < upper
+            if not laddered:
+                if progress:
+                    continue
+                if lower <= 0 or not math.isfinite(upper):
+                    break  # nothing to climb from: another guess in the time left would fare no better
+                step = min(LADDER_STEP, (upper / lower - 1.0) / 2)
+            elif self.best().value >= shave_bound(max(caps)) * (1 - COST_RTOL):
+                step *= 2  # every cap refuted: take bigger steps
+            elif not progress:
+                step /= 4
+                if step < PROVEN_RTOL:
+                    break
 
     def result(self) -> Bound:
         top = self.best()

@@ -169,3 +169,36 @@ def test_guesses_close_a_small_gap_first_and_probe_near_the_bound_on_a_wide_one(
     assert _guess_caps(10.0, 10.0, 2) == []  # already closed
     assert _guess_caps(10.0, math.inf, 1) == [math.inf]  # no plan: the plain model
     assert _guess_caps(0.0, 8.0, 4) == [8.0 * (1 - CLOSING_GAP), pytest.approx(8.0 / 1.1), 4.0]  # nothing proven
+
+
+def test_guesses_climb_a_ladder_from_the_bound_when_the_closing_guess_decides_nothing(monkeypatch):
+    """A guess oracle that refutes every cap up to 4.6 at once and decides nothing above it (as HiGHS does on wide
+    graphs at many stages): the serial search must not stop after the undecided closing guess, but climb from the
+    proven bound to within the ladder's tolerance of 4.6."""
+    import forgeflow.tasks.partition.bounds as bounds_mod
+    from forgeflow.tasks.solver import shave_bound
+
+    calls = []
+
+    def oracle(problem, cap, time_limit, *, floor=0.0, **_):
+        calls.append(cap)
+        if cap <= 4.6:
+            return Bound(shave_bound(cap), "mip_bottleneck_guess", SolveStatus.INFEASIBLE, 0.0, {"cap": cap}), \
+                None, math.inf
+        return Bound(floor, "mip_bottleneck_guess", SolveStatus.TIME_LIMIT, 0.0, {"cap": cap}), None, math.inf
+
+    monkeypatch.setattr(bounds_mod, "bottleneck_guess_bound", oracle)
+    monkeypatch.setattr(bounds_mod, "cheapest_stage_bound",
+                        lambda p, t, **_: Bound(0.0, "cheapest_stage", SolveStatus.OPTIMAL, 0.0, {}))
+    p = diamond(2)  # combinatorial bound 3.875, plan 4.75
+    b = best_lower_bound(p, upper_bound=4.75, time_limit=30)
+    closing = 4.75 * (1 - bounds_mod.CLOSING_GAP)
+    assert closing in calls and calls.index(closing) < len(calls) - 2  # the search went on after it
+    assert b.method == "mip_bottleneck_guess"
+    assert 4.6 * (1 - 1e-3) <= b.value <= 4.6  # climbed from 3.875 to the oracle's threshold
+    assert all(c > 3.875 for c in calls)
+    from forgeflow.tasks.partition.bounds import _ladder_caps
+    assert _ladder_caps(10.0, 10.5, 0.01, 1) == [pytest.approx(10.1)]
+    assert _ladder_caps(10.0, 10.05, 0.01, 1) == [10.05 * (1 - bounds_mod.CLOSING_GAP)]  # never past the closing
+    assert _ladder_caps(10.0, 10.5, 0.04, 4) == [pytest.approx(c) for c in (10.1, 10.2, 10.3, 10.4)]
+    assert _ladder_caps(10.0, 10.0, 0.01, 2) == []

@@ -71,6 +71,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     whole_process = argv is None  # the console command (not a call from Python): it owns its process
     if whole_process:
         shutdown.install()  # Ctrl-C / SIGTERM: bounded shutdown, nothing left running
+        import atexit
+        import gc
+
+        # Registered first, so it runs after every later atexit handler (Prefect's flushes, the API's stop): the
+        # exit then skips a full GC scan of the ~500,000 objects torch and Prefect leave (1-3 s); see tasks/dask_worker.py
+        atexit.register(gc.freeze)
     import typer
 
     from forgeflow.flows.cli_common import err_console

@@ -73,6 +73,10 @@ def task_runner_for(settings: Settings, heavy: bool = True):
     warm = warm_dask_address()
     if warm:
         return DaskTaskRunner(address=warm)
+    import dask
+
+    from forgeflow.tasks.dask_worker import PRELOAD
+
     env = {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}
     api = current_api_url()
     if api:
@@ -86,6 +90,8 @@ def task_runner_for(settings: Settings, heavy: bool = True):
             "memory_limit": settings.dask_memory_limit,
             "dashboard_address": None,
             "env": env,
+            # the user's worker preloads, then ours (a closing worker's exit skips its full GC scan: seconds saved)
+            "preload": [*(dask.config.get("distributed.worker.preload", None) or []), PRELOAD],
         },
     )
 

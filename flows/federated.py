@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run, step_cache
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.federated.config import FederatedConfig
 from forgeflow.tasks.federated.steps import federated_training_step
@@ -24,7 +24,8 @@ OPTIMIZE_DEFAULTS = dict(clients=10, rounds=5, fraction=0.5, local_epochs=1, alp
 def run_federated_step(cat_url: str, run_id: str, config: FederatedConfig, data: str | None,
                        s3_endpoint: str | None) -> dict[str, Any]:
     report("federated", 0, 1)
-    out = federated_training_step.submit(cat_url, run_id, config.to_dict(), data, s3_endpoint).result()
+    out = federated_training_step.submit(cat_url, run_id, config.to_dict(), data, s3_endpoint,
+                                         step_cache=step_cache()).result()
     report("federated", 1, 1)
     return out
 

@@ -71,6 +71,8 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             # stage, which a Dask worker (a daemonic process) may not do; a step whose result the catalog already
             # holds only replays it, which costs a catalog read here against a dispatch (and a worker's imports)
             finished = getattr(getattr(fn, "fn", None), "finished", None)
+            if finished is not None:  # a cached step: the command's cache switch travels with it
+                kw["step_cache"] = settings.step_cache
             here = here or (finished is not None and finished(*args, **kw) is not None)
             out = fn(*args, **kw) if here else fn.submit(*args, **kw).result()
             seconds[name] = round(time.perf_counter() - t0, 3)
@@ -230,7 +232,7 @@ def optimize_flow(model: str = "torchvision:resnet18", stages: int = 4, catalog:
         total = len(STEPS)
         report("summary", 0, total)
         summary = summarize_model_step.submit(cat.url, run.id, model, tuple(input_shape) if input_shape else None,
-                                              settings.s3_endpoint).result()
+                                              settings.s3_endpoint, step_cache=settings.step_cache).result()
         run.summary["model_summary"] = summary
         report("summary", 1, total)
         from forgeflow.flows.quantize import quantize_in_optimize

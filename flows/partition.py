@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run, step_cache
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.errors import ForgeflowError
 from forgeflow.tasks.partition.request import PartitionRequest, check_stages
@@ -28,7 +28,8 @@ def run_partition_step(cat_url: str, run_id: str, graph_id: str, stages: int, ti
     from forgeflow.tasks.partition.steps import partition_step
 
     report("partition", 0, 1)
-    out = partition_step.submit(cat_url, run_id, graph_id, stages, time_limit, memory_cap, seed, s3_endpoint).result()
+    out = partition_step.submit(cat_url, run_id, graph_id, stages, time_limit, memory_cap, seed, s3_endpoint,
+                                step_cache=step_cache()).result()
     report("partition", 1, 1)
     return out
 
@@ -42,8 +43,8 @@ def partition_in_optimize(cat_url: str, run_id: str, model: str, stages: int, s3
         from forgeflow.flows.profile_models import make_config
         from forgeflow.tasks.profiling.steps import profile_model_step
 
-        graph_id = profile_model_step.submit(cat_url, run_id, model, make_config(input_shape), s3_endpoint).result()[
-            "graph_id"]
+        graph_id = profile_model_step.submit(cat_url, run_id, model, make_config(input_shape), s3_endpoint,
+                                             step_cache=step_cache()).result()["graph_id"]
     out = run_partition_step(cat_url, run_id, graph_id, stages, time_limit, None, 0, s3_endpoint)
     return {k: out[k] for k in ("graph_id", "result_id", "k", "stages", "bottleneck", "lower_bound", "ratio",
                                 "status", "method", "lower_bound_method", "plot")}
@@ -73,15 +74,15 @@ def partition_graph(stages: int, graph_file: str | None = None, model: str | Non
         if graph_file is not None:
             report("graph", 0, 1)
             graph_id = import_graph_step.submit(cat.url, run.id, graph_file, "auto", None, False,
-                                                settings.s3_endpoint).result()["graph_id"]
+                                                settings.s3_endpoint, step_cache=step_cache()).result()["graph_id"]
             report("graph", 1, 1)
         elif model is not None:
             from forgeflow.flows.profile_models import make_config
 
             report("graph", 0, 1)
             config = make_config(input_shape)
-            graph_id = profile_model_step.submit(cat.url, run.id, model, config, settings.s3_endpoint).result()[
-                "graph_id"]
+            graph_id = profile_model_step.submit(cat.url, run.id, model, config, settings.s3_endpoint,
+                                                 step_cache=step_cache()).result()["graph_id"]
             report("graph", 1, 1)
         if graph_id is None:
             raise ForgeflowError("give a graph: a file, a model spec or a catalog graph id")

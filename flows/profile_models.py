@@ -89,7 +89,8 @@ def profile_models(models: list[str], catalog: str | None = None, s3_endpoint: s
     with recorded_run(cat, "profile_models", params) as run:
         for m in models:
             report(m, 0, 100)
-        futures = [profile_model_step.submit(cat.url, run.id, m, config, settings.s3_endpoint, threads)
+        futures = [profile_model_step.submit(cat.url, run.id, m, config, settings.s3_endpoint, threads,
+                                             step_cache=settings.step_cache)
                    for m in models]
         # prefect-dask starts its cluster on the first submit: subscribe to the workers' progress after it
         with _dask_progress(run.id) as relay:
@@ -118,7 +119,8 @@ def import_graphs(paths: list[str], catalog: str | None = None, s3_endpoint: str
     settings, cat = open_flow_catalog(catalog, s3_endpoint)
     with recorded_run(cat, "import_graphs", {"paths": list(paths), "format": fmt, "link": link,
                                              "training": training}) as run:
-        futures = [import_graph_step.submit(cat.url, run.id, p, fmt, link, training, settings.s3_endpoint)
+        futures = [import_graph_step.submit(cat.url, run.id, p, fmt, link, training, settings.s3_endpoint,
+                                            step_cache=settings.step_cache)
                    for p in paths]
         graphs = []
         for i, fut in enumerate(futures):

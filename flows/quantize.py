@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run, step_cache
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.quantize.pipeline import QuantizeRequest, validate_request
 from forgeflow.tasks.quantize.steps import plan_step, sensitivity_step, train_model_step
@@ -26,11 +26,12 @@ def run_quantize_steps(cat_url: str, run_id: str, request: QuantizeRequest, s3_e
     """The three steps in order (shared by the quantize flow and `forgeflow optimize`)."""
     total = len(STEPS)
     report("quantize: train", 0, total)
-    record = train_model_step.submit(cat_url, run_id, request, s3_endpoint).result()
+    record = train_model_step.submit(cat_url, run_id, request, s3_endpoint, step_cache=step_cache()).result()
     report("quantize: sensitivity", 1, total)
-    sens = sensitivity_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    sens = sensitivity_step.submit(cat_url, run_id, record, request, s3_endpoint, step_cache=step_cache()).result()
     report("quantize: plan", 2, total)
-    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint, sens.get("rows_run_id")).result()
+    plan = plan_step.submit(cat_url, run_id, record, request, s3_endpoint, sens.get("rows_run_id"),
+                           step_cache=step_cache()).result()
     report("quantize: plan", 3, total)
     return {"model_record": record, "sensitivity": sens, **plan}
 

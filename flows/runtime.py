@@ -118,6 +118,15 @@ def check_dask_address(address: str | None, timeout: float = 5.0) -> None:
         raise ForgeflowError(f"cannot reach the Dask scheduler at {address}: {type(exc).__name__}") from None
 
 
+def step_cache() -> bool:
+    """The command's ``FORGEFLOW_STEP_CACHE`` (its settings, read in the flow's process). Every cached step is
+    submitted with ``step_cache=step_cache()``, so the switch travels with the task: a worker of a warm `forgeflow up`
+    cluster, started with other settings, obeys the command that sent the step."""
+    from forgeflow.flows.settings import load_settings
+
+    return load_settings().step_cache
+
+
 def open_flow_catalog(catalog: str | None, s3_endpoint: str | None) -> tuple[Settings, Catalog]:
     """A flow's settings (its ``catalog`` / ``s3_endpoint`` parameters over FORGEFLOW_*, as the CLI's flags are)
     and its opened catalog: the one way every flow starts."""

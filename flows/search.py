@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from forgeflow.flows.progress import report
-from forgeflow.flows.runtime import open_flow_catalog, recorded_run
+from forgeflow.flows.runtime import open_flow_catalog, recorded_run, step_cache
 from forgeflow.flows.validation import validate_once
 from forgeflow.tasks.supernet.pipeline import SearchRequest, SearchRequestError
 
@@ -54,9 +54,9 @@ def run_search_steps(cat_url: str, run_id: str, request: SearchRequest, s3_endpo
 
     total = len(STEPS)
     report("search: train supernet", 0, total)
-    record = train_supernet_step.submit(cat_url, run_id, request, s3_endpoint).result()
+    record = train_supernet_step.submit(cat_url, run_id, request, s3_endpoint, step_cache=step_cache()).result()
     report("search: predictors + search", 1, total)
-    out = search_step.submit(cat_url, run_id, record, request, s3_endpoint).result()
+    out = search_step.submit(cat_url, run_id, record, request, s3_endpoint, step_cache=step_cache()).result()
     report("search: predictors + search", 2, total)
     return {"supernet": record | {"config_json": None}, **out}
 

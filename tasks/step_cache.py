@@ -15,7 +15,11 @@ A step is a plain function whose arguments include ``catalog_url`` and ``run_id`
 
 The catalog is the source of truth (a Dask worker's local Prefect result store is not visible to the flow), so this
 replaces Prefect's own cache policies: steps use ``cache_policy=NO_CACHE``. ``FORGEFLOW_STEP_CACHE=0`` turns reuse
-off (every step runs and records a fresh ``completed`` row, which later runs may reuse). No Prefect import.
+off (every step runs and records a fresh ``completed`` row, which later runs may reuse). The switch is the command's,
+not the worker's: a cached step takes a keyword-only ``step_cache`` argument (left out of its key) that the flow sets
+from its settings when it submits the step, so it travels with the task to whichever Dask worker runs it (a warm
+`forgeflow up` cluster started with other settings); ``step_cache=None`` (a direct call) reads this process's
+``FORGEFLOW_STEP_CACHE``. No Prefect import.
 """
 
 from __future__ import annotations
@@ -206,6 +210,9 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
         if missing:
             raise TypeError(f"step {name}: a cached step takes catalog_url and run_id (missing {sorted(missing)})")
 
+        if "step_cache" in sig.parameters:
+            raise TypeError(f"step {name}: 'step_cache' is the cache switch every cached step takes; rename it")
+
         def keyed(args, kwargs):
             """(bound arguments, canonical inputs, code version, key); key None when an input has no canonical
             form."""
@@ -220,11 +227,14 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
             code = code_version(fn.__module__)
             return bound, inputs, code, cache_key(name, inputs, code)
 
-        def finished(*args, **kwargs) -> dict[str, Any] | None:
+        def use_cache(step_cache: bool | None) -> bool:
+            return enabled() if step_cache is None else bool(step_cache)
+
+        def finished(*args, step_cache: bool | None = None, **kwargs) -> dict[str, Any] | None:
             """The stored ``completed`` row (source_run_id, result) the call would reuse, or None (it would run);
             writes nothing. Lets a flow run a step it will only replay in its own process, skipping dispatch."""
             bound, _, _, key = keyed(args, kwargs)
-            if key is None or not enabled():
+            if key is None or not use_cache(step_cache):
                 return None
             from forgeflow.catalog import open_catalog
 
@@ -232,7 +242,7 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
             return lookup(open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url")), key)
 
         @functools.wraps(fn)
-        def step(*args, **kwargs):
+        def step(*args, step_cache: bool | None = None, **kwargs):
             bound, inputs, code, key = keyed(args, kwargs)
             if key is None:
                 return fn(*bound.args, **bound.kwargs)
@@ -241,7 +251,7 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
 
             cat = open_catalog(a["catalog_url"], endpoint_url=a.get("endpoint_url"))
             t0 = time.perf_counter()
-            hit = lookup(cat, key) if enabled() else None
+            hit = lookup(cat, key) if use_cache(step_cache) else None
             if hit is not None:
                 cat.append(TABLE, [_row(key, name, code, "reused", hit["source_run_id"], inputs, hit["result"],
                                         time.perf_counter() - t0)], run_id=a["run_id"],
@@ -257,6 +267,12 @@ def cached_step(name: str, *, files: Iterable[str] = (), ignore: Iterable[str] =
                        run_id=a["run_id"], idempotency_key=f"step-cache:{key}", description=f"step {name} finished")
             return out
 
+        # the public signature (what Prefect binds and records) is the step's own plus the keyword-only switch
+        params = list(sig.parameters.values())
+        switch = inspect.Parameter("step_cache", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation="bool | None")
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        step.__signature__ = sig.replace(parameters=params[:at] + [switch] + params[at:])
         step.cached_step_name = name
         step.finished = finished
         return step

@@ -74,69 +74,103 @@ def catalog(catalog_url):
     return open_catalog(url, endpoint_url=endpoint)
 
 
-_API: dict = {}  # the session's own Prefect API server (pytest_sessionstart) and whether it answered yet
+_API: dict = {}  # the session's Prefect API server (pytest_sessionstart): its URL and whether it answered yet
+
+
+def _worker(config) -> bool:
+    """Whether this process is a pytest-xdist worker (the main process starts the server and the optimize run)."""
+    return hasattr(config, "workerinput")
 
 
 def pytest_sessionstart(session):
     """Start the session's Prefect API server (below) now, without waiting for it: it comes up (10-40 s on 2 cores)
-    while the tests are collected and the catalog tests (no Prefect) run."""
-    if os.environ.get("PREFECT_API_URL") or session.config.getoption("collectonly", False):
+    while the tests are collected and the catalog tests (no Prefect) run. Under pytest-xdist the main process starts it
+    before its workers (``FORGEFLOW_TEST_API_URL`` in their environment), and each worker reports to it with a Prefect
+    home of its own; the folder of the session's one background optimize (tests/flows/_optimize.py) is shared the same
+    way (``FORGEFLOW_TEST_OPTIMIZE_DIR``)."""
+    if session.config.getoption("collectonly", False):
         return
     import tempfile
     from pathlib import Path
 
+    if _worker(session.config):
+        if os.environ.get("FORGEFLOW_TEST_API_URL"):
+            home = Path(tempfile.mkdtemp(prefix="forgeflow-test-prefect-home-"))
+            os.environ["PREFECT_HOME"] = str(home)
+            _API.update(url=os.environ["FORGEFLOW_TEST_API_URL"], home=home, ready=False)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="forgeflow-test-optimize-"))
+    _API["optimize_tmp"] = tmp
+    os.environ["FORGEFLOW_TEST_OPTIMIZE_DIR"] = str(tmp)
+    if os.environ.get("PREFECT_API_URL"):
+        return
     home = Path(tempfile.mkdtemp(prefix="forgeflow-test-prefect-home-"))
     os.environ["PREFECT_HOME"] = str(home)
     from forgeflow.flows.api import LocalServer
 
-    _API.update(server=LocalServer(log=home / "server.log"), home=home, ready=False)
+    server = LocalServer(log=home / "server.log")
+    _API.update(server=server, url=server.api_url, home=home, ready=False)
+    os.environ["FORGEFLOW_TEST_API_URL"] = server.api_url
+
+
+def _wait_api(timeout: float = 240) -> str:
+    server = _API.get("server")
+    if server is not None:
+        return server.wait(timeout=timeout)
+    import time
+
+    from forgeflow.flows.api import healthy
+
+    deadline = time.monotonic() + timeout
+    while not healthy(_API["url"], timeout=0.5):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the session's Prefect API {_API['url']} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+    return _API["url"]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     """Before any fixture of a test that may talk to the API (every test outside tests/catalog): wait until the
     session's server answers, then point the environment (CLI subprocesses, in-process flows) at it."""
-    server = _API.get("server")
-    if server is None or _API["ready"]:
+    if _API.get("url") is None or _API["ready"]:
         return
     if item.path.parent.name == "catalog" and "prefect_harness" not in item.fixturenames:
         return
-    os.environ["PREFECT_API_URL"] = server.wait(timeout=240)
+    os.environ["PREFECT_API_URL"] = _wait_api()
     _API["ready"] = True
 
 
 def pytest_collection_finish(session):
     """When a collected test uses the session's one full `forgeflow optimize` (tests/flows/_optimize.py), start it
-    now in the background, with the environment as it is before any test, once the API answers."""
-    if session.config.getoption("collectonly", False):
+    now in the background, with the environment as it is before any test; it waits for the API. Under pytest-xdist
+    the first worker to claim the session's folder starts it and the others share it."""
+    if session.config.getoption("collectonly", False) or not os.environ.get("FORGEFLOW_TEST_OPTIMIZE_DIR"):
         return
     if not any("optimized_cnn" in getattr(item, "fixturenames", ()) for item in session.items):
         return
-    if _API.get("server") is None and not os.environ.get("PREFECT_API_URL"):
+    url = _API.get("url") or os.environ.get("PREFECT_API_URL")
+    if not url:
         return
-    import tempfile
-    from pathlib import Path
-
     from tests.flows._optimize import STARTED, OptimizeRun
 
-    server, given = _API.get("server"), os.environ.get("PREFECT_API_URL")
-    tmp = Path(tempfile.mkdtemp(prefix="forgeflow-test-optimize-"))
-    _API["optimize_tmp"] = tmp
-    STARTED["digits_cnn"] = OptimizeRun(tmp, dict(os.environ), lambda: server.wait(timeout=240) if server else given)
+    STARTED["digits_cnn"] = OptimizeRun.start(os.environ["FORGEFLOW_TEST_OPTIMIZE_DIR"], dict(os.environ), url)
 
 
 def pytest_sessionfinish(session):
-    from tests.flows._optimize import STARTED
+    import shutil
 
-    for run in STARTED.values():
-        run.stop()
-    server = _API.pop("server", None)  # still here when no test ran (shared_prefect_api stops it otherwise)
+    if _worker(session.config):
+        return
+    from tests.flows._optimize import OptimizeRun
+
+    if _API.get("optimize_tmp"):
+        OptimizeRun(_API["optimize_tmp"]).stop()
+        shutil.rmtree(_API["optimize_tmp"], ignore_errors=True)
+    server = _API.pop("server", None)  # still here when no test ran here (shared_prefect_api stops it otherwise)
     if server is not None:
         server.stop()
-    if _API.get("optimize_tmp"):
-        import shutil
-
-        shutil.rmtree(_API["optimize_tmp"], ignore_errors=True)
+        shutil.rmtree(_API["home"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -148,12 +182,11 @@ def shared_prefect_api(tmp_path_factory):
     Tests of the cold path take PREFECT_API_URL out of their child's environment. A developer's own `forgeflow up`
     is kept out (a temporary FORGEFLOW_STATE_DIR)."""
     os.environ["FORGEFLOW_STATE_DIR"] = str(tmp_path_factory.mktemp("forgeflow_state"))
-    server = _API.get("server")
-    if server is None:  # given by the environment
+    if _API.get("url") is None:  # given by the environment
         yield os.environ.get("PREFECT_API_URL")
         return
     try:
-        yield server.api_url
+        yield _API["url"]
     finally:
         import shutil
 
@@ -162,8 +195,9 @@ def shared_prefect_api(tmp_path_factory):
         if _API.get("ready"):
             _drain_prefect()  # this process's Prefect logs and events reach the server before it stops
         os.environ.pop("PREFECT_API_URL", None)
-        _API.pop("server", None)
-        server.stop()
+        server = _API.pop("server", None)  # the main process's (an xdist worker's stops with the main process)
+        if server is not None:
+            server.stop()
         shutil.rmtree(_API["home"], ignore_errors=True)
 
 

@@ -62,9 +62,10 @@ def evaluate(spec, weights: np.ndarray, x: np.ndarray, y: np.ndarray, batch_size
     model = load_state(spec() if callable(spec) else build_model(spec), weights).eval()
     xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.from_numpy(np.asarray(y, dtype=np.int64))
     correct, loss = 0, 0.0
-    for i in range(0, len(yt), batch_size):
-        out = model(xt[i:i + batch_size])
-        loss += float(F.cross_entropy(out, yt[i:i + batch_size], reduction="sum"))
-        correct += int((out.argmax(1) == yt[i:i + batch_size]).sum())
+    with torch.no_grad():  # no autograd graph for a test pass
+        for i in range(0, len(yt), batch_size):
+            out = model(xt[i:i + batch_size])
+            loss += float(F.cross_entropy(out, yt[i:i + batch_size], reduction="sum"))
+            correct += int((out.argmax(1) == yt[i:i + batch_size]).sum())
     n = max(len(yt), 1)
     return correct / n, loss / n

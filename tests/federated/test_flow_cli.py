@@ -19,7 +19,8 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
 
     from forgeflow.flows.federated import federated_training
 
-    # one LocalCluster (two worker processes) for the first two runs (a runner given cluster_class starts one per run)
+    # one LocalCluster (two worker processes) for all three runs, warm as a `forgeflow up` cluster (a runner given
+    # cluster_class would start one per run)
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     request.addfinalizer(cluster.close)
     runner = DaskTaskRunner(address=cluster.scheduler_address)
@@ -44,13 +45,11 @@ def test_flow_on_dask_records_rounds_weights_and_resumes(prefect_harness, tmp_pa
     from forgeflow.tasks.step_cache import reuses
 
     assert [r["status"] for r in reuses(cat, cached["run_id"])] == ["reused"]
-    # and with the step cache off the step runs, resumes after round 3 and trains nothing
-    # (a new cluster: its workers inherit the setting)
+    # and with the command's step cache off the step runs on the same warm workers (whose own environment says on:
+    # the setting travels with the task), resumes after round 3 and trains nothing
     monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
-    fresh = DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                           cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
-                                           "dashboard_address": None})
-    again = federated_training.with_options(task_runner=fresh)(config=cfg.to_dict(), catalog=url)
+    again = federated_training.with_options(task_runner=runner)(config=cfg.to_dict(), catalog=url)
+    assert [r["status"] for r in reuses(cat, again["run_id"])] == ["completed"]
     assert again["resumed_from_round"] == 3 and again["accuracy"] == result["accuracy"]
 
 

@@ -82,6 +82,32 @@ def test_failed_step_stores_nothing_and_cache_can_be_turned_off(tmp_path, monkey
     assert [c[0] for c in calls[2:]] == ["x", "y"]
 
 
+def test_the_callers_switch_wins_over_the_environment_of_the_process_that_runs_the_step(tmp_path, monkeypatch):
+    """A flow submits each cached step with ``step_cache=`` its command's setting: the worker that runs it (a warm
+    cluster started with other settings) obeys that, and only a direct call reads FORGEFLOW_STEP_CACHE."""
+    import inspect
+
+    from prefect.utilities.callables import get_call_parameters, parameters_to_args_kwargs
+
+    url = str(tmp_path / "cat")
+    toy_step(url, "a", Config(2))
+    toy_step(url, "b", Config(2), step_cache=False)  # the worker's environment says on: the caller's off wins
+    monkeypatch.setenv("FORGEFLOW_STEP_CACHE", "0")
+    toy_step(url, "c", Config(2), step_cache=True)  # the worker's says off: the caller's on wins (reused)
+    toy_step(url, "d", Config(2))  # no switch given: this process's setting (off)
+    assert [c[0] for c in calls] == ["a", "b", "d"]
+    assert [r["status"] for r in reuses(open_catalog(url), "c")] == ["reused"]
+    # what Prefect binds, records and sends to the worker: the switch is a keyword-only parameter of the step
+    param = inspect.signature(toy_step).parameters["step_cache"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None
+    bound = get_call_parameters(toy_step, (url, "e", Config(2)), {"step_cache": False})
+    assert bound["step_cache"] is False
+    args, kwargs = parameters_to_args_kwargs(toy_step, bound)
+    assert kwargs == {"step_cache": False}
+    with pytest.raises(TypeError, match="step_cache"):
+        cached_step("clash")(lambda catalog_url, run_id, step_cache: None)
+
+
 def test_canonical_form_and_code_version():
     assert canonical({"b": (1, 2), "a": Config(1)}) == canonical({"a": Config(1, (4, 8)), "b": [1, 2]})
     assert canonical(Config(1)) != canonical(Config(2))

@@ -25,6 +25,9 @@ MSR = {"maxFPGAs": 2, "nodes": [{"id": i, "fpgaLatency": float(i), "size": 1.0} 
 SLOW_SQL = "SELECT count(*) FROM range(100000000000)"  # a read-only query that runs for minutes
 
 
+pytestmark = pytest.mark.xdist_group("warm_server")  # under pytest-xdist, one worker starts the module's server
+
+
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory, shared_prefect_api):
     state = tmp_path_factory.mktemp("warm_state")

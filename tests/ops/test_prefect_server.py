@@ -19,7 +19,7 @@ from forgeflow.catalog import open_catalog
 from tests.conftest import free_port
 from tests.ops._procs import Proc, bin_path, forgeflow, http_ok, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect_server")]  # one worker starts the module's server
 
 # a deployment of deploy/prefect.yaml whose run is light enough for a test (parameters overridden at trigger time)
 DEPLOYMENT = "profile_models/nightly"

@@ -325,6 +325,8 @@ class _BoundSearch:
         step: float | None = None
         while not self.done():
             lower, upper = self.best().value, self.reference()
+            if math.isfinite(upper) and is_proven(upper, lower):
+                break  # e.g. the closing guess refuted: its shaved cap already proves the plan optimal
             laddered = step is not None and lower > 0 and math.isfinite(upper)
             caps = (_ladder_caps(lower, upper, step, 4 if parallel else 1) if laddered
                     else _guess_caps(lower, upper, 4 if parallel else 1))

@@ -202,3 +202,21 @@ def test_guesses_climb_a_ladder_from_the_bound_when_the_closing_guess_decides_no
     assert _ladder_caps(10.0, 10.05, 0.01, 1) == [10.05 * (1 - bounds_mod.CLOSING_GAP)]  # never past the closing
     assert _ladder_caps(10.0, 10.5, 0.04, 4) == [pytest.approx(c) for c in (10.1, 10.2, 10.3, 10.4)]
     assert _ladder_caps(10.0, 10.0, 0.01, 2) == []
+
+
+def test_guesses_stop_once_the_refuted_closing_guess_proves_the_plan(monkeypatch):
+    """A refuted closing guess, shaved for solver tolerances, sits just below the closing cap: the search must stop
+    there (the plan is proven within PROVEN_RTOL), not re-refute the same cap until the time limit."""
+    import forgeflow.tasks.partition.bounds as bounds_mod
+    from forgeflow.tasks.solver import shave_bound
+
+    calls = []
+
+    def oracle(problem, cap, time_limit, *, floor=0.0, **_):
+        calls.append(cap)
+        return Bound(shave_bound(cap), "mip_bottleneck_guess", SolveStatus.INFEASIBLE, 0.0, {"cap": cap}), None, \
+            math.inf
+
+    monkeypatch.setattr(bounds_mod, "bottleneck_guess_bound", oracle)
+    b = best_lower_bound(diamond(2), upper_bound=4.75, time_limit=30)
+    assert b.status == SolveStatus.OPTIMAL and len(calls) <= 12

@@ -33,12 +33,13 @@ import numpy as np
 from forgeflow.tasks.dask_fanout import SERIAL, fan_out
 from forgeflow.tasks.errors import InfeasibleError
 from forgeflow.tasks.partition.colocation import must_share_groups
+from forgeflow.tasks.partition.incumbent import Incumbent
 from forgeflow.tasks.partition.cost import InvalidPlanError
 from forgeflow.tasks.partition.problem import PartitionProblem
 from forgeflow.tasks.partition.result import MethodRun
 from forgeflow.tasks.partition.solve import SolveConfig, partition
 from forgeflow.tasks.partition.status import Bound
-from forgeflow.tasks.solver import PROVEN_RTOL, SolverOptions, SolveStatus, is_proven, shave_bound, solve
+from forgeflow.tasks.solver import PROVEN_RTOL, SolverOptions, SolveStatus, shave_bound, solve
 from forgeflow.tasks.plan import ideal_dp
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
@@ -54,12 +55,13 @@ class PlanConfig:
     alternations: int = 4
 
 
-class _Board:
+class _Board(Incumbent):
+    """The joint plan's incumbent: plans are checked by ``JointPlan.checked`` first; every bound offered is also
+    recorded as a method run."""
+
     def __init__(self, inst: PlanInstance) -> None:
+        super().__init__()
         self.inst = inst
-        self.plan: JointPlan | None = None
-        self.bound: Bound | None = None
-        self.runs: list[MethodRun] = []
 
     def offer(self, a: np.ndarray | None, choice: np.ndarray | None, method: str) -> JointPlan | None:
         if a is None or choice is None:
@@ -68,28 +70,13 @@ class _Board:
             plan = JointPlan.checked(self.inst, a, choice, method)
         except InvalidPlanError:
             return None
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
-            self.plan = plan
+        self.keep(plan)
         return plan
 
     def offer_bound(self, bound: Bound) -> None:
         self.runs.append(MethodRun(bound.method, "lower", bound.status, bound.seconds, bound.value,
                                    dict(bound.detail)))
-        if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
-            return
-        if self.bound is None or bound.value > self.bound.value:
-            self.bound = bound
-
-    @property
-    def ub(self) -> float:
-        return self.plan.bottleneck if self.plan is not None else math.inf
-
-    @property
-    def lb(self) -> float:
-        return self.bound.value if self.bound is not None else 0.0
-
-    def closed(self) -> bool:
-        return self.plan is not None and is_proven(self.ub, self.lb)
+        super().offer_bound(bound)
 
 
 # ---------------------------------------------------------------------------------------------- building blocks

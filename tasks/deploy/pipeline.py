@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,13 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
                           "to train the elastic family on --data")
     net = ElasticSupernet(supernet_config_for(data)).eval()
     sp = net.config.space
+    latency = None
+    if any(n is not None for n in target.latency_models):
+        from forgeflow.tasks.deploy.device_latency import TargetLatency, resolve
+
+        if cat is None:
+            raise FamilyError(f"target {target.name} takes latency from fitted device models: open a catalog")
+        latency = TargetLatency.load(cat, resolve(cat, target, sp))
     chain, specs = extract_chain(net, sp.smallest())
     low = min(target.bits)
     need = [_param_bytes(u, low) for u in chain]
@@ -154,6 +162,11 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
     if target.latency_limit_ms is not None:
         x = (target.microbatch, data.in_channels, data.side, data.side)
         ms = float(measure_many_ms([(chain, x)], rounds=2, repeats=3)[0])
+        if latency is not None:  # model-driven devices: their speed for this subnet, at the interval's lower end
+            pred = latency.predict(sp.encode(sp.smallest()))
+            target = replace(target, speed=tuple(
+                s if n is None else float(pred[n]["lower_ms"][0]) / ms
+                for s, n in zip(target.speed, target.latency_models)))
         best = min(target.time_scale(d, b) for d in range(target.k) for b in target.bits)
         floor = ms * best / target.k
         if floor > target.latency_limit_ms:
@@ -161,6 +174,17 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
                               f"the fastest subnet needs about {floor:.3g} ms per microbatch even split evenly over "
                               f"{target.k} devices at the fastest width")
     return {"smallest_bytes": sum(need)}
+
+
+def family_latency_models(cat, target: TargetView, dataset: str | None) -> dict[str, Any]:
+    """The target's fitted device models checked against the family's space and pinned (``device_latency.resolve``);
+    {} when the target names none."""
+    if not any(n is not None for n in target.latency_models):
+        return {}
+    from forgeflow.tasks.deploy.device_latency import resolve
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
+
+    return resolve(cat, target, supernet_config_for(load_dataset(dataset)).space)
 
 
 # ----------------------------------------------------------------------------------------------- profile
@@ -267,15 +291,18 @@ def known_accuracies(cat, memo_key: str) -> dict[str, float]:
 
 
 def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: int, seed: int = 0,
-                  executor=None, memo_key: str | None = None, family_id: str = "") -> dict[str, Any]:
+                  executor=None, memo_key: str | None = None, family_id: str = "", latency=None) -> dict[str, Any]:
     """Evolutionary search of the family on ``target``. With ``memo_key``, accuracies measured by earlier searches
-    (on any target) are read from the catalog and only new subnets are measured (and then stored)."""
+    (on any target) are read from the catalog and only new subnets are measured (and then stored). ``latency``
+    (``tasks.deploy.device_latency.TargetLatency``): the target's fitted device models set each candidate's device
+    times; the front and the chosen subnet then carry each model's predicted latency and its 90 % interval."""
     from forgeflow.tasks.supernet.search import run_search
     from forgeflow.tasks.supernet.train import subnet_accuracy
 
     data = family.data
     known = known_accuracies(cat, memo_key) if memo_key else {}
-    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known)
+    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known,
+                                 latency=latency)
     sp = family.net.config.space
     res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
                      executor=executor, chunk_size=8)
@@ -298,26 +325,39 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
         "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i]), "ratio": None, "on_front": bool(front[i]),
         "chosen": i == pick} for i in range(len(archs))], run_id=run_id)
     order = np.argsort(lat)
+    predicted = latency.predict(res.genes) if latency is not None else {}
+
+    def device_ms(i: int) -> dict[str, Any]:
+        if not predicted:
+            return {}
+        return {"device_latency_ms": {n: [float(p["latency_ms"][i]), float(p["lower_ms"][i]), float(p["upper_ms"][i])]
+                                      for n, p in predicted.items()}}
+
     return {
         "status": res.status.value, "evaluations": int(res.evaluations), "seconds": float(res.seconds),
         "accuracies_measured": len(measured), "accuracies_reused": len(archs) - len(measured),
         "infeasible": int((~feasible).sum()),
-        "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])}
+        "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])} | device_ms(i)
                   for i in order if front[i]],
         "candidates": [{"arch": archs[i], "accuracy_pct": float(acc[i]),
                         "bottleneck_ms": float(lat[i]) if math.isfinite(lat[i]) else None} for i in order],
-        "chosen": {"arch": archs[pick], "accuracy_pct": float(acc[pick]), "bottleneck_ms": float(lat[pick])},
+        "chosen": {"arch": archs[pick], "accuracy_pct": float(acc[pick]), "bottleneck_ms": float(lat[pick])}
+        | device_ms(pick),
         "why": why, "latency_limit_ms": target.latency_limit_ms,
     }
 
 
 # ----------------------------------------------------------------------------------------------- plan
-def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str, Any]:
+def plan_chosen(family: Family, arch_text: str, target: TargetView, latency=None) -> dict[str, Any]:
+    """The chosen subnet planned on ``target`` (``latency``: its fitted device models, whose prediction and the
+    plan's bottleneck over the prediction's 90 % interval come back as ``latency_source``)."""
     sp = family.net.config.space
     arch = sp.decode(sp.from_string(arch_text))
-    plan, instance, units = family.plan(arch, target, time_limit=20.0)
+    plan, instance, units, info = family.plan_on(arch, target, latency, time_limit=20.0)
     host = host_view(len(plan.stages), target.microbatch)
-    return {"arch": arch_text, "plan": plan.to_json(), "instance": instance,
+    if info is not None:
+        info["models"] = {n: dict(r) for n, r in latency.records.items()}
+    return {"arch": arch_text, "plan": plan.to_json(), "instance": instance, "latency_source": info,
             "host_stage_ms": list(host_stage_ms(plan, family.host_unit_ms(arch, plan.bits),
                                                 {u.name: host.transfer_ms(u.out_bytes) for u in units})),
             "units": [{"name": u.name, "host_ms": u.host_ms, "bytes_at": {str(b): v for b, v in u.bytes_at.items()},
@@ -412,7 +452,8 @@ def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], targe
            "plan": plan.to_json(), "layer_bits": layer_bits,
            "predicted": {"target_stage_ms": list(plan.stage_ms), "host_stage_ms": planned["host_stage_ms"],
                          "bottleneck_ms": plan.bottleneck_ms, "lower_bound_ms": plan.lower_bound_ms,
-                         "ratio": plan.to_json()["ratio"]}}
+                         "ratio": plan.to_json()["ratio"]},
+           "latency_source": planned.get("latency_source")}
     path = write_bundle(out_dir, plan_json=doc, stages=stages, stage_units=stage_units, stage_act=stage_act,
                         act_bits=8 if q.act_qparams else None, check_input=x, check_output=y)
     return {"bundle": str(path), "stages": len(stages), "plan_sha256": sha256_file(Path(path) / "PLAN.json"),

@@ -28,6 +28,13 @@ def _family(cat, ctx: dict[str, Any]):
                          traces=ctx["profile"]["traces"])
 
 
+def _latency(cat, ctx: dict[str, Any]):
+    """The target's fitted device models, pinned at the run's start (None when the target names none)."""
+    from forgeflow.tasks.deploy.device_latency import TargetLatency
+
+    return TargetLatency.load(cat, ctx.get("latency_models"))
+
+
 @task(name="optimize-supernet", cache_policy=NO_CACHE, **step_options())
 @cached_step("optimize-supernet", files=("data",))
 def supernet_step(catalog_url: str, run_id: str, family: str, data: str | None, endpoint_url: str | None = None
@@ -57,14 +64,14 @@ def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int
         client = enter_worker_client(stack)
         return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=client,
                                memo_key=P.accuracy_memo_key(ctx["family"], ctx.get("data")),
-                               family_id=ctx["family"]["supernet_id"])
+                               family_id=ctx["family"]["supernet_id"], latency=_latency(cat, ctx))
 
 
 @task(name="optimize-plan", cache_policy=NO_CACHE, **step_options())
 @cached_step("optimize-plan")
 def plan_step(catalog_url: str, run_id: str, ctx: dict, arch: str, endpoint_url: str | None = None) -> dict:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
-    out = P.plan_chosen(_family(cat, ctx), arch, target_from_json(ctx["target"]))
+    out = P.plan_chosen(_family(cat, ctx), arch, target_from_json(ctx["target"]), _latency(cat, ctx))
     out["plan_key"] = cat.put_object(P.json_bytes(out), suffix=".json", run_id=run_id)
     return out
 

@@ -346,7 +346,7 @@ def render(res: dict, rounds: int) -> str:
             b = max(best, key=lambda r: r["accuracy"])
             gap = 100 * (dense8["accuracy"] - b["accuracy"])
             ok = gap <= 1.0 and dense8["uplink_bytes"] / b["uplink_bytes"] >= 10
-            md += ["", f"- best random-k at epsilon 8: {b['label']}, {gap:.2f} pp below dense at "
+            md += ["", f"- best random-k at epsilon 8, seed 0: {b['label']}, {gap:.2f} pp below dense at "
                    f"{dense8['uplink_bytes'] / b['uplink_bytes']:.1f}x fewer bytes (target within 1 pp at >= 10x): "
                    f"{'met' if ok else 'MISSED'}."]
         per_seed = f.get("seeds", {})
@@ -364,14 +364,15 @@ def render(res: dict, rounds: int) -> str:
                               f"{r['epsilon']:.3f} | {d['uplink_bytes'] / r['uplink_bytes']:.1f}x |")
             tuned = [g for sd, g in gaps.items() if sd < 100]
             held = [g for sd, g in gaps.items() if sd >= 100]
+            if gaps:
+                m = float(np.mean(list(gaps.values())))
+                md += ["", f"- mean gap over all {len(gaps)} seeds: **{m:.2f} pp** (target within 1 pp at >= 10x fewer "
+                       f"bytes): {'met' if m <= 1.0 and (not held or np.mean(held) <= 1.0) else 'MISSED'}"]
             if tuned:
-                m = float(np.mean(tuned))
-                md += ["", f"- mean gap over the tuning seeds {sorted(sd for sd in gaps if sd < 100)}: **{m:.2f} pp** "
-                       f"(target within 1 pp at >= 10x fewer bytes): {'met' if m <= 1.0 else 'MISSED'}"]
+                md += [f"- tuning seeds {sorted(sd for sd in gaps if sd < 100)}: mean {float(np.mean(tuned)):.2f} pp "
+                       "(a tuned figure, not an estimate)"]
             if held:
-                m = float(np.mean(held))
-                md += [f"- mean gap over the held-out seeds {sorted(sd for sd in gaps if sd >= 100)}: **{m:.2f} pp** "
-                       f"({'within' if m <= 1.0 else 'outside'} 1 pp)"]
+                md += [f"- held-out seeds {sorted(sd for sd in gaps if sd >= 100)}: mean {float(np.mean(held)):.2f} pp"]
         md += ["", "![accuracy-bytes-epsilon front](federated/front.png)"]
     if res.get("measured"):
         md += ["", "Parts measured (UTC time at the end of the part, 1-minute load average, command):"]

@@ -29,12 +29,13 @@ from forgeflow.tasks.partition.baselines import all_baselines
 from forgeflow.tasks.partition.bounds import best_lower_bound, combinatorial_lower_bound
 from forgeflow.tasks.partition.colocation import must_share_groups
 from forgeflow.tasks.partition.ideals import IdealsResult, solve_ideals_dp
+from forgeflow.tasks.partition.incumbent import Incumbent
 from forgeflow.tasks.partition.mip import solve_exact_mip
 from forgeflow.tasks.partition.problem import PartitionProblem
 from forgeflow.tasks.partition.result import MethodRun, PartitionResult, Plan
 from forgeflow.tasks.partition.search import SearchConfig, SearchResult, brkga_search
 from forgeflow.tasks.partition.slicing import OrderSlicer
-from forgeflow.tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus, is_proven
+from forgeflow.tasks.partition.status import COST_RTOL, PROVEN_RTOL, Bound, SolveStatus
 
 
 @dataclass(frozen=True)
@@ -60,46 +61,16 @@ def _run_search(problem: PartitionProblem, k: int, seed: int, time_limit: float,
                         initial_orders=initial)
 
 
-class _Board:
-    """The best plan and bound so far, plus every method's run."""
+class _Board(Incumbent):
+    """The partition's incumbent: plans are checked by ``Plan.checked`` (the independent validator) first."""
 
     def __init__(self, problem: PartitionProblem, k: int, t0: float | None = None) -> None:
+        super().__init__(t0)
         self.problem, self.k = problem, k
-        self.t0 = time.perf_counter() if t0 is None else t0
-        self.plan: Plan | None = None
-        self.bound: Bound | None = None
-        self.runs: list[MethodRun] = []
-        self.trace: list[tuple[float, float, float]] = []
-
-    def _mark(self) -> None:
-        """Record (seconds since the start, best plan, best bound) whenever either improves."""
-        self.trace.append((time.perf_counter() - self.t0, self.ub, self.lb))
 
     def offer_plan(self, assignment: np.ndarray | None, method: str) -> None:
-        if assignment is None:
-            return
-        plan = Plan.checked(self.problem, assignment, method, self.k)  # the independent validator
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - COST_RTOL):
-            self.plan = plan
-            self._mark()
-
-    def offer_bound(self, bound: Bound) -> None:
-        if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
-            return
-        if self.bound is None or bound.value > self.bound.value:
-            self.bound = bound
-            self._mark()
-
-    @property
-    def ub(self) -> float:
-        return self.plan.bottleneck if self.plan is not None else math.inf
-
-    @property
-    def lb(self) -> float:
-        return self.bound.value if self.bound is not None else 0.0
-
-    def closed(self) -> bool:
-        return self.plan is not None and is_proven(self.ub, self.lb)
+        if assignment is not None:
+            self.keep(Plan.checked(self.problem, assignment, method, self.k))
 
 
 def partition(problem: PartitionProblem, config: SolveConfig = SolveConfig(), executor: Any = SERIAL,

@@ -33,12 +33,13 @@ import numpy as np
 from forgeflow.tasks.dask_fanout import SERIAL, fan_out
 from forgeflow.tasks.errors import InfeasibleError
 from forgeflow.tasks.partition.colocation import must_share_groups
+from forgeflow.tasks.partition.incumbent import Incumbent
 from forgeflow.tasks.partition.cost import InvalidPlanError
 from forgeflow.tasks.partition.problem import PartitionProblem
 from forgeflow.tasks.partition.result import MethodRun
 from forgeflow.tasks.partition.solve import SolveConfig, partition
 from forgeflow.tasks.partition.status import Bound
-from forgeflow.tasks.solver import PROVEN_RTOL, SolverOptions, SolveStatus, is_proven, shave_bound, solve
+from forgeflow.tasks.solver import PROVEN_RTOL, SolverOptions, SolveStatus, shave_bound, solve
 from forgeflow.tasks.plan import ideal_dp
 from forgeflow.tasks.plan.instance import PlanInstance
 from forgeflow.tasks.plan.mip import allowed_options, joint_model, knapsack_model, placement_bits_model, read_choice
@@ -54,12 +55,13 @@ class PlanConfig:
     alternations: int = 4
 
 
-class _Board:
+class _Board(Incumbent):
+    """The joint plan's incumbent: plans are checked by ``JointPlan.checked`` first; every bound offered is also
+    recorded as a method run."""
+
     def __init__(self, inst: PlanInstance) -> None:
+        super().__init__()
         self.inst = inst
-        self.plan: JointPlan | None = None
-        self.bound: Bound | None = None
-        self.runs: list[MethodRun] = []
 
     def offer(self, a: np.ndarray | None, choice: np.ndarray | None, method: str) -> JointPlan | None:
         if a is None or choice is None:
@@ -68,28 +70,13 @@ class _Board:
             plan = JointPlan.checked(self.inst, a, choice, method)
         except InvalidPlanError:
             return None
-        if self.plan is None or plan.bottleneck < self.plan.bottleneck * (1 - 1e-12):
-            self.plan = plan
+        self.keep(plan)
         return plan
 
     def offer_bound(self, bound: Bound) -> None:
         self.runs.append(MethodRun(bound.method, "lower", bound.status, bound.seconds, bound.value,
                                    dict(bound.detail)))
-        if bound.status in (SolveStatus.ERROR, SolveStatus.NOT_RUN) or not math.isfinite(bound.value):
-            return
-        if self.bound is None or bound.value > self.bound.value:
-            self.bound = bound
-
-    @property
-    def ub(self) -> float:
-        return self.plan.bottleneck if self.plan is not None else math.inf
-
-    @property
-    def lb(self) -> float:
-        return self.bound.value if self.bound is not None else 0.0
-
-    def closed(self) -> bool:
-        return self.plan is not None and is_proven(self.ub, self.lb)
+        super().offer_bound(bound)
 
 
 # ---------------------------------------------------------------------------------------------- building blocks
@@ -346,81 +333,92 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
 
     check_feasible(inst)
     share = cfg.time_limit
+    per_call = max(min(0.06 * share, 8.0), 0.3)
+    # 1. baselines (each also a starting point)
+    baselines, seeds = run_baselines(inst, board, lambda: min(per_call, max(left() * 0.1, 0.2)))
+    # 2b. the DP over ideals: exact per-device partitions, the budget-dimension bound and its placements
+    table = ideal_stage(inst, board, baselines, seeds, deadline - 0.55 * share)
+    # 2. alternation from the best starting points
+    alternate(inst, board, seeds, table, cfg.alternations, left, stop_at=0.45 * share, per_call=per_call)
+    # 3. cheap proven bounds, then 4. the joint MIP
+    if not board.closed() and left() > 0.5:
+        board.offer_bound(relaxation_bound(inst, min(max(0.2 * left(), 0.3), 20.0)))
+    if not board.closed() and left() > 0.5:
+        b = assignment_bound(inst, board, min(max(0.15 * left(), 0.3), 15.0))
+        if b.status is not SolveStatus.INFEASIBLE:
+            board.offer_bound(b)
+    if cfg.mip and not board.closed() and left() > 0.3:
+        joint_mip(inst, board, left() - 0.6)
+    return _certified_result(inst, board, baselines, time.perf_counter() - t0)
+
+
+def run_baselines(inst: PlanInstance, board: _Board, call_limit) -> tuple[list[BaselineOutcome], list]:
+    """The baselines a user would try by hand, each also a starting point: uniform precision at every width,
+    quantize-then-partition and partition-then-quantize. ``call_limit()`` is the time each solve may take now.
+    Returns the outcomes and the (placement, choice) seeds of the feasible ones."""
     baselines: list[BaselineOutcome] = []
     seeds: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def timed(method: str, kind: str, fn, *args):
-        ts = time.perf_counter()
-        out = fn(*args)
-        return out, time.perf_counter() - ts
+    def record(name: str, plan: JointPlan | None, why: str, seconds: float, seed=None) -> None:
+        baselines.append(BaselineOutcome(name, plan, "" if plan else why))
+        board.runs.append(MethodRun(name, "baseline", SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE,
+                                    seconds, plan.bottleneck if plan else None))
+        if plan:
+            seeds.append(seed)
 
-    # 1. baselines (each also a starting point)
     float_choice = np.zeros(inst.n, dtype=np.int64)
-    widths = [32] + inst.widths()
-    per_call = max(min(0.06 * share, 8.0), 0.3)
-    for b in widths:
+    for b in [32] + inst.widths():
         name = "uniform_float" if b == 32 else f"uniform_{b}bit"
         choice = float_choice if b == 32 else inst.uniform_choice(b)
         sens = float(inst.sens[np.arange(inst.n), choice].sum())
         if inst.budget is not None and sens > inst.budget * (1 + 1e-9):
             baselines.append(BaselineOutcome(name, None, f"uniform {b}-bit sensitivity {sens:g} exceeds the budget"))
             continue
-        (a, _), secs = timed(name, "baseline", exact_partition, inst, choice, min(per_call, max(left() * 0.1, 0.2)))
+        ts = time.perf_counter()
+        a, _ = exact_partition(inst, choice, call_limit())
         plan = board.offer(a, choice, name) if a is not None else None
-        baselines.append(BaselineOutcome(name, plan, "" if plan else "no placement fits the devices' memory"))
-        board.runs.append(MethodRun(name, "baseline", SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, secs,
-                                    plan.bottleneck if plan else None))
-        if plan:
-            seeds.append((a, choice))
+        record(name, plan, "no placement fits the devices' memory", time.perf_counter() - ts, (a, choice))
     # quantize-then-partition
     ts = time.perf_counter()
-    q_choice, work_bound = fastest_within_budget(inst, min(per_call, max(left() * 0.1, 0.2)))
+    q_choice, work_bound = fastest_within_budget(inst, call_limit())
     if work_bound.status == SolveStatus.INFEASIBLE:
         raise InfeasibleError(f"instance {inst.name!r}: no bit plan within the sensitivity budget "
                               f"{'(none)' if inst.budget is None else format(inst.budget, 'g')} fits the devices' total memory (a proven-infeasible knapsack)")
     board.offer_bound(work_bound)
-    plan = None
+    plan = a = None
     if q_choice is not None:
-        a, _ = exact_partition(inst, q_choice, min(per_call, max(left() * 0.1, 0.2)))
+        a, _ = exact_partition(inst, q_choice, call_limit())
         plan = board.offer(a, q_choice, "quantize_then_partition") if a is not None else None
-        if plan:
-            seeds.append((a, q_choice))
-    baselines.append(BaselineOutcome("quantize_then_partition", plan,
-                                     "" if plan else "the placement-blind bit plan fits no placement"))
-    board.runs.append(MethodRun("quantize_then_partition", "baseline",
-                                SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, time.perf_counter() - ts,
-                                plan.bottleneck if plan else None))
+    record("quantize_then_partition", plan, "the placement-blind bit plan fits no placement",
+           time.perf_counter() - ts, (a, q_choice))
     # partition-then-quantize: the float placement (ignoring memory if float does not fit), then its best bits
     ts = time.perf_counter()
     a_float = next((a for a, ch in seeds if not ch.any()), None)
     note = ""
     if a_float is None:
         unc = replace(inst, mem_caps=tuple(None for _ in inst.mem_caps))
-        a_float, _ = exact_partition(unc, float_choice, min(per_call, max(left() * 0.1, 0.2)))
+        a_float, _ = exact_partition(unc, float_choice, call_limit())
         note = "float placement ignores memory (float does not fit); "
-    plan = None
+    plan = ch = None
     if a_float is not None:
-        ch = best_bits_for(inst, a_float, min(per_call, max(left() * 0.1, 0.2)))
+        ch = best_bits_for(inst, a_float, call_limit())
         plan = board.offer(a_float, ch, "partition_then_quantize") if ch is not None else None
-        if plan:
-            seeds.append((a_float, ch))
-    baselines.append(BaselineOutcome("partition_then_quantize", plan,
-                                     "" if plan else note + "no bit plan fits the float placement's stages"))
-    board.runs.append(MethodRun("partition_then_quantize", "baseline",
-                                SolveStatus.FEASIBLE if plan else SolveStatus.INFEASIBLE, time.perf_counter() - ts,
-                                plan.bottleneck if plan else None))
+    record("partition_then_quantize", plan, note + "no bit plan fits the float placement's stages",
+           time.perf_counter() - ts, (a_float, ch))
+    return baselines, seeds
 
-    # 2b. the DP over ideals: exact per-device partitions, the budget-dimension bound and its placements
-    table = ideal_stage(inst, board, baselines, seeds, deadline - 0.55 * share)
 
-    # 2. alternation from the best starting points
+def alternate(inst: PlanInstance, board: _Board, seeds: list, table, rounds_max: int, left, *, stop_at: float,
+              per_call: float) -> None:
+    """From the two best seeds: best bits for the placement, then the exact partition for those bits (the DP over
+    ideals' ``table`` where it is complete), until neither improves or less than ``stop_at`` seconds are left."""
     ts = time.perf_counter()
     seeds.sort(key=lambda p: JointPlan.checked(inst, p[0], p[1], "seed").bottleneck)
     rounds = 0
     for a, ch in seeds[:2]:
         cur = board.offer(a, ch, "alternation")
-        for _ in range(cfg.alternations):
-            if left() < 0.45 * share or board.closed():
+        for _ in range(rounds_max):
+            if left() < stop_at or board.closed():
                 break
             rounds += 1
             ch2 = best_bits_for(inst, a, min(per_call, left() * 0.1))
@@ -442,17 +440,10 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
     board.runs.append(MethodRun("alternation", "upper", SolveStatus.FEASIBLE, time.perf_counter() - ts, board.ub,
                                 {"rounds": rounds}))
 
-    # 3. cheap proven bounds
-    if not board.closed() and left() > 0.5:
-        board.offer_bound(relaxation_bound(inst, min(max(0.2 * left(), 0.3), 20.0)))
-    if not board.closed() and left() > 0.5:
-        b = assignment_bound(inst, board, min(max(0.15 * left(), 0.3), 15.0))
-        if b.status is not SolveStatus.INFEASIBLE:
-            board.offer_bound(b)
-    # 4. the joint MIP
-    if cfg.mip and not board.closed() and left() > 0.3:
-        joint_mip(inst, board, left() - 0.6)
 
+def _certified_result(inst: PlanInstance, board: _Board, baselines: list[BaselineOutcome],
+                      seconds: float) -> PlanResult:
+    """The board's best plan with its best proven bound (checked not to exceed the plan)."""
     if board.plan is None:
         raise InfeasibleError(f"instance {inst.name!r}: no joint plan fits the devices' memory within the budget "
                               f"(none found within the time limit)")
@@ -464,7 +455,7 @@ def solve_plan(instance: PlanInstance, time_limit: float = 60.0, *, config: Plan
     meta = {"raw_ids": list(inst.raw_ids), "target": inst.meta.get("target"),
             "sensitivity_source": inst.meta.get("sensitivity_source")}
     return PlanResult(inst.name, inst.k, inst.budget, board.plan, bound, tuple(board.runs), tuple(baselines),
-                      time.perf_counter() - t0, meta)
+                      seconds, meta)
 
 
 def _solve_point(instance: PlanInstance, budget: float, time_limit: float) -> PlanResult | str:

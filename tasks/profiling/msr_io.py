@@ -50,11 +50,44 @@ def graph_from_msr_dict(data: Any, *, name: str = "graph", source: str | None = 
     msr_extra: dict[str, Any] = {}
     if "maxCPUs" in data:
         msr_extra["maxCPUs"] = data["maxCPUs"]
+    nodes, id_map, names, layer_ids = _read_nodes(data["nodes"], where)
+    edges, fractional, out_cost = _read_edges(data["edges"], id_map, where)
+    # output_cost_ms comes from the edges unless the file carried it explicitly (a forgeflow export).
+    nodes = [nd if _has_ff_field(data["nodes"][i], "output_cost_ms")
+             else _with(nd, output_cost_ms=out_cost.get(nd.id, 0.0)) for i, nd in enumerate(nodes)]
+    if names:
+        msr_extra["names"] = names
+    if layer_ids:
+        msr_extra["layer_ids"] = layer_ids
+    if fractional:
+        msr_extra["edge_sizes"] = fractional
+    meta: dict[str, Any] = (dict(ff.get("meta", {})) if ff
+                             else {"source": "msr", "source_file": Path(source).name if source else None})
+    meta.pop("msr", None)
+    if msr_extra:
+        meta["msr"] = msr_extra
+    max_size = data.get("maxSizePerFPGA")
+    max_dev = data.get("maxFPGAs")
+    try:
+        return CostGraph(
+            name=str(ff.get("name", name)) if ff else name,
+            nodes=tuple(nodes),
+            edges=tuple(edges),
+            max_size_per_device=None if max_size is None else float(max_size),
+            max_devices=None if max_dev is None else int(max_dev),
+            meta=meta,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidGraphError(f"{where}: {exc}") from None
+
+
+def _read_nodes(raw: list, where: str) -> tuple[list[Node], dict[Any, str], dict[str, str], dict[str, Any]]:
+    """The nodes, the map from the file's ids to ours, msr names that differ from ours, and msr layer ids."""
     names: dict[str, str] = {}
     layer_ids: dict[str, Any] = {}
     id_map: dict[Any, str] = {}
     nodes: list[Node] = []
-    for i, nd in enumerate(data["nodes"]):
+    for i, nd in enumerate(raw):
         if not isinstance(nd, Mapping):
             raise InvalidGraphError(f"{where}: node #{i} is not an object")
         try:
@@ -92,11 +125,16 @@ def graph_from_msr_dict(data: Any, *, name: str = "graph", source: str | None = 
             raise InvalidGraphError(f"{where}: node #{i} is missing field {exc}") from None
         except TypeError as exc:
             raise InvalidGraphError(f"{where}: node #{i} is malformed: {exc}") from None
+    return nodes, id_map, names, layer_ids
 
+
+def _read_edges(raw: list, id_map: dict[Any, str], where: str
+                ) -> tuple[list[Edge], dict[str, float], dict[str, float]]:
+    """The edges, msr's sub-byte edge sizes (kept to write them back), and each source's largest edge cost."""
     edges: list[Edge] = []
     fractional: dict[str, float] = {}
     out_cost: dict[str, float] = {}
-    for j, ed in enumerate(data["edges"]):
+    for j, ed in enumerate(raw):
         if not isinstance(ed, Mapping):
             raise InvalidGraphError(f"{where}: edge #{j} is not an object")
         try:
@@ -116,34 +154,7 @@ def graph_from_msr_dict(data: Any, *, name: str = "graph", source: str | None = 
             fractional[f"{src}>{dst}"] = size
         edges.append(Edge(src, dst, nbytes, cost))
         out_cost[src] = max(out_cost.get(src, 0.0), cost)
-
-    # output_cost_ms comes from the edges unless the file carried it explicitly (a forgeflow export).
-    nodes = [nd if _has_ff_field(data["nodes"][i], "output_cost_ms")
-             else _with(nd, output_cost_ms=out_cost.get(nd.id, 0.0)) for i, nd in enumerate(nodes)]
-    if names:
-        msr_extra["names"] = names
-    if layer_ids:
-        msr_extra["layer_ids"] = layer_ids
-    if fractional:
-        msr_extra["edge_sizes"] = fractional
-    meta: dict[str, Any] = (dict(ff.get("meta", {})) if ff
-                             else {"source": "msr", "source_file": Path(source).name if source else None})
-    meta.pop("msr", None)
-    if msr_extra:
-        meta["msr"] = msr_extra
-    max_size = data.get("maxSizePerFPGA")
-    max_dev = data.get("maxFPGAs")
-    try:
-        return CostGraph(
-            name=str(ff.get("name", name)) if ff else name,
-            nodes=tuple(nodes),
-            edges=tuple(edges),
-            max_size_per_device=None if max_size is None else float(max_size),
-            max_devices=None if max_dev is None else int(max_dev),
-            meta=meta,
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidGraphError(f"{where}: {exc}") from None
+    return edges, fractional, out_cost
 
 
 def _has_ff_field(nd: Mapping[str, Any], key: str) -> bool:

@@ -24,7 +24,10 @@
 The warm-path switches (and FORGEFLOW_STATE_DIR, to find the server) are read by flows/warm_client.py, the console
 command's first step, before anything but the standard library is imported.
 The layers below take these as parameters (``open_settings_catalog`` passes the query limits to the catalog); none
-of them reads a FORGEFLOW_* variable.
+of them reads a FORGEFLOW_* variable except tasks/step_cache.py's two step defaults: FORGEFLOW_STEP_RETRIES becomes
+the steps' Prefect ``retries`` when their modules are imported in the flow's process (the task objects, with that
+value, travel to the Dask workers), and FORGEFLOW_STEP_CACHE is the fallback only for a step called outside a flow
+(every flow passes its command's ``step_cache`` with the step).
 AWS credentials are never settings: they come from the standard AWS environment/config and are never logged.
 """
 

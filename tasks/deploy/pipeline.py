@@ -60,7 +60,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from safetensors.numpy import load_file
 
         path = BUILTIN_FAMILIES[name]
-        sid = "digits-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -75,7 +75,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from forgeflow.tasks.supernet.progressive import ShrinkSchedule, train_progressive
         from forgeflow.tasks.supernet.train import state_arrays
 
-        sid = "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -99,6 +99,39 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
            "smallest_accuracy_pct": subnet_accuracy(net, sp.smallest(), data)}
     cat.append("supernet_models", [row], run_id=run_id)
     return row | {"cached": False, "source": source}
+
+
+def family_supernet_id(spec: str, dataset: str | None) -> str:
+    """The supernet id ``resolve_family`` gives ``spec``: the built-in family's by its checkpoint's content, a family
+    trained here by its dataset's path, any other spec is the id itself."""
+    name = spec.removeprefix("forgeflow:")
+    if name in BUILTIN_FAMILIES:
+        return "digits-" + hashlib.sha256(BUILTIN_FAMILIES[name].read_bytes()).hexdigest()[:12]
+    if name == "train":
+        return "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+    return name
+
+
+def profile_id(supernet_id: str, host: str, microbatch: int) -> str:
+    """Identity of a family's unit profile: the supernet, the host (processor and torch) and the microbatch."""
+    return hashlib.sha256(json.dumps([supernet_id, host, microbatch]).encode()).hexdigest()[:16]
+
+
+def cached_family(cat, spec: str, dataset: str | None, microbatch: int) -> dict[str, bool]:
+    """Which of the family's target-independent results the catalog already holds for this host: the trained
+    supernet, its unit profile at ``microbatch`` and its layer sensitivities (what a run would otherwise train,
+    time and estimate; everything after them is seconds of work)."""
+    sid = family_supernet_id(spec, dataset)
+
+    def has(table: str, column: str, value: str) -> bool:
+        try:
+            return cat.read(table, filter=pc.field(column) == value, columns=[column]).num_rows > 0
+        except Exception:
+            return False
+
+    return {"supernet": has("supernet_models", "supernet_id", sid),
+            "profile": has("deploy_unit_profiles", "profile_id", profile_id(sid, host_name(), microbatch)),
+            "traces": has("deploy_traces", "family", sid)}
 
 
 def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
@@ -170,7 +203,7 @@ def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, da
     from forgeflow.tasks.supernet.train import load_dataset
 
     host = host_name()
-    pid = hashlib.sha256(json.dumps([record["supernet_id"], host, microbatch]).encode()).hexdigest()[:16]
+    pid = profile_id(record["supernet_id"], host, microbatch)
     try:
         rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == pid).to_pylist()
     except Exception:
@@ -270,6 +303,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
                   executor=None, memo_key: str | None = None, family_id: str = "") -> dict[str, Any]:
     """Evolutionary search of the family on ``target``. With ``memo_key``, accuracies measured by earlier searches
     (on any target) are read from the catalog and only new subnets are measured (and then stored)."""
+    from forgeflow.tasks.dask_fanout import SERIAL
     from forgeflow.tasks.supernet.search import run_search
     from forgeflow.tasks.supernet.train import subnet_accuracy
 
@@ -278,7 +312,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
     objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known)
     sp = family.net.config.space
     res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
-                     executor=executor, chunk_size=8)
+                     executor=SERIAL if executor is None else executor, chunk_size=8)
     archs = [sp.to_string(g) for g in res.genes]
     acc, lat = np.asarray(res.accuracy, float), np.asarray(res.latency_ms, float)
     feasible = np.isfinite(lat)

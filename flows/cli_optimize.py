@@ -46,7 +46,7 @@ def optimize(
     json_out: bool = JsonOpt,
 ) -> None:
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
-    from forgeflow.flows.optimize import optimize_family_flow, validate_family_inputs
+    from forgeflow.flows.optimize import needs_cluster, optimize_family_flow, validate_family_inputs
     from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, OptimizeRequest
 
     if model is not None and supernet is not None:
@@ -58,7 +58,7 @@ def optimize(
                           latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
                           bundle_dir=bundle_dir, clients=clients).validate()
     validate_family_inputs(req, command.catalog)
-    result = command.run(optimize_family_flow, **req.to_dict())
+    result = command.run(optimize_family_flow, heavy=needs_cluster(req, command.catalog), **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
                  lambda: print("\n".join(summary_lines(result))))
 

@@ -91,7 +91,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             fed = timed("finetune", 5, S.finetune_step, url, run.id, ctx, arch, planned["plan"], clients, seed, ep)
         out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
-                       fed["weights_key"] if fed else None, here=True)
+                       fed["weights_key"] if fed else None, fed.get("act_qparams") if fed else None, here=True)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed,
                             reused_steps(cat, run.id))
         report("report", total - 1, total)
@@ -99,10 +99,19 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         summary["report_key"] = write_report(cat, run.id, summary)
         seconds["report"] = round(time.perf_counter() - t0, 3)
         report("report", total, total)
+        summary["task_runner"] = _task_runner_name()
         record_decision(cat, run.id, summary)
         run.summary.update({k: summary[k] for k in ("target", "chosen", "plan", "accuracy", "bundle", "seconds")})
     publish_report(summary, cat)
     return summary
+
+
+def _task_runner_name() -> str:
+    """Where the run's steps ran: ``DaskTaskRunner`` (a cluster) or ``ThreadPoolTaskRunner`` (this process)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return type(ctx.task_runner).__name__ if ctx is not None and ctx.task_runner is not None else "none"
 
 
 def reused_steps(cat, run_id: str) -> dict[str, str]:
@@ -189,6 +198,19 @@ def publish_report(summary: dict[str, Any], cat=None) -> None:
                    for i, s in enumerate(summary["plan"]["stages"])],
             plots=[(f"{name} (from the HTML report)", key) for name, key in summary.get("plots", {}).items()],
             catalog=cat)
+
+
+def needs_cluster(req: OptimizeRequest, cat) -> bool:
+    """Whether the run has heavy work to fan out over Dask workers: training or importing the supernet, profiling
+    its units, estimating its sensitivities (when the catalog does not hold them yet for this host and microbatch),
+    or a federated fine-tune. Otherwise every step is seconds of work (the search plans and, at most, measures a
+    few dozen subnets at ~0.2 s each, most of them read back from the catalog), and the run is faster in the
+    command's own process than on a LocalCluster whose start and worker imports alone cost more."""
+    from forgeflow.tasks.deploy.pipeline import cached_family
+
+    if req.clients:
+        return True
+    return not all(cached_family(cat, req.supernet, req.data, req.microbatch).values())
 
 
 def validate_family_inputs(req: OptimizeRequest, cat=None) -> None:

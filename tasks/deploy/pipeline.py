@@ -60,7 +60,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from safetensors.numpy import load_file
 
         path = BUILTIN_FAMILIES[name]
-        sid = "digits-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -75,7 +75,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from forgeflow.tasks.supernet.progressive import ShrinkSchedule, train_progressive
         from forgeflow.tasks.supernet.train import state_arrays
 
-        sid = "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -99,6 +99,39 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
            "smallest_accuracy_pct": subnet_accuracy(net, sp.smallest(), data)}
     cat.append("supernet_models", [row], run_id=run_id)
     return row | {"cached": False, "source": source}
+
+
+def family_supernet_id(spec: str, dataset: str | None) -> str:
+    """The supernet id ``resolve_family`` gives ``spec``: the built-in family's by its checkpoint's content, a family
+    trained here by its dataset's path, any other spec is the id itself."""
+    name = spec.removeprefix("forgeflow:")
+    if name in BUILTIN_FAMILIES:
+        return "digits-" + hashlib.sha256(BUILTIN_FAMILIES[name].read_bytes()).hexdigest()[:12]
+    if name == "train":
+        return "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+    return name
+
+
+def profile_id(supernet_id: str, host: str, microbatch: int) -> str:
+    """Identity of a family's unit profile: the supernet, the host (processor and torch) and the microbatch."""
+    return hashlib.sha256(json.dumps([supernet_id, host, microbatch]).encode()).hexdigest()[:16]
+
+
+def cached_family(cat, spec: str, dataset: str | None, microbatch: int) -> dict[str, bool]:
+    """Which of the family's target-independent results the catalog already holds for this host: the trained
+    supernet, its unit profile at ``microbatch`` and its layer sensitivities (what a run would otherwise train,
+    time and estimate; everything after them is seconds of work)."""
+    sid = family_supernet_id(spec, dataset)
+
+    def has(table: str, column: str, value: str) -> bool:
+        try:
+            return cat.read(table, filter=pc.field(column) == value, columns=[column]).num_rows > 0
+        except Exception:
+            return False
+
+    return {"supernet": has("supernet_models", "supernet_id", sid),
+            "profile": has("deploy_unit_profiles", "profile_id", profile_id(sid, host_name(), microbatch)),
+            "traces": has("deploy_traces", "family", sid)}
 
 
 def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
@@ -170,7 +203,7 @@ def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, da
     from forgeflow.tasks.supernet.train import load_dataset
 
     host = host_name()
-    pid = hashlib.sha256(json.dumps([record["supernet_id"], host, microbatch]).encode()).hexdigest()[:16]
+    pid = profile_id(record["supernet_id"], host, microbatch)
     try:
         rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == pid).to_pylist()
     except Exception:
@@ -270,6 +303,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
                   executor=None, memo_key: str | None = None, family_id: str = "") -> dict[str, Any]:
     """Evolutionary search of the family on ``target``. With ``memo_key``, accuracies measured by earlier searches
     (on any target) are read from the catalog and only new subnets are measured (and then stored)."""
+    from forgeflow.tasks.dask_fanout import SERIAL
     from forgeflow.tasks.supernet.search import run_search
     from forgeflow.tasks.supernet.train import subnet_accuracy
 
@@ -278,7 +312,7 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
     objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known)
     sp = family.net.config.space
     res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
-                     executor=executor, chunk_size=8)
+                     executor=SERIAL if executor is None else executor, chunk_size=8)
     archs = [sp.to_string(g) for g in res.genes]
     acc, lat = np.asarray(res.accuracy, float), np.asarray(res.latency_ms, float)
     feasible = np.isfinite(lat)
@@ -326,9 +360,10 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str,
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
-def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None):
+def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None, act_qparams=None):
     """The chosen subnet as a chain with BN recalibrated (or with ``state``: fine-tuned weights), and the plan applied
-    (fake-quantized weights per unit width, activations calibrated on training batches)."""
+    (fake-quantized weights per unit width, activations calibrated on training batches, or fixed to ``act_qparams``:
+    the ranges a quantization-aware fine-tune trained with)."""
     from forgeflow.tasks.quantize.apply import quantize_model
     from forgeflow.tasks.supernet.train import accuracy_pct, recalibrate_bn
 
@@ -344,7 +379,7 @@ def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: i
     layer_bits = {fqn: int(plan.bits[names[int(fqn.split(".")[0])]]) for fqn in quantizable_modules(chain)}
     calib = [family.data.x_train[i:i + 128] for i in range(0, 512, 128)]
     q = quantize_model(chain, layer_bits, act_bits=act_bits if any(b < 32 for b in layer_bits.values()) else None,
-                       calibration=calib)
+                       calibration=calib, act_qparams=act_qparams)
     return chain, specs, q, layer_bits
 
 
@@ -368,6 +403,9 @@ def finetune_chosen(cat, run_id: str, family: Family, arch_text: str, plan: Chai
     out = federated_qat(chain, specs, layer_bits, q.act_qparams, family.data,
                         FinetuneConfig(clients=clients, seed=seed), executor=executor)
     state = out.pop("state")
+    # the ranges the fine-tune trained with: the bundle quantizes the tuned weights with exactly these, so the
+    # deployed model is the one whose accuracy ``accuracy_after_pct`` reports
+    out["act_qparams"] = {k: [float(s), int(z)] for k, (s, z) in q.act_qparams.items()}
     out["weights_key"] = cat.put_arrays({k: v.numpy() for k, v in state.items()}, run_id=run_id,
                                         description=f"federated QAT fine-tune of {arch_text}")
     return out
@@ -381,12 +419,13 @@ def load_finetuned(cat, key: str | None):
 
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
-                  run_id: str, state=None) -> dict[str, Any]:
-    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan)."""
+                  run_id: str, state=None, act_qparams=None) -> dict[str, Any]:
+    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan with the
+    activation ranges ``act_qparams`` the fine-tune trained with)."""
     from forgeflow.tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
-    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state)
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state, act_qparams=act_qparams)
     model = q.model
     names = [s["name"] for s in specs]
     bounds, start = [], 0

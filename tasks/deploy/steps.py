@@ -9,14 +9,13 @@ target pays only for search, plan, check, bundle and report.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from forgeflow.catalog import open_catalog
-from forgeflow.tasks.dask_fanout import enter_worker_client
+from forgeflow.tasks.dask_fanout import step_executor
 from forgeflow.tasks.step_cache import cached_step, step_options
 from forgeflow.tasks.deploy import pipeline as P
 from forgeflow.tasks.deploy.planner import ChainPlan
@@ -53,9 +52,8 @@ def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int
                 endpoint_url: str | None = None) -> dict[str, Any]:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
-    with contextlib.ExitStack() as stack:
-        client = enter_worker_client(stack)
-        return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=client,
+    with step_executor() as executor:  # the Dask cluster the step runs on, else serially in this process
+        return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=executor,
                                memo_key=P.accuracy_memo_key(ctx["family"], ctx.get("data")),
                                family_id=ctx["family"]["supernet_id"])
 
@@ -84,21 +82,21 @@ def finetune_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dic
     """Federated QAT fine-tune of the planned subnet; every round's clients fan out over the Dask workers."""
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
-    with contextlib.ExitStack() as stack:
-        client = enter_worker_client(stack)
-        return P.finetune_chosen(cat, run_id, fam, arch, ChainPlan.from_json(plan), clients, seed, executor=client)
+    with step_executor() as executor:
+        return P.finetune_chosen(cat, run_id, fam, arch, ChainPlan.from_json(plan), clients, seed, executor=executor)
 
 
 @task(name="optimize-bundle", cache_policy=NO_CACHE, **step_options())
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
-                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None) -> dict:
-    """Export the bundle (the fine-tuned weights when ``weights_key`` is given), then run it as k processes and
-    measure it against the plan."""
+                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None,
+                act_qparams: dict | None = None) -> dict:
+    """Export the bundle (the fine-tuned weights when ``weights_key`` is given, quantized with the activation ranges
+    ``act_qparams`` the fine-tune trained with), then run it as k processes and measure it against the plan."""
     from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
     out = P.export_bundle(fam, arch, planned, target_from_json(ctx["target"]), out_dir, run_id,
-                          state=P.load_finetuned(cat, weights_key))
+                          state=P.load_finetuned(cat, weights_key), act_qparams=act_qparams)
     out["pipeline"] = run_pipeline(out["bundle"], microbatches=microbatches)
     return out

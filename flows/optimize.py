@@ -97,7 +97,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             fed = timed("finetune", 5, S.finetune_step, url, run.id, ctx, arch, planned["plan"], clients, seed, ep)
         out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
-                       fed["weights_key"] if fed else None, here=True)
+                       fed["weights_key"] if fed else None, fed.get("act_qparams") if fed else None, here=True)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed,
                             reused_steps(cat, run.id))
         report("report", total - 1, total)

@@ -400,9 +400,10 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView, latency=None
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
-def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None):
+def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None, act_qparams=None):
     """The chosen subnet as a chain with BN recalibrated (or with ``state``: fine-tuned weights), and the plan applied
-    (fake-quantized weights per unit width, activations calibrated on training batches)."""
+    (fake-quantized weights per unit width, activations calibrated on training batches, or fixed to ``act_qparams``:
+    the ranges a quantization-aware fine-tune trained with)."""
     from forgeflow.tasks.quantize.apply import quantize_model
     from forgeflow.tasks.supernet.train import accuracy_pct, recalibrate_bn
 
@@ -418,7 +419,7 @@ def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: i
     layer_bits = {fqn: int(plan.bits[names[int(fqn.split(".")[0])]]) for fqn in quantizable_modules(chain)}
     calib = [family.data.x_train[i:i + 128] for i in range(0, 512, 128)]
     q = quantize_model(chain, layer_bits, act_bits=act_bits if any(b < 32 for b in layer_bits.values()) else None,
-                       calibration=calib)
+                       calibration=calib, act_qparams=act_qparams)
     return chain, specs, q, layer_bits
 
 
@@ -442,6 +443,9 @@ def finetune_chosen(cat, run_id: str, family: Family, arch_text: str, plan: Chai
     out = federated_qat(chain, specs, layer_bits, q.act_qparams, family.data,
                         FinetuneConfig(clients=clients, seed=seed), executor=executor)
     state = out.pop("state")
+    # the ranges the fine-tune trained with: the bundle quantizes the tuned weights with exactly these, so the
+    # deployed model is the one whose accuracy ``accuracy_after_pct`` reports
+    out["act_qparams"] = {k: [float(s), int(z)] for k, (s, z) in q.act_qparams.items()}
     out["weights_key"] = cat.put_arrays({k: v.numpy() for k, v in state.items()}, run_id=run_id,
                                         description=f"federated QAT fine-tune of {arch_text}")
     return out
@@ -455,12 +459,13 @@ def load_finetuned(cat, key: str | None):
 
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
-                  run_id: str, state=None) -> dict[str, Any]:
-    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan)."""
+                  run_id: str, state=None, act_qparams=None) -> dict[str, Any]:
+    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan with the
+    activation ranges ``act_qparams`` the fine-tune trained with)."""
     from forgeflow.tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
-    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state)
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state, act_qparams=act_qparams)
     model = q.model
     names = [s["name"] for s in specs]
     bounds, start = [], 0

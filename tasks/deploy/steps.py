@@ -95,14 +95,15 @@ def finetune_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dic
 
 @task(name="optimize-bundle", cache_policy=NO_CACHE, **step_options())
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
-                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None) -> dict:
-    """Export the bundle (the fine-tuned weights when ``weights_key`` is given), then run it as k processes and
-    measure it against the plan."""
+                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None,
+                act_qparams: dict | None = None) -> dict:
+    """Export the bundle (the fine-tuned weights when ``weights_key`` is given, quantized with the activation ranges
+    ``act_qparams`` the fine-tune trained with), then run it as k processes and measure it against the plan."""
     from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
     out = P.export_bundle(fam, arch, planned, target_from_json(ctx["target"]), out_dir, run_id,
-                          state=P.load_finetuned(cat, weights_key))
+                          state=P.load_finetuned(cat, weights_key), act_qparams=act_qparams)
     out["pipeline"] = run_pipeline(out["bundle"], microbatches=microbatches)
     return out

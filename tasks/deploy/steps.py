@@ -27,6 +27,13 @@ def _family(cat, ctx: dict[str, Any]):
                          traces=ctx["profile"]["traces"])
 
 
+def _latency(cat, ctx: dict[str, Any]):
+    """The target's fitted device models, pinned at the run's start (None when the target names none)."""
+    from forgeflow.tasks.deploy.device_latency import TargetLatency
+
+    return TargetLatency.load(cat, ctx.get("latency_models"))
+
+
 @task(name="optimize-supernet", cache_policy=NO_CACHE, **step_options())
 @cached_step("optimize-supernet", files=("data",))
 def supernet_step(catalog_url: str, run_id: str, family: str, data: str | None, endpoint_url: str | None = None
@@ -55,14 +62,14 @@ def search_step(catalog_url: str, run_id: str, ctx: dict, budget: int, seed: int
     with step_executor() as executor:  # the Dask cluster the step runs on, else serially in this process
         return P.search_subnet(cat, run_id, fam, target_from_json(ctx["target"]), budget, seed, executor=executor,
                                memo_key=P.accuracy_memo_key(ctx["family"], ctx.get("data")),
-                               family_id=ctx["family"]["supernet_id"])
+                               family_id=ctx["family"]["supernet_id"], latency=_latency(cat, ctx))
 
 
 @task(name="optimize-plan", cache_policy=NO_CACHE, **step_options())
 @cached_step("optimize-plan")
 def plan_step(catalog_url: str, run_id: str, ctx: dict, arch: str, endpoint_url: str | None = None) -> dict:
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
-    out = P.plan_chosen(_family(cat, ctx), arch, target_from_json(ctx["target"]))
+    out = P.plan_chosen(_family(cat, ctx), arch, target_from_json(ctx["target"]), _latency(cat, ctx))
     out["plan_key"] = cat.put_object(P.json_bytes(out), suffix=".json", run_id=run_id)
     return out
 
@@ -88,14 +95,15 @@ def finetune_step(catalog_url: str, run_id: str, ctx: dict, arch: str, plan: dic
 
 @task(name="optimize-bundle", cache_policy=NO_CACHE, **step_options())
 def bundle_step(catalog_url: str, run_id: str, ctx: dict, arch: str, planned: dict, out_dir: str,
-                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None) -> dict:
-    """Export the bundle (the fine-tuned weights when ``weights_key`` is given), then run it as k processes and
-    measure it against the plan."""
+                microbatches: int = 48, endpoint_url: str | None = None, weights_key: str | None = None,
+                act_qparams: dict | None = None) -> dict:
+    """Export the bundle (the fine-tuned weights when ``weights_key`` is given, quantized with the activation ranges
+    ``act_qparams`` the fine-tune trained with), then run it as k processes and measure it against the plan."""
     from forgeflow.tasks.deploy.pipeline_run import run_pipeline
 
     cat = open_catalog(catalog_url, endpoint_url=endpoint_url)
     fam = _family(cat, ctx)
     out = P.export_bundle(fam, arch, planned, target_from_json(ctx["target"]), out_dir, run_id,
-                          state=P.load_finetuned(cat, weights_key))
+                          state=P.load_finetuned(cat, weights_key), act_qparams=act_qparams)
     out["pipeline"] = run_pipeline(out["bundle"], microbatches=microbatches)
     return out

@@ -48,6 +48,7 @@ def optimize(
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
     from forgeflow.flows.optimize import optimize_family_flow, validate_family_inputs
     from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, OptimizeRequest
+    from forgeflow.tasks.deploy.target import load_target
 
     if model is not None and supernet is not None:
         raise ForgeflowError("give --model or --supernet, not both")
@@ -57,6 +58,10 @@ def optimize(
     req = OptimizeRequest(supernet=supernet or DEFAULT_FAMILY, target=target, data=data, budget=budget,
                           latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
                           bundle_dir=bundle_dir, clients=clients).validate()
+    load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
+                microbatch=req.microbatch)  # a bad target file fails here, before any process starts
+    # the cluster and its workers' imports come up while the family checks import torch and build the supernet
+    command.start_cluster_early(imports=("forgeflow.tasks.deploy.steps",))
     validate_family_inputs(req, command.catalog)
     result = command.run(optimize_family_flow, **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
@@ -151,6 +156,7 @@ def optimize_model(command: FlowCommand, model: str, stages: int, input_shape: O
     from forgeflow.tasks.profiling.shape import parse_shape
 
     req = ModelJobRequest(model=model, stages=stages, input_shape=parse_shape(input_shape)).validate()
+    command.start_cluster_early()  # comes up while the model is built and run once on its input shape
     validate_inputs(req)
     result = command.run(optimize_flow, **req.to_dict())
     command.emit(result, lambda: _model_report(result))

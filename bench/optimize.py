@@ -171,7 +171,8 @@ def markdown(figs: dict, budget: int) -> str:
         f"{r2['profile']['traces_cached']}; steps replayed from the catalog: "
         f"{', '.join(sorted(r2.get('reused_steps') or {})) or 'none'}; subnet accuracies read back "
         f"{r2['search'].get('accuracies_reused')}, measured {r2['search'].get('accuracies_measured')} of "
-        f"{r2['search']['evaluations']}); target >= 3x: **{'met' if wall1 / wall2 >= 3 else 'missed'}**",
+        f"{r2['search']['evaluations']}; steps ran on {r2.get('task_runner', 'n/a')}, the quick start's on "
+        f"{r1.get('task_runner', 'n/a')}); target >= 3x: **{'met' if wall1 / wall2 >= 3 else 'missed'}**",
         "",
         "| pipeline | stages | measured (microbatches/s) | predicted for this host | gap | stage ms measured | "
         "stage ms predicted | output equal |", "|---|---:|---:|---:|---:|---|---|---|",

@@ -37,6 +37,9 @@ def optimize(
     latency_limit_ms: Optional[float] = typer.Option(None, "--latency-limit-ms", help="Largest certified bottleneck "
                                                      "per microbatch on the target"),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Smallest held-out accuracy (%)"),
+    latency_device: Optional[str] = typer.Option(None, "--latency-device", help="Every target device's latency from "
+                                                 "this device model fitted by `forgeflow latency fit` (measurements "
+                                                 "of the family's subnets), instead of the target's speed factors"),
     microbatch: int = typer.Option(32, "--microbatch", help="Examples per microbatch"),
     bundle_dir: Optional[str] = typer.Option(None, "--bundle-dir", help="Where the bundle goes [default "
                                              ".forgeflow/bundles/RUN_ID]"),
@@ -46,7 +49,7 @@ def optimize(
     json_out: bool = JsonOpt,
 ) -> None:
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
-    from forgeflow.flows.optimize import optimize_family_flow, validate_family_inputs
+    from forgeflow.flows.optimize import needs_cluster, optimize_family_flow, validate_family_inputs
     from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, OptimizeRequest
     from forgeflow.tasks.deploy.target import load_target
 
@@ -57,13 +60,17 @@ def optimize(
         return optimize_model(command, model, stages, input_shape)
     req = OptimizeRequest(supernet=supernet or DEFAULT_FAMILY, target=target, data=data, budget=budget,
                           latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
-                          bundle_dir=bundle_dir, clients=clients).validate()
-    load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
-                microbatch=req.microbatch)  # a bad target file fails here, before any process starts
-    # the cluster and its workers' imports come up while the family checks import torch and build the supernet
-    command.start_cluster_early(imports=("forgeflow.tasks.deploy.steps",))
+                          bundle_dir=bundle_dir, clients=clients, latency_device=latency_device).validate()
+    load_target(req.target, req.latency_device, latency_limit_ms=req.latency_limit_ms,
+                min_accuracy_pct=req.min_accuracy_pct, microbatch=req.microbatch)  # a bad target fails before any process starts
+    try:
+        early = needs_cluster(req, command.catalog)
+    except Exception:  # noqa: BLE001 - bad input: validate_family_inputs below says what is wrong
+        early = False
+    if early:  # the cluster and its workers' imports come up while the family checks import torch and build the supernet
+        command.start_cluster_early(imports=("forgeflow.tasks.deploy.steps",))
     validate_family_inputs(req, command.catalog)
-    result = command.run(optimize_family_flow, **req.to_dict())
+    result = command.run(optimize_family_flow, heavy=needs_cluster(req, command.catalog), **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
                  lambda: print("\n".join(summary_lines(result))))
 
@@ -80,6 +87,9 @@ def summary_lines(r: dict) -> list[str]:
         f"accuracy  {a['accuracy_float_pct']:.2f} % float, {a['accuracy_quantized_pct']:.2f} % with the plan applied "
         f"({a['n_test']} held-out examples)",
     ]
+    from forgeflow.tasks.deploy.device_latency import describe
+
+    lines += [f"latency   {line}" for line in describe(r.get("latency_source"))]
     fed = r.get("federated")
     if fed:
         lines.append(f"finetune  federated QAT over {fed['clients']} clients, {fed['rounds']} rounds: "

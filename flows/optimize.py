@@ -40,7 +40,8 @@ FAMILY_STEPS = ["supernet", "profile", "search", "plan", "accuracy", "bundle", "
 def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_TARGET, data: str | None = None,
                   budget: int = 48, latency_limit_ms: float | None = None, min_accuracy_pct: float | None = None,
                   microbatch: int = 32, bundle_dir: str | None = None, catalog: str | None = None,
-                  s3_endpoint: str | None = None, seed: int = 0, clients: int | None = None) -> dict[str, Any]:
+                  s3_endpoint: str | None = None, seed: int = 0, clients: int | None = None,
+                  latency_device: str | None = None) -> dict[str, Any]:
     """Run every step for ``supernet`` on ``target``; return a JSON-able summary (the decision and its evidence). The
     parameters make an ``OptimizeRequest``, validated before the run row is written."""
     import time
@@ -51,12 +52,15 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
     req = OptimizeRequest.from_dict({"supernet": supernet, "target": target, "data": data, "budget": budget,
                                      "latency_limit_ms": latency_limit_ms, "min_accuracy_pct": min_accuracy_pct,
                                      "microbatch": microbatch, "bundle_dir": bundle_dir, "seed": seed,
-                                     "clients": clients})
+                                     "clients": clients, "latency_device": latency_device})
     settings, cat = open_flow_catalog(catalog, s3_endpoint)
     validate_family_inputs(req, cat)  # before the run row: a served or deployed run with bad input writes nothing
     supernet, data, budget, seed, clients = req.supernet, req.data, req.budget, req.seed, req.clients
-    tv = load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
-                     microbatch=req.microbatch)
+    tv = load_target(req.target, req.latency_device, latency_limit_ms=req.latency_limit_ms,
+                     min_accuracy_pct=req.min_accuracy_pct, microbatch=req.microbatch)
+    from forgeflow.tasks.deploy.pipeline import family_latency_models
+
+    latency_models = family_latency_models(cat, tv, data)  # pinned: one fit for the whole run and its cached steps
     params = {k: v for k, v in req.to_dict().items() if k != "bundle_dir"}
     url, ep = cat.url, settings.s3_endpoint
     with recorded_run(cat, "optimize", params) as run:
@@ -82,6 +86,8 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         fam = timed("supernet", 0, S.supernet_step, url, run.id, supernet, data, ep)
         prof = timed("profile", 1, S.profile_step, url, run.id, fam, tv.microbatch, data, ep)
         ctx = {"family": fam, "profile": prof, "target": tv.to_json(), "data": data}
+        if latency_models:
+            ctx["latency_models"] = latency_models
         search = timed("search", 2, S.search_step, url, run.id, ctx, budget, seed, ep)
         arch = search["chosen"]["arch"]
         planned = timed("plan", 3, S.plan_step, url, run.id, ctx, arch, ep)
@@ -91,7 +97,7 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
             fed = timed("finetune", 5, S.finetune_step, url, run.id, ctx, arch, planned["plan"], clients, seed, ep)
         out_dir = req.bundle_dir or str(Path(".forgeflow") / "bundles" / run.id)
         bundle = timed("bundle", total - 2, S.bundle_step, url, run.id, ctx, arch, planned, out_dir, 48, ep,
-                       fed["weights_key"] if fed else None, here=True)
+                       fed["weights_key"] if fed else None, fed.get("act_qparams") if fed else None, here=True)
         summary = summarize(run.id, cat.url, tv.to_json(), fam, prof, search, planned, acc, bundle, seconds, fed,
                             reused_steps(cat, run.id))
         report("report", total - 1, total)
@@ -99,10 +105,19 @@ def optimize_family_flow(supernet: str = DEFAULT_FAMILY, target: str = DEFAULT_T
         summary["report_key"] = write_report(cat, run.id, summary)
         seconds["report"] = round(time.perf_counter() - t0, 3)
         report("report", total, total)
+        summary["task_runner"] = _task_runner_name()
         record_decision(cat, run.id, summary)
         run.summary.update({k: summary[k] for k in ("target", "chosen", "plan", "accuracy", "bundle", "seconds")})
     publish_report(summary, cat)
     return summary
+
+
+def _task_runner_name() -> str:
+    """Where the run's steps ran: ``DaskTaskRunner`` (a cluster) or ``ThreadPoolTaskRunner`` (this process)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return type(ctx.task_runner).__name__ if ctx is not None and ctx.task_runner is not None else "none"
 
 
 def reused_steps(cat, run_id: str) -> dict[str, str]:
@@ -136,7 +151,8 @@ def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search
         "run_id": run_id, "catalog": url,
         "target": {k: target[k] for k in ("name", "k", "memory_bytes", "speed", "bit_speedup", "bits",
                                           "link_bytes_per_s", "link_latency_ms", "budget_fraction", "latency_limit_ms",
-                                          "min_accuracy_pct", "microbatch", "source", "digest")},
+                                          "min_accuracy_pct", "microbatch", "source", "digest")}
+        | {"latency_models": target.get("latency_models")},
         "supernet": supernet,
         "profile": profile,
         "reused_steps": reused,
@@ -145,6 +161,7 @@ def summarize(run_id: str, url: str, target: dict, fam: dict, prof: dict, search
         | {k: search.get(k) for k in ("accuracies_measured", "accuracies_reused")},
         "chosen": search["chosen"],
         "plan": plan, "host_stage_ms": planned["host_stage_ms"], "units": planned["units"],
+        "latency_source": planned.get("latency_source"),
         "accuracy": {k: acc[k] for k in ("accuracy_float_pct", "accuracy_quantized_pct", "n_test")}
         | {"accuracy_finetuned_pct": fed["accuracy_after_pct"] if fed else None},
         "federated": fed,
@@ -191,6 +208,19 @@ def publish_report(summary: dict[str, Any], cat=None) -> None:
             catalog=cat)
 
 
+def needs_cluster(req: OptimizeRequest, cat) -> bool:
+    """Whether the run has heavy work to fan out over Dask workers: training or importing the supernet, profiling
+    its units, estimating its sensitivities (when the catalog does not hold them yet for this host and microbatch),
+    or a federated fine-tune. Otherwise every step is seconds of work (the search plans and, at most, measures a
+    few dozen subnets at ~0.2 s each, most of them read back from the catalog), and the run is faster in the
+    command's own process than on a LocalCluster whose start and worker imports alone cost more."""
+    from forgeflow.tasks.deploy.pipeline import cached_family
+
+    if req.clients:
+        return True
+    return not all(cached_family(cat, req.supernet, req.data, req.microbatch).values())
+
+
 def validate_family_inputs(req: OptimizeRequest, cat=None) -> None:
     """Everything checkable before a run starts (bad input writes nothing): the limits, the target file, the family,
     the data, and that the family's smallest subnet fits the target's memory at its smallest widths; once per
@@ -203,8 +233,8 @@ def _validate_family(req: OptimizeRequest, cat) -> None:
     from forgeflow.tasks.deploy.target import load_target
 
     req.validate()
-    tv = load_target(req.target, latency_limit_ms=req.latency_limit_ms, min_accuracy_pct=req.min_accuracy_pct,
-                     microbatch=req.microbatch)
+    tv = load_target(req.target, req.latency_device, latency_limit_ms=req.latency_limit_ms,
+                     min_accuracy_pct=req.min_accuracy_pct, microbatch=req.microbatch)
     check_family_fits(req.supernet, req.data, tv, cat)
 
 

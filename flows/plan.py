@@ -58,7 +58,13 @@ def _validate(req: PlanRequest) -> None:
     if req.target is not None:
         from forgeflow.tasks.plan.target import load_target
 
-        load_target(req.target)
+        tgt = load_target(req.target)
+        fitted = [f"device {i} ({d.latency_model!r})" for i, d in enumerate(tgt.device_list) if d.latency_model]
+        if fitted and req.model is not None:
+            raise ForgeflowError(f"target {tgt.name} takes {fitted[0]} latency from a fitted device model, which "
+                                 f"predicts architectures of a search space, not the fixed model {req.model}: plan "
+                                 "an elastic family's subnets on it with `forgeflow optimize --target`, or give the "
+                                 "device a speed_factor or latency_table")
     if req.model is not None:
         from forgeflow.flows.profile_models import make_config, validate_profile_inputs
 

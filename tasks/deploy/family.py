@@ -108,9 +108,24 @@ class Family:
         return _PERTURBATIONS[key]
 
     def plan(self, arch: ElasticArch, target, time_limit: float = 5.0) -> tuple[ChainPlan, dict, list[UnitCost]]:
+        plan, instance, units, _ = self.plan_on(arch, target, None, time_limit)
+        return plan, instance, units
+
+    def plan_on(self, arch: ElasticArch, target, latency=None, time_limit: float = 5.0
+                ) -> tuple[ChainPlan, dict, list[UnitCost], dict | None]:
+        """``plan`` with the target's fitted device models (``latency``: ``tasks.deploy.device_latency.TargetLatency``)
+        setting the model-driven devices' speed for this subnet; the last item is the prediction (None without)."""
         _, _, units = self.costs(arch, target.bits)
+        info = None
+        if latency is not None:
+            target, info = latency.apply(target, self.net.config.space.encode(arch), sum(u.host_ms for u in units))
         instance = build_instance(units, target, arch.to_string())
-        return plan_instance(instance, time_limit=time_limit), instance, units
+        plan = plan_instance(instance, time_limit=time_limit)
+        if info is not None:
+            from forgeflow.tasks.deploy.device_latency import bottleneck_interval
+
+            info["bottleneck_interval_ms"] = list(bottleneck_interval(plan, units, target, info))
+        return plan, instance, units, info
 
 
 class PlannedObjective:
@@ -119,8 +134,9 @@ class PlannedObjective:
     Accuracy does not depend on the target: ``known`` (read from the catalog's ``subnet_accuracies``) answers it for
     every subnet an earlier search measured, so a search on a new target only plans those."""
 
-    def __init__(self, family: Family, target, accuracy, known: Mapping[str, float] | None = None) -> None:
-        self.family, self.target, self.accuracy = family, target, accuracy
+    def __init__(self, family: Family, target, accuracy, known: Mapping[str, float] | None = None,
+                 latency=None) -> None:
+        self.family, self.target, self.accuracy, self.latency = family, target, accuracy, latency
         self.known = dict(known or {})  # arch string -> accuracy % measured before (on any target)
         self.space = family.net.config.space
         self.memo: dict[str, dict[str, Any]] = {}
@@ -131,8 +147,9 @@ class PlannedObjective:
         key = arch.to_string()
         if key not in self.memo:
             try:
-                plan, _, _ = self.family.plan(arch, self.target)
-                self.memo[key] = {"bottleneck_ms": plan.bottleneck_ms, "ratio": plan.ratio, "plan": plan.to_json()}
+                plan, _, _, info = self.family.plan_on(arch, self.target, self.latency)
+                self.memo[key] = {"bottleneck_ms": plan.bottleneck_ms, "ratio": plan.ratio, "plan": plan.to_json(),
+                                  "latency_source": info}
             except NoPlanError as exc:
                 self.memo[key] = {"bottleneck_ms": float("inf"), "ratio": None, "error": str(exc)}
         return self.memo[key]

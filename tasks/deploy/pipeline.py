@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from safetensors.numpy import load_file
 
         path = BUILTIN_FAMILIES[name]
-        sid = "digits-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -75,7 +76,7 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
         from forgeflow.tasks.supernet.progressive import ShrinkSchedule, train_progressive
         from forgeflow.tasks.supernet.train import state_arrays
 
-        sid = "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+        sid = family_supernet_id(spec, dataset)
         found = [r for r in rows if r["supernet_id"] == sid]
         if found:
             return found[-1] | {"cached": True}
@@ -99,6 +100,39 @@ def resolve_family(cat, run_id: str, spec: str, dataset: str | None, seed: int =
            "smallest_accuracy_pct": subnet_accuracy(net, sp.smallest(), data)}
     cat.append("supernet_models", [row], run_id=run_id)
     return row | {"cached": False, "source": source}
+
+
+def family_supernet_id(spec: str, dataset: str | None) -> str:
+    """The supernet id ``resolve_family`` gives ``spec``: the built-in family's by its checkpoint's content, a family
+    trained here by its dataset's path, any other spec is the id itself."""
+    name = spec.removeprefix("forgeflow:")
+    if name in BUILTIN_FAMILIES:
+        return "digits-" + hashlib.sha256(BUILTIN_FAMILIES[name].read_bytes()).hexdigest()[:12]
+    if name == "train":
+        return "trained-" + _config_key(name, str(Path(dataset).resolve()) if dataset else None)
+    return name
+
+
+def profile_id(supernet_id: str, host: str, microbatch: int) -> str:
+    """Identity of a family's unit profile: the supernet, the host (processor and torch) and the microbatch."""
+    return hashlib.sha256(json.dumps([supernet_id, host, microbatch]).encode()).hexdigest()[:16]
+
+
+def cached_family(cat, spec: str, dataset: str | None, microbatch: int) -> dict[str, bool]:
+    """Which of the family's target-independent results the catalog already holds for this host: the trained
+    supernet, its unit profile at ``microbatch`` and its layer sensitivities (what a run would otherwise train,
+    time and estimate; everything after them is seconds of work)."""
+    sid = family_supernet_id(spec, dataset)
+
+    def has(table: str, column: str, value: str) -> bool:
+        try:
+            return cat.read(table, filter=pc.field(column) == value, columns=[column]).num_rows > 0
+        except Exception:
+            return False
+
+    return {"supernet": has("supernet_models", "supernet_id", sid),
+            "profile": has("deploy_unit_profiles", "profile_id", profile_id(sid, host_name(), microbatch)),
+            "traces": has("deploy_traces", "family", sid)}
 
 
 def load_family_net(cat, record: dict[str, Any]) -> ElasticSupernet:
@@ -133,6 +167,13 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
                           "to train the elastic family on --data")
     net = ElasticSupernet(supernet_config_for(data)).eval()
     sp = net.config.space
+    latency = None
+    if any(n is not None for n in target.latency_models):
+        from forgeflow.tasks.deploy.device_latency import TargetLatency, resolve
+
+        if cat is None:
+            raise FamilyError(f"target {target.name} takes latency from fitted device models: open a catalog")
+        latency = TargetLatency.load(cat, resolve(cat, target, sp))
     chain, specs = extract_chain(net, sp.smallest())
     low = min(target.bits)
     need = [_param_bytes(u, low) for u in chain]
@@ -154,6 +195,11 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
     if target.latency_limit_ms is not None:
         x = (target.microbatch, data.in_channels, data.side, data.side)
         ms = float(measure_many_ms([(chain, x)], rounds=2, repeats=3)[0])
+        if latency is not None:  # model-driven devices: their speed for this subnet, at the interval's lower end
+            pred = latency.predict(sp.encode(sp.smallest()))
+            target = replace(target, speed=tuple(
+                s if n is None else float(pred[n]["lower_ms"][0]) / ms
+                for s, n in zip(target.speed, target.latency_models)))
         best = min(target.time_scale(d, b) for d in range(target.k) for b in target.bits)
         floor = ms * best / target.k
         if floor > target.latency_limit_ms:
@@ -163,6 +209,17 @@ def check_family_fits(spec: str, dataset: str | None, target: TargetView, cat=No
     return {"smallest_bytes": sum(need)}
 
 
+def family_latency_models(cat, target: TargetView, dataset: str | None) -> dict[str, Any]:
+    """The target's fitted device models checked against the family's space and pinned (``device_latency.resolve``);
+    {} when the target names none."""
+    if not any(n is not None for n in target.latency_models):
+        return {}
+    from forgeflow.tasks.deploy.device_latency import resolve
+    from forgeflow.tasks.supernet.train import load_dataset, supernet_config_for
+
+    return resolve(cat, target, supernet_config_for(load_dataset(dataset)).space)
+
+
 # ----------------------------------------------------------------------------------------------- profile
 def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, dataset: str | None) -> dict[str, Any]:
     """The unit latency table of the family on this host at ``microbatch`` (measured once, then read back)."""
@@ -170,7 +227,7 @@ def profile_family(cat, run_id: str, record: dict[str, Any], microbatch: int, da
     from forgeflow.tasks.supernet.train import load_dataset
 
     host = host_name()
-    pid = hashlib.sha256(json.dumps([record["supernet_id"], host, microbatch]).encode()).hexdigest()[:16]
+    pid = profile_id(record["supernet_id"], host, microbatch)
     try:
         rows = cat.read("deploy_unit_profiles", filter=pc.field("profile_id") == pid).to_pylist()
     except Exception:
@@ -267,18 +324,22 @@ def known_accuracies(cat, memo_key: str) -> dict[str, float]:
 
 
 def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: int, seed: int = 0,
-                  executor=None, memo_key: str | None = None, family_id: str = "") -> dict[str, Any]:
+                  executor=None, memo_key: str | None = None, family_id: str = "", latency=None) -> dict[str, Any]:
     """Evolutionary search of the family on ``target``. With ``memo_key``, accuracies measured by earlier searches
-    (on any target) are read from the catalog and only new subnets are measured (and then stored)."""
+    (on any target) are read from the catalog and only new subnets are measured (and then stored). ``latency``
+    (``tasks.deploy.device_latency.TargetLatency``): the target's fitted device models set each candidate's device
+    times; the front and the chosen subnet then carry each model's predicted latency and its 90 % interval."""
+    from forgeflow.tasks.dask_fanout import SERIAL
     from forgeflow.tasks.supernet.search import run_search
     from forgeflow.tasks.supernet.train import subnet_accuracy
 
     data = family.data
     known = known_accuracies(cat, memo_key) if memo_key else {}
-    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known)
+    objective = PlannedObjective(family, target, lambda arch: subnet_accuracy(family.net, arch, data), known=known,
+                                 latency=latency)
     sp = family.net.config.space
     res = run_search(sp, objective.evaluate, budget, seed=seed, latency_limit_ms=target.latency_limit_ms,
-                     executor=executor, chunk_size=8)
+                     executor=SERIAL if executor is None else executor, chunk_size=8)
     archs = [sp.to_string(g) for g in res.genes]
     acc, lat = np.asarray(res.accuracy, float), np.asarray(res.latency_ms, float)
     feasible = np.isfinite(lat)
@@ -298,26 +359,39 @@ def search_subnet(cat, run_id: str, family: Family, target: TargetView, budget: 
         "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i]), "ratio": None, "on_front": bool(front[i]),
         "chosen": i == pick} for i in range(len(archs))], run_id=run_id)
     order = np.argsort(lat)
+    predicted = latency.predict(res.genes) if latency is not None else {}
+
+    def device_ms(i: int) -> dict[str, Any]:
+        if not predicted:
+            return {}
+        return {"device_latency_ms": {n: [float(p["latency_ms"][i]), float(p["lower_ms"][i]), float(p["upper_ms"][i])]
+                                      for n, p in predicted.items()}}
+
     return {
         "status": res.status.value, "evaluations": int(res.evaluations), "seconds": float(res.seconds),
         "accuracies_measured": len(measured), "accuracies_reused": len(archs) - len(measured),
         "infeasible": int((~feasible).sum()),
-        "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])}
+        "front": [{"arch": archs[i], "accuracy_pct": float(acc[i]), "bottleneck_ms": float(lat[i])} | device_ms(i)
                   for i in order if front[i]],
         "candidates": [{"arch": archs[i], "accuracy_pct": float(acc[i]),
                         "bottleneck_ms": float(lat[i]) if math.isfinite(lat[i]) else None} for i in order],
-        "chosen": {"arch": archs[pick], "accuracy_pct": float(acc[pick]), "bottleneck_ms": float(lat[pick])},
+        "chosen": {"arch": archs[pick], "accuracy_pct": float(acc[pick]), "bottleneck_ms": float(lat[pick])}
+        | device_ms(pick),
         "why": why, "latency_limit_ms": target.latency_limit_ms,
     }
 
 
 # ----------------------------------------------------------------------------------------------- plan
-def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str, Any]:
+def plan_chosen(family: Family, arch_text: str, target: TargetView, latency=None) -> dict[str, Any]:
+    """The chosen subnet planned on ``target`` (``latency``: its fitted device models, whose prediction and the
+    plan's bottleneck over the prediction's 90 % interval come back as ``latency_source``)."""
     sp = family.net.config.space
     arch = sp.decode(sp.from_string(arch_text))
-    plan, instance, units = family.plan(arch, target, time_limit=20.0)
+    plan, instance, units, info = family.plan_on(arch, target, latency, time_limit=20.0)
     host = host_view(len(plan.stages), target.microbatch)
-    return {"arch": arch_text, "plan": plan.to_json(), "instance": instance,
+    if info is not None:
+        info["models"] = {n: dict(r) for n, r in latency.records.items()}
+    return {"arch": arch_text, "plan": plan.to_json(), "instance": instance, "latency_source": info,
             "host_stage_ms": list(host_stage_ms(plan, family.host_unit_ms(arch, plan.bits),
                                                 {u.name: host.transfer_ms(u.out_bytes) for u in units})),
             "units": [{"name": u.name, "host_ms": u.host_ms, "bytes_at": {str(b): v for b, v in u.bytes_at.items()},
@@ -326,9 +400,10 @@ def plan_chosen(family: Family, arch_text: str, target: TargetView) -> dict[str,
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
-def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None):
+def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: int = 8, state=None, act_qparams=None):
     """The chosen subnet as a chain with BN recalibrated (or with ``state``: fine-tuned weights), and the plan applied
-    (fake-quantized weights per unit width, activations calibrated on training batches)."""
+    (fake-quantized weights per unit width, activations calibrated on training batches, or fixed to ``act_qparams``:
+    the ranges a quantization-aware fine-tune trained with)."""
     from forgeflow.tasks.quantize.apply import quantize_model
     from forgeflow.tasks.supernet.train import accuracy_pct, recalibrate_bn
 
@@ -344,7 +419,7 @@ def quantized_chain(family: Family, arch_text: str, plan: ChainPlan, act_bits: i
     layer_bits = {fqn: int(plan.bits[names[int(fqn.split(".")[0])]]) for fqn in quantizable_modules(chain)}
     calib = [family.data.x_train[i:i + 128] for i in range(0, 512, 128)]
     q = quantize_model(chain, layer_bits, act_bits=act_bits if any(b < 32 for b in layer_bits.values()) else None,
-                       calibration=calib)
+                       calibration=calib, act_qparams=act_qparams)
     return chain, specs, q, layer_bits
 
 
@@ -368,6 +443,9 @@ def finetune_chosen(cat, run_id: str, family: Family, arch_text: str, plan: Chai
     out = federated_qat(chain, specs, layer_bits, q.act_qparams, family.data,
                         FinetuneConfig(clients=clients, seed=seed), executor=executor)
     state = out.pop("state")
+    # the ranges the fine-tune trained with: the bundle quantizes the tuned weights with exactly these, so the
+    # deployed model is the one whose accuracy ``accuracy_after_pct`` reports
+    out["act_qparams"] = {k: [float(s), int(z)] for k, (s, z) in q.act_qparams.items()}
     out["weights_key"] = cat.put_arrays({k: v.numpy() for k, v in state.items()}, run_id=run_id,
                                         description=f"federated QAT fine-tune of {arch_text}")
     return out
@@ -381,12 +459,13 @@ def load_finetuned(cat, key: str | None):
 
 # ----------------------------------------------------------------------------------------------- bundle
 def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], target: TargetView, out_dir: str | Path,
-                  run_id: str, state=None) -> dict[str, Any]:
-    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan)."""
+                  run_id: str, state=None, act_qparams=None) -> dict[str, Any]:
+    """The bundle of the planned subnet (with ``state``: the fine-tuned weights, quantized by the same plan with the
+    activation ranges ``act_qparams`` the fine-tune trained with)."""
     from forgeflow.tasks.deploy.bundle import sha256_file, write_bundle
 
     plan = ChainPlan.from_json(planned["plan"])
-    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state)
+    chain, specs, q, layer_bits = quantized_chain(family, arch_text, plan, state=state, act_qparams=act_qparams)
     model = q.model
     names = [s["name"] for s in specs]
     bounds, start = [], 0
@@ -412,7 +491,8 @@ def export_bundle(family: Family, arch_text: str, planned: dict[str, Any], targe
            "plan": plan.to_json(), "layer_bits": layer_bits,
            "predicted": {"target_stage_ms": list(plan.stage_ms), "host_stage_ms": planned["host_stage_ms"],
                          "bottleneck_ms": plan.bottleneck_ms, "lower_bound_ms": plan.lower_bound_ms,
-                         "ratio": plan.to_json()["ratio"]}}
+                         "ratio": plan.to_json()["ratio"]},
+           "latency_source": planned.get("latency_source")}
     path = write_bundle(out_dir, plan_json=doc, stages=stages, stage_units=stage_units, stage_act=stage_act,
                         act_bits=8 if q.act_qparams else None, check_input=x, check_output=y)
     return {"bundle": str(path), "stages": len(stages), "plan_sha256": sha256_file(Path(path) / "PLAN.json"),

@@ -196,13 +196,16 @@ def render_html(s: dict[str, Any], plots: dict[str, bytes] | None = None) -> str
 
 
 def markdown_summary(s: dict[str, Any]) -> str:
+    from forgeflow.tasks.deploy.device_latency import describe
+
     p, a, pipe = s["plan"], s["accuracy"], s["pipeline"]
     ratio = p.get("ratio")
     return (f"Run `{s['run_id']}` in catalog `{s['catalog']}`: deploy `{s['chosen']['arch']}` on "
             f"**{s['target']['name']}** ({s['search']['why']}).\n\n"
             f"- plan ({p['planner']}): {p['k']} stage(s), certified bottleneck {p['bottleneck_ms']:.4g} ms, lower "
             f"bound {p['lower_bound_ms']:.4g} ms, ratio {ratio if ratio is None else format(ratio, '.4f')}\n"
-            f"- accuracy: float {a['accuracy_float_pct']:.2f} %, plan applied {a['accuracy_quantized_pct']:.2f} %\n"
+            + "".join(f"- latency: {line}\n" for line in describe(s.get("latency_source")))
+            + f"- accuracy: float {a['accuracy_float_pct']:.2f} %, plan applied {a['accuracy_quantized_pct']:.2f} %\n"
             f"- pipeline run: output {'equal' if pipe['equal'] else 'DIFFERENT'}, throughput "
             f"{pipe['throughput_mb_s']:.3g} microbatches/s vs {pipe['predicted_throughput_mb_s']:.3g} predicted "
             f"on this host\n- bundle `{s['bundle']['bundle']}`; HTML report: `forgeflow report {s['run_id']}`\n")

@@ -32,6 +32,7 @@ class OptimizeRequest(Config):
     bundle_dir: str | None = None
     seed: int = 0
     clients: int | None = None  # federated QAT fine-tune of the planned net over this many clients
+    latency_device: str | None = None  # every target device's time from this fitted device model (forgeflow latency fit)
 
     def validate(self) -> "OptimizeRequest":
         if self.clients is not None and not 1 <= self.clients <= 64:
@@ -42,6 +43,8 @@ class OptimizeRequest(Config):
             raise ForgeflowError(f"--microbatch must be >= 1, got {self.microbatch}")
         if self.latency_limit_ms is not None and not self.latency_limit_ms > 0:
             raise ForgeflowError(f"--latency-limit-ms must be > 0, got {self.latency_limit_ms:g}")
+        if self.latency_device is not None and not self.latency_device.strip():
+            raise ForgeflowError("--latency-device must name a device fitted by `forgeflow latency fit`")
         if self.min_accuracy_pct is not None and not 0 < self.min_accuracy_pct <= 100:
             raise ForgeflowError(f"--min-accuracy must be in (0, 100], got {self.min_accuracy_pct:g}")
         return self

@@ -35,6 +35,12 @@ class TargetView:
     microbatch: int
     source: str
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: per device: the fitted device model its time comes from (``tasks/deploy/device_latency.py``), else None
+    latency_models: tuple[str | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.latency_models:
+            object.__setattr__(self, "latency_models", (None,) * self.k)
 
     def transfer_ms(self, nbytes: float) -> float:
         return self.link_latency_ms + 1e3 * float(nbytes) / self.link_bytes_per_s
@@ -60,7 +66,8 @@ class TargetView:
                 "link_bytes_per_s": self.link_bytes_per_s, "link_latency_ms": self.link_latency_ms,
                 "budget_fraction": self.budget_fraction, "budget_absolute": self.budget_absolute,
                 "latency_limit_ms": self.latency_limit_ms, "min_accuracy_pct": self.min_accuracy_pct,
-                "microbatch": self.microbatch, "source": self.source, "digest": self.digest, "raw": dict(self.raw)}
+                "microbatch": self.microbatch, "source": self.source, "digest": self.digest, "raw": dict(self.raw),
+                "latency_models": list(self.latency_models)}
 
 
 def view_of(hw: HardwareTarget, source: str, *, latency_limit_ms: float | None = None,
@@ -74,12 +81,16 @@ def view_of(hw: HardwareTarget, source: str, *, latency_limit_ms: float | None =
         bits=tuple(widths), link_bytes_per_s=float(link.bandwidth_bytes_per_s), link_latency_ms=float(link.latency_ms),
         budget_fraction=hw.budget.fraction_of_uniform4, budget_absolute=hw.budget.max_sensitivity,
         latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy_pct, microbatch=int(microbatch),
-        source=source, raw=hw.model_dump(mode="json"))
+        source=source, raw=hw.model_dump(mode="json"), latency_models=tuple(d.latency_model for d in devs))
 
 
-def load_target(spec: str, **limits) -> TargetView:
-    """A target file path or a shipped target's name (``edge_npu_4x``)."""
-    return view_of(load_hardware(spec), str(spec), **limits)
+def load_target(spec: str, latency_device: str | None = None, **limits) -> TargetView:
+    """A target file path or a shipped target's name (``edge_npu_4x``); with ``latency_device``, every device takes
+    its time from that fitted device model (``forgeflow optimize --latency-device``)."""
+    hw = load_hardware(spec)
+    if latency_device is not None:
+        hw = hw.with_latency_model(latency_device)
+    return view_of(hw, str(spec), **limits)
 
 
 def target_from_json(d: Mapping[str, Any]) -> TargetView:

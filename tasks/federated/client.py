@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forgeflow.tasks.federated.compression import EncodedUpdate, decode, encode, round_mask_seed
+from forgeflow.tasks.federated.compression import (EncodedUpdate, decode, encode, kept_count, randk_indices,
+                                                   round_mask_seed)
 from forgeflow.tasks.federated.config import Compression, FederatedConfig, FederatedConfigError
-from forgeflow.tasks.federated.model_state import build_model, flatten_state, has_batch_norm, load_state
+from forgeflow.tasks.federated.model_state import (build_model, flatten_state, float_entries, has_batch_norm,
+                                                   load_state)
 from forgeflow.tasks.federated.privacy import record_sample_rate, record_steps_per_round
 from forgeflow.tasks.federated.state import ClientResult
 
@@ -88,7 +90,29 @@ def _train_sgd(model, x, y, t: LocalTraining, gen: torch.Generator) -> tuple[int
     return steps, loss_sum / max(steps, 1)
 
 
-def _train_dp_sgd(model, x, y, t: LocalTraining, gen: torch.Generator) -> int:
+def parameter_masks(model, flat_indices: np.ndarray) -> dict[str, torch.Tensor]:
+    """0/1 float masks, one per named parameter, of the coordinates ``flat_indices`` of the flat state vector
+    (``model_state.flatten_state`` order); parameters with no kept coordinate get an all-zero mask."""
+    flat = np.zeros(sum(v.numel() for _, v in float_entries(model)), dtype=np.float32)
+    flat[np.asarray(flat_indices, dtype=np.int64)] = 1.0
+    params = dict(model.named_parameters())
+    masks, offset = {}, 0
+    for name, v in float_entries(model):
+        n = v.numel()
+        if name in params:
+            masks[name] = torch.from_numpy(flat[offset:offset + n].copy()).view_as(v)
+        offset += n
+    return masks
+
+
+def _train_dp_sgd(model, x, y, t: LocalTraining, gen: torch.Generator,
+                  mask: dict[str, torch.Tensor] | None = None) -> int:
+    """DP-SGD as in the module docstring. ``mask`` (sparsified DP-SGD, under a shared random-k mask): every
+    per-example gradient is restricted to the mask's coordinates *before* it is clipped, and the noise is drawn on
+    those coordinates only, so the clipped sum has sensitivity C in the k-dimensional subspace and the other
+    coordinates stay exactly at the global weights (Zhu and Blaschko 2023, random sparsification of DP-SGD
+    gradients; Hu et al. 2022, Fed-SMP). The mask is drawn from (run seed, round), independently of the data, so each
+    step is the same Gaussian mechanism (sensitivity C, noise z C) as dense DP-SGD and the accounting is unchanged."""
     from torch.func import functional_call, grad, vmap
 
     names = [k for k, _ in model.named_parameters()]
@@ -110,14 +134,17 @@ def _train_dp_sgd(model, x, y, t: LocalTraining, gen: torch.Generator) -> int:
         summed = {k: torch.zeros_like(v) for k, v in params.items()}
         if len(idx):
             g = per_example_grads(params, x[idx], y[idx])
+            if mask is not None:
+                g = {k: g[k] * mask[k] for k in names}
             norms = torch.sqrt(sum(g[k].reshape(len(idx), -1).pow(2).sum(1) for k in names))
             scale = (t.clip / (norms + 1e-12)).clamp(max=1.0)
             for k in names:
                 summed[k] = torch.einsum("b,b...->...", scale, g[k])
         with torch.no_grad():
             for k in names:
-                noisy = (summed[k] + sigma * torch.randn(summed[k].shape, generator=gen)) / (q * n)
-                if t.prox_mu:
+                noise = sigma * torch.randn(summed[k].shape, generator=gen)
+                noisy = (summed[k] + (noise * mask[k] if mask is not None else noise)) / (q * n)
+                if t.prox_mu:  # zero off the mask: those coordinates never leave the anchor
                     noisy = noisy + t.prox_mu * (params[k] - anchor[k])
                 params[k] = params[k] - t.lr * noisy
     with torch.no_grad():
@@ -147,10 +174,16 @@ def train_client(round_: int, client_id: int, seed: int, weights: np.ndarray, re
     model = load_state(training.build(), weights)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    comp = training.compression
+    shared = comp.kind == "randk" and comp.shared_mask
+    mask_seed = round_mask_seed(training.run_seed, round_) if shared else seed
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed) & 0x7FFFFFFF)  # dropout and other global-RNG users inside the model
         if training.dp_mode == "record":
-            steps, train_loss = _train_dp_sgd(model, xt, yt, training, gen), None
+            # under a shared random-k mask the round's DP-SGD runs in the mask's subspace (see _train_dp_sgd)
+            mask = parameter_masks(model, randk_indices(len(weights), kept_count(len(weights), comp.ratio),
+                                                        mask_seed)) if shared else None
+            steps, train_loss = _train_dp_sgd(model, xt, yt, training, gen, mask), None
         else:
             steps, train_loss = _train_sgd(model, xt, yt, training, gen)
     update = flatten_state(model) - np.asarray(weights, dtype=np.float32)
@@ -160,8 +193,6 @@ def train_client(round_: int, client_id: int, seed: int, weights: np.ndarray, re
         if norm > training.clip:  # clip before compression; the message is clipped again below (residual mass)
             update, clipped = (update * (training.clip / norm)).astype(np.float32), True
         train_loss = None
-    comp = training.compression
-    mask_seed = round_mask_seed(training.run_seed, round_) if comp.kind == "randk" and comp.shared_mask else seed
     message, new_residual = encode(update, comp, residual, mask_seed)
     if training.dp_mode == "client":
         message, again = _clip_message(message, training.clip)

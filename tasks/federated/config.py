@@ -33,8 +33,9 @@ class Compression:
     compression dropped as a per-client residual added to the next update (Seide et al. 2014; Karimireddy et al. 2019).
     ``shared_mask`` (random-k, ``randk:R:shared``): every client of a round keeps the same coordinates, drawn from
     (run seed, round) and so independent of the data; under client-level DP the server then adds noise only on those
-    k coordinates (the others are exactly zero whatever the data), k/d of the dense noise energy for the same epsilon.
-    The default draws one mask per client.
+    k coordinates (the others are exactly zero whatever the data), k/d of the dense noise energy for the same epsilon;
+    under record-level DP each client runs DP-SGD in the mask's subspace (gradients masked before per-example
+    clipping, noise on the k coordinates only; see ``client._train_dp_sgd``). The default draws one mask per client.
     """
 
     kind: Literal["none", "topk", "randk", "int8"] = "none"

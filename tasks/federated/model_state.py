@@ -13,17 +13,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _float_entries(model: nn.Module):
+def float_entries(model: nn.Module):
+    """(name, tensor) of every floating-point entry of ``state_dict()``, in the flat vector's order."""
     return [(k, v) for k, v in model.state_dict(keep_vars=True).items() if v.is_floating_point()]
 
 
 def flatten_state(model: nn.Module) -> np.ndarray:
-    return torch.cat([v.detach().reshape(-1).float() for _, v in _float_entries(model)]).numpy().astype(np.float32)
+    return torch.cat([v.detach().reshape(-1).float() for _, v in float_entries(model)]).numpy().astype(np.float32)
 
 
 def load_state(model: nn.Module, vector: np.ndarray) -> nn.Module:
     """Write ``vector`` into the model's float tensors in place; raise ValueError on a length mismatch."""
-    entries = _float_entries(model)
+    entries = float_entries(model)
     total = sum(v.numel() for _, v in entries)
     if vector.size != total:
         raise ValueError(f"state vector has {vector.size} entries, the model has {total}")

@@ -48,6 +48,12 @@ def compression_assumption(kind: str, shared_mask: bool, mode: str) -> str:
     """What the accounting assumes about the uplink compression (recorded with the run beside the DP assumption)."""
     if kind == "none":
         return "no compression"
+    if mode == "record" and kind == "randk" and shared_mask:
+        return ("sparsified DP-SGD: each round's random-k mask is drawn from (run seed, round), independently of the "
+                "data, and every client's DP-SGD runs in the mask's subspace (per-example gradients restricted to the "
+                "mask before clipping to C, Gaussian noise z*C on the k masked coordinates only, the other coordinates "
+                "left at the global weights); each step is the same Gaussian mechanism with sensitivity C as dense "
+                "DP-SGD, so the record-level accounting above holds unchanged; the message is the k noisy values")
     if mode == "record":
         return (f"{kind} compression is applied to the output of each client's DP-SGD, so it is post-processing: "
                 "any mask, data-dependent top-k included, leaves epsilon unchanged")

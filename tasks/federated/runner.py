@@ -12,6 +12,7 @@ every random draw is seeded by (seed, round, client), the resumed run ends at th
 
 from __future__ import annotations
 
+import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -127,7 +128,7 @@ def _failure_reason(exc: BaseException) -> str:
 def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: Any = SERIAL,
                   store: CheckpointStore | None = None, run_key: str | None = None,
                   on_round: Callable[[RoundRecord], None] | None = None,
-                  client_fn: Callable[..., ClientResult] = train_client, poll_s: float = 0.005,
+                  client_fn: Callable[..., ClientResult] = train_client,
                   stop_after_round: int | None = None, model_factory: Callable[[], Any] | None = None,
                   initial_weights: np.ndarray | None = None) -> FederatedResult:
     """Run (or resume) a federated training; see the module docstring. ``stop_after_round`` ends early (tests).
@@ -165,12 +166,12 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
     legacy = {int(k.split("/", 1)[1]): np.asarray(v, dtype=np.float32)  # checkpoints written before client stores
               for k, v in (prior[0] if prior is not None else {}).items() if k.startswith("residual/")}
 
-    futures: dict[tuple[int, int], Any] = {}
+    arrivals = _Arrivals()
     deadline: tuple[int, float] | None = None
     started: dict[int, float] = {}
     final_weights: np.ndarray | None = None
     state, first = step(state, Start())
-    todo = deque(first)
+    todo = deque(_largest_first(first, sizes))
     while final_weights is None:
         while todo:
             ins = todo.popleft()
@@ -181,13 +182,12 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
                 residual = clients.residual(ins.client_id)
                 if residual is None:
                     residual = legacy.get(ins.client_id)
-                futures[(ins.round, ins.client_id)] = executor.submit(
-                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, residual, x, y, training)
+                arrivals.add((ins.round, ins.client_id), executor.submit(
+                    client_fn, ins.round, ins.client_id, ins.seed, ins.weights, residual, x, y, training))
             elif isinstance(ins, ArmDeadline):
                 deadline = (ins.round, time.perf_counter() + ins.seconds)
             elif isinstance(ins, Evaluate):
-                for k in [k for k in futures if k[0] == ins.round]:  # stragglers of a closed round
-                    futures.pop(k).cancel()
+                arrivals.cancel_round(ins.round)  # stragglers of a closed round
                 deadline = None
                 acc, loss = evaluate(model_factory or config.model, ins.weights, dataset.x_test, dataset.y_test)
                 t0 = started.pop(ins.round, time.perf_counter())
@@ -211,13 +211,12 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
                 final_weights = ins.weights
             if event is not None:
                 state, more = step(state, event)
-                todo.extend(more)
+                todo.extend(_largest_first(more, sizes))
         if final_weights is not None:
             break
-        state, more = step(state, _next_event(futures, deadline, poll_s))
-        todo.extend(more)
-    for fut in futures.values():
-        fut.cancel()
+        state, more = step(state, arrivals.next_event(deadline))
+        todo.extend(_largest_first(more, sizes))
+    arrivals.cancel_all()
     assumption = {"record": RECORD_ASSUMPTION, "client": CLIENT_ASSUMPTION}.get(config.privacy.mode)
     if assumption is not None:
         comp = config.compression
@@ -225,19 +224,59 @@ def run_federated(config: FederatedConfig, dataset: FederatedDataset, executor: 
     return FederatedResult(key, config, tuple(records), final_weights, state.noise, resumed_from, assumption)
 
 
-def _next_event(futures: dict, deadline: tuple[int, float] | None, poll_s: float):
-    """Block until a client future finishes (-> result/failure event) or the deadline passes."""
-    while True:
-        for k in list(futures):
-            fut = futures[k]
-            if fut.done():
-                del futures[k]
-                try:
-                    return fut.result()
-                except Exception as exc:  # noqa: BLE001 - includes a worker dying under the task
-                    return ClientFailed(k[0], k[1], _failure_reason(exc))
-        if deadline is not None and time.perf_counter() >= deadline[1]:
-            return DeadlinePassed(deadline[0])
-        if not futures:
-            raise RuntimeError("the server waits for clients but no client task is running")
-        time.sleep(poll_s)
+def _largest_first(instructions: list, sizes: tuple[int, ...]) -> list:
+    """``instructions`` with the client tasks in decreasing order of the clients' data sizes, in the slots the client
+    tasks held (every other instruction keeps its place: a round's checkpoint still precedes the next round's tasks).
+
+    Dask queues tasks at the scheduler and hands them to workers as threads free up, so submitting the longest
+    clients first is the LPT rule: the round ends when the last client does, and a large client started last would
+    leave the other workers idle. The aggregate is sorted by client id, so the order changes no result."""
+    slots = [k for k, i in enumerate(instructions) if isinstance(i, RunClient)]
+    if len(slots) < 2:
+        return list(instructions)
+    out = list(instructions)
+    ordered = sorted((instructions[k] for k in slots), key=lambda i: (-sizes[i.client_id], i.client_id))
+    for k, ins in zip(slots, ordered):
+        out[k] = ins
+    return out
+
+
+class _Arrivals:
+    """Client futures keyed by (round, client), and a queue their done-callbacks fill: the server blocks until one
+    finishes or the deadline passes, instead of polling (a poll adds up to its period to every round's critical path
+    and wakes the flow process while the workers need the cores)."""
+
+    def __init__(self) -> None:
+        self.futures: dict[tuple[int, int], Any] = {}
+        self._done: "queue.SimpleQueue[tuple[int, int]]" = queue.SimpleQueue()
+
+    def add(self, key: tuple[int, int], fut: Any) -> None:
+        self.futures[key] = fut
+        fut.add_done_callback(lambda _f, key=key: self._done.put(key))
+
+    def cancel_round(self, round_: int) -> None:
+        for k in [k for k in self.futures if k[0] == round_]:
+            self.futures.pop(k).cancel()
+
+    def cancel_all(self) -> None:
+        for fut in self.futures.values():
+            fut.cancel()
+        self.futures.clear()
+
+    def next_event(self, deadline: tuple[int, float] | None):
+        """Block until a client future finishes (-> result/failure event) or the deadline passes."""
+        while True:
+            if not self.futures:
+                raise RuntimeError("the server waits for clients but no client task is running")
+            wait = None if deadline is None else max(0.0, deadline[1] - time.perf_counter())
+            try:
+                k = self._done.get(timeout=wait)
+            except queue.Empty:
+                return DeadlinePassed(deadline[0])
+            fut = self.futures.pop(k, None)
+            if fut is None:  # cancelled with its round, or already taken
+                continue
+            try:
+                return fut.result()
+            except Exception as exc:  # noqa: BLE001 - includes a worker dying under the task
+                return ClientFailed(k[0], k[1], _failure_reason(exc))

@@ -94,8 +94,9 @@ def fitted_devices(cat) -> list[str]:
     return sorted(set(t.column("device").to_pylist()))
 
 
-def load_device(cat, device: str) -> DeviceModel:
-    """The latest model fitted for ``device``; a clear error naming the fitted devices otherwise."""
+def device_record(cat, device: str) -> dict:
+    """The catalog row of the latest model fitted for ``device`` (``model_key`` names its exact arrays); a clear
+    error naming the fitted devices otherwise."""
     try:
         t = cat.read("latency_devices", filter=pc.field("device") == device)
     except Exception:  # noqa: BLE001
@@ -105,7 +106,17 @@ def load_device(cat, device: str) -> DeviceModel:
         raise LatencyInputError(f"no latency model for device {device!r} in the catalog "
                                 f"(fitted devices: {', '.join(known) if known else 'none'}; "
                                 "run forgeflow latency fit first)")
-    rows = t.to_pylist()
-    row = max(rows, key=lambda r: (str(r.get("day")), r["run_id"]))
+    return max(t.to_pylist(), key=lambda r: (str(r.get("day")), r["run_id"]))
+
+
+def load_device(cat, device: str, model_key: str | None = None) -> DeviceModel:
+    """The latest model fitted for ``device`` (or exactly the one stored under ``model_key``, so a run that resolved
+    a device keeps using that fit if the device is fitted again meanwhile); a clear error otherwise."""
+    row = device_record(cat, device)
+    if model_key is not None and model_key != row["model_key"]:
+        rows = cat.read("latency_devices", filter=pc.field("model_key") == model_key).to_pylist()
+        if not rows:
+            raise LatencyInputError(f"latency model {model_key} of device {device!r} is not in the catalog")
+        row = rows[0]
     arrays = cat.get_arrays(row["model_key"])
     return DeviceModel.from_arrays(_space(row["space"], arrays), json.loads(row["known_devices_json"]), arrays)

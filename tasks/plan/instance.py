@@ -322,6 +322,10 @@ def build_instance(graph, sensitivities: Mapping[str, Mapping[int, float]], targ
     bits, _, size, sens, valid = _pad(opts)
     time = np.zeros((len(devices),) + bits.shape)
     for s, dev in enumerate(devices):
+        if dev.latency_model is not None and latency_source is None:
+            raise InvalidGraphError(f"device {s} of target {tgt.name} takes latency from fitted model "
+                                    f"{dev.latency_model!r} (architectures of a search space): a fixed model's "
+                                    "operators need a speed_factor or latency_table")
         for i, nd in enumerate(graph.nodes):
             ms = latency_source(s, dev, nd) if latency_source is not None else None
             if ms is None and tables[s] is not None:

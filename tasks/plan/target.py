@@ -2,7 +2,8 @@
 
 A target declares the pipelined devices (``count`` equal ones, or a list: stage i runs on device i), each with its
 memory in bytes, its time per operator (a ``speed_factor`` against the profiling host: device ms = host ms x factor,
-or a per-op ``latency_table`` file) and the speed-up of each weight bit width over float (a width without kernels on
+a per-op ``latency_table`` file, or a ``latency_model``: the name of a device fitted by ``forgeflow latency fit`` in the
+run's catalog, which predicts each candidate architecture's whole-network latency, with its uncertainty) and the speed-up of each weight bit width over float (a width without kernels on
 the device runs at float speed but still saves memory); the links between consecutive devices (bandwidth, latency);
 the objective (``throughput``: minimise the bottleneck stage) and the quantization budget (the largest allowed sum
 of Hessian-weighted perturbations, ``max_sensitivity``, or a ``fraction_of_uniform4`` of the sum at uniform 4 bits).
@@ -41,7 +42,26 @@ class Device(_Strict):
     memory_bytes: float = Field(gt=0)
     speed_factor: float = Field(1.0, gt=0)
     latency_table: Optional[str] = None
+    latency_model: Optional[str] = None  # a device fitted by `forgeflow latency fit` (catalog table latency_devices)
     bit_speedup: dict[int, float] = Field(default_factory=dict)
+
+    @field_validator("latency_model")
+    @classmethod
+    def _model_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.strip():
+            raise ValueError("name a device fitted by `forgeflow latency fit` (an empty name was given)")
+        return None if v is None else v.strip()
+
+    @model_validator(mode="after")
+    def _one_latency_source(self) -> "Device":
+        # checked by value (a dumped and re-read target carries the defaults): a speed factor other than 1 or a
+        # latency table beside a fitted model would be silently ignored
+        if self.latency_model is not None:
+            given = [f for f, v in (("latency_table", self.latency_table), ("speed_factor", self.speed_factor != 1.0))
+                     if v]
+            if given:
+                raise ValueError(f"latency_model: give one latency source, latency_model or {given[0]}, not both")
+        return self
 
     @field_validator("bit_speedup")
     @classmethod
@@ -128,6 +148,14 @@ class HardwareTarget(_Strict):
         links = self.links if isinstance(self.links, list) else [self.links]
         return min(links, key=lambda ln: (ln.bandwidth_bytes_per_s, -ln.latency_ms))
 
+    def with_latency_model(self, name: str) -> "HardwareTarget":
+        """The same target with every device's time taken from the fitted device model ``name`` (its speed factor
+        and latency table dropped; memory, width speed-ups and links kept)."""
+        data = self.model_dump()
+        for d in ([data["devices"]] if isinstance(self.devices, EqualDevices) else data["devices"]):
+            d.update(latency_model=name, speed_factor=1.0, latency_table=None)
+        return target_from_dict(data, f"target {self.name} with --latency-device")
+
     def with_count(self, k: int) -> "HardwareTarget":
         """The same target with ``k`` devices: equal devices change their count; a list is cut or extended by
         repeating its last device."""
@@ -148,8 +176,9 @@ def _first_error(exc: ValidationError) -> str:
     err = max(exc.errors(), key=lambda e: len(e["loc"]))
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("EqualDevices", "list[", "Link", "function")))
     msg = err["msg"].removeprefix("Value error, ")
-    if not loc and ": " in msg:  # a whole-model check names its field first ("links: ...")
-        loc, msg = msg.split(": ", 1)
+    head, _, rest = msg.partition(": ")
+    if rest and head.isidentifier():  # a whole-model check names its field first ("links: ...")
+        loc, msg = f"{loc}.{head}" if loc else head, rest
     return f"field '{loc or '(top level)'}': {msg}"
 
 

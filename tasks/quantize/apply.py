@@ -30,8 +30,12 @@ class QuantizedModel:
 
 
 def quantize_model(model: nn.Module, plan: Mapping[str, int], act_bits: int | None = 8,
-                   calibration: Iterable[torch.Tensor] = (), percentile: float = 100.0) -> QuantizedModel:
-    """A fake-quantized copy of ``model`` following ``plan`` (layer FQN -> bits, 32 = float)."""
+                   calibration: Iterable[torch.Tensor] = (), percentile: float = 100.0,
+                   act_qparams: Mapping[str, tuple[float, int]] | None = None) -> QuantizedModel:
+    """A fake-quantized copy of ``model`` following ``plan`` (layer FQN -> bits, 32 = float).
+
+    ``act_qparams`` (layer -> (scale, zero point)) fixes the activation ranges instead of calibrating them: a model
+    fine-tuned quantization-aware with fixed ranges is deployed with exactly those ranges."""
     modules = quantizable_modules(model)
     unknown = sorted(set(plan) - set(modules))
     if unknown:
@@ -49,6 +53,16 @@ def quantize_model(model: nn.Module, plan: Mapping[str, int], act_bits: int | No
     qparams: dict[str, tuple[float, int]] = {}
     if act_bits is not None:
         targets = {n: m for n, m in qmods.items() if plan.get(n, FLOAT_BITS) < FLOAT_BITS}
+        if act_qparams is not None:
+            missing = sorted(set(targets) - set(act_qparams))
+            if missing:
+                raise QuantizeError(f"fixed activation ranges lack quantized layer(s) {', '.join(missing[:5])}")
+            for n, m in targets.items():
+                scale, zp = float(act_qparams[n][0]), int(act_qparams[n][1])
+                qparams[n] = (scale, zp)
+                m.register_forward_pre_hook(
+                    lambda mod, inp, s=scale, z=zp: (fake_quantize_activation(inp[0], act_bits, s, z), *inp[1:]))
+            return QuantizedModel(qmodel, qparams)
         observers = {n: ActivationObserver(percentile=percentile) for n in targets}
         handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: observers[n].observe(inp[0]))
                    for n, m in targets.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -47,3 +48,34 @@ def test_federated_qat_starts_at_the_plan_and_trains_the_latent_weights(small_fa
     q2 = quantize_model(tuned, layer_bits, act_bits=8, calibration=[d.x_train[i:i + 128] for i in range(0, 512, 128)])
     assert abs(accuracy_pct(q2.model, d.x_test, d.y_test) - out["accuracy_after_pct"]) <= 2.0
     assert np.isfinite(out["accuracy_after_pct"])
+    # with the ranges the fine-tune trained with (what the bundle uses), it is exactly the reported model
+    q3 = quantize_model(tuned, layer_bits, act_bits=8, act_qparams=q.act_qparams)
+    assert accuracy_pct(q3.model, d.x_test, d.y_test) == out["accuracy_after_pct"]
+
+
+def test_optimize_bundle_holds_the_model_the_finetune_measured(small_family, bundle, tmp_path):
+    """``finetune_chosen`` -> ``export_bundle`` (as `optimize --clients` chains them): the bundle's stages, run one
+    after the other on the held-out digits, reach exactly the fine-tune's reported accuracy."""
+    from forgeflow.catalog import open_catalog
+    from forgeflow.tasks.deploy.bundle import load_stage, read_bundle
+    from forgeflow.tasks.deploy.pipeline import export_bundle, finetune_chosen, load_finetuned
+    from forgeflow.tasks.deploy.planner import ChainPlan
+    from forgeflow.tasks.deploy.target import host_view
+
+    fam, arch = small_family
+    _, planned, _ = bundle
+    planned = dict(planned, plan=dict(planned["plan"], bits={u: 4 for u in planned["plan"]["bits"]}))
+    plan = ChainPlan.from_json(planned["plan"])
+    cat = open_catalog(str(tmp_path / "cat"))
+    fed = finetune_chosen(cat, "run", fam, arch.to_string(), plan, clients=2)
+    assert fed["act_qparams"] and fed["accuracy_after_pct"] != fed["accuracy_before_pct"]
+    info = export_bundle(fam, arch.to_string(), planned, host_view(2, 16), tmp_path / "b", "run",
+                         state=load_finetuned(cat, fed["weights_key"]), act_qparams=fed["act_qparams"])
+    doc = read_bundle(info["bundle"])
+    assert doc["finetuned"] is True
+    x = fam.data.x_test
+    with torch.inference_mode():
+        for i in range(len(doc["plan"]["stages"])):
+            x = load_stage(info["bundle"], i, doc)(x)
+    assert 100.0 * float((x.argmax(1) == fam.data.y_test).double().mean()) == pytest.approx(
+        fed["accuracy_after_pct"], abs=1e-9)

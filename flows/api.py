@@ -177,6 +177,24 @@ def start_api_early() -> None:
 _settings_stack = contextlib.ExitStack()
 
 
+def planned_api_url() -> str:
+    """The URL ``ensure_api`` will export (the rules in the module docstring), known before that API answers: a
+    temporary server is started now if it is the one, and not waited for. Lets a LocalCluster start, its workers
+    pointed at this API, while the server comes up."""
+    from prefect.settings import get_current_settings
+
+    url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url  # given, or set in-process (tests)
+    if url:
+        return url
+    state = warm_state()
+    if state is not None:
+        return state["api_url"]
+    start_api_early()
+    if _started is None:  # a `forgeflow up` came up meanwhile
+        return planned_api_url()
+    return _started.api_url
+
+
 def ensure_api() -> str:
     """This command's API URL (see the module docstring), exported to this process's Prefect settings and to the
     environment its Dask workers inherit. Idempotent; ``stop_started_api`` undoes it at the end of the command."""
@@ -185,14 +203,9 @@ def ensure_api() -> str:
     from forgeflow.flows.shutdown import chain_prefect
 
     chain_prefect()
-    url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url  # given, or set in-process (tests)
-    if not url:
-        state = warm_state()
-        if state is not None:
-            url = state["api_url"]
-        else:
-            start_api_early()
-            url = _started.wait()
+    url = planned_api_url()
+    if _started is not None and url == _started.api_url:
+        url = _started.wait()
     if not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = url
         _settings_stack.callback(os.environ.pop, "PREFECT_API_URL", None)

@@ -82,6 +82,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     from forgeflow.flows.cli_common import err_console
     from forgeflow.tasks.errors import ForgeflowError
 
+    from forgeflow.flows import cli_common
+
+    cli_common.EARLY_CLUSTER = whole_process
     try:
         args = sys.argv[1:] if whole_process else []
         if args and args[0] in FLOW_COMMANDS and "--help" not in args:
@@ -122,6 +125,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         err_console.print("interrupted" + (" (SIGTERM)" if shutdown.received() == signal.SIGTERM else ""))
         sys.exit(128 + shutdown.received())
     finally:
+        if "forgeflow.flows.runtime" in sys.modules:  # a LocalCluster started early by a command that failed first
+            sys.modules["forgeflow.flows.runtime"].stop_early_cluster()
         api.stop_started_api()
         if whole_process:
             shutdown.kill_descendants(timeout=3.0)  # a worker or server that outlived its cluster's close

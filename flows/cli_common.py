@@ -27,6 +27,11 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON on stdout (the last lin
 
 err_console = Console(stderr=True)
 
+#: set by ``flows.cli.main`` when the console command owns its process: a heavy command may then start its
+#: LocalCluster early (``FlowCommand.start_cluster_early``); a call from Python (tests, the warm server's children)
+#: starts it with its flow, as before
+EARLY_CLUSTER = False
+
 
 class FlowCommand:
     """The preamble and epilogue every flow command shares, in one order:
@@ -56,16 +61,28 @@ class FlowCommand:
 
         return open_settings_catalog(self.settings)
 
+    def start_cluster_early(self, imports: tuple[str, ...] = ()) -> None:
+        """A heavy command, its cheap checks passed: start its LocalCluster now (workers importing ``imports``), so
+        it comes up while the command validates the rest (``flows.runtime.start_cluster_early``); console command
+        only (``EARLY_CLUSTER``). ``run`` uses it; the command's end closes it, whatever happens in between."""
+        if EARLY_CLUSTER:
+            from forgeflow.flows.runtime import start_cluster_early
+
+            start_cluster_early(self.settings, imports)
+
     def run(self, flow, *, heavy: bool = True, **parameters: Any) -> dict[str, Any]:
         """Run ``flow`` with ``parameters`` plus this command's catalog and S3 endpoint; return its result."""
-        from forgeflow.flows.runtime import check_dask_address, task_runner_for
+        from forgeflow.flows.runtime import check_dask_address, stop_early_cluster, task_runner_for
 
-        catalog = self.catalog
-        check_dask_address(self.settings.dask_address)
-        runner = task_runner_for(self.settings, heavy=heavy)
-        with progress_bar(not self.json_out):
-            return flow.with_options(task_runner=runner)(**parameters, catalog=catalog.url,
-                                                         s3_endpoint=self.settings.s3_endpoint)
+        try:
+            catalog = self.catalog
+            check_dask_address(self.settings.dask_address)
+            runner = task_runner_for(self.settings, heavy=heavy)
+            with progress_bar(not self.json_out):
+                return flow.with_options(task_runner=runner)(**parameters, catalog=catalog.url,
+                                                             s3_endpoint=self.settings.s3_endpoint)
+        finally:
+            stop_early_cluster()
 
     def emit(self, result: Any, report: Callable[[], None]) -> None:
         """``--json``: ``result`` as one JSON line; otherwise ``report()`` prints for a person."""

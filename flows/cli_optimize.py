@@ -51,6 +51,7 @@ def optimize(
     """What to deploy on TARGET and how good it provably is: search, joint plan, accuracy check, bundle, report."""
     from forgeflow.flows.optimize import needs_cluster, optimize_family_flow, validate_family_inputs
     from forgeflow.tasks.deploy.request import DEFAULT_FAMILY, OptimizeRequest
+    from forgeflow.tasks.deploy.target import load_target
 
     if model is not None and supernet is not None:
         raise ForgeflowError("give --model or --supernet, not both")
@@ -60,6 +61,14 @@ def optimize(
     req = OptimizeRequest(supernet=supernet or DEFAULT_FAMILY, target=target, data=data, budget=budget,
                           latency_limit_ms=latency_limit_ms, min_accuracy_pct=min_accuracy, microbatch=microbatch,
                           bundle_dir=bundle_dir, clients=clients, latency_device=latency_device).validate()
+    load_target(req.target, req.latency_device, latency_limit_ms=req.latency_limit_ms,
+                min_accuracy_pct=req.min_accuracy_pct, microbatch=req.microbatch)  # a bad target fails before any process starts
+    try:
+        early = needs_cluster(req, command.catalog)
+    except Exception:  # noqa: BLE001 - bad input: validate_family_inputs below says what is wrong
+        early = False
+    if early:  # the cluster and its workers' imports come up while the family checks import torch and build the supernet
+        command.start_cluster_early(imports=("forgeflow.tasks.deploy.steps",))
     validate_family_inputs(req, command.catalog)
     result = command.run(optimize_family_flow, heavy=needs_cluster(req, command.catalog), **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
@@ -157,6 +166,7 @@ def optimize_model(command: FlowCommand, model: str, stages: int, input_shape: O
     from forgeflow.tasks.profiling.shape import parse_shape
 
     req = ModelJobRequest(model=model, stages=stages, input_shape=parse_shape(input_shape)).validate()
+    command.start_cluster_early()  # comes up while the model is built and run once on its input shape
     validate_inputs(req)
     result = command.run(optimize_flow, **req.to_dict())
     command.emit(result, lambda: _model_report(result))

@@ -49,9 +49,9 @@ def task_runner_for(settings: Settings, heavy: bool = True):
     - light work (``heavy=False``: steps that read, import or solve a graph or an instance file, no torch): Prefect's
       ThreadPoolTaskRunner in the command's own process, no cluster to start (a few ms against seconds);
     - heavy work (profiling, training, quantization, federated rounds, supernet search: torch, which wants its own
-      processes and every core): the `forgeflow up` scheduler when one is running, else a new LocalCluster whose
-      workers report to this command's Prefect API (``PREFECT_API_URL`` in their environment) instead of
-      starting temporary servers of their own.
+      processes and every core): the LocalCluster this command started early (``start_cluster_early``), else the
+      `forgeflow up` scheduler when one is running, else a new LocalCluster whose workers report to this command's
+      Prefect API (``PREFECT_API_URL`` in their environment) instead of starting temporary servers of their own.
     """
     import os
 
@@ -70,30 +70,100 @@ def task_runner_for(settings: Settings, heavy: bool = True):
         return ThreadPoolTaskRunner(max_workers=max(2, settings.dask_workers * settings.dask_threads))
     from prefect_dask import DaskTaskRunner
 
+    early = _take_early_cluster()
+    if early is not None:  # started by this command while it imported and validated (start_cluster_early)
+        return DaskTaskRunner(address=early.scheduler_address)
     warm = warm_dask_address()
     if warm:
         return DaskTaskRunner(address=warm)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs=local_cluster_kwargs(settings, current_api_url()))
+
+
+#: what the workers of every heavy LocalCluster import as they start (tasks/dask_worker.py): every heavy step runs
+#: torch inside a Prefect task
+WORKER_IMPORTS = ("prefect", "torch")
+
+
+def local_cluster_kwargs(settings: Settings, api_url: str | None, imports: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The LocalCluster of a heavy command: its workers report to ``api_url`` (never a server of their own) and
+    import ``WORKER_IMPORTS`` plus ``imports`` in the background as they start."""
+    import os
+
     import dask
 
-    from forgeflow.tasks.dask_worker import PRELOAD
+    from forgeflow.tasks.dask_worker import IMPORTS_ENV, PRELOAD
 
-    env = {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"]}
-    api = current_api_url()
-    if api:
-        env["PREFECT_API_URL"] = api
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": settings.dask_workers,
-            "threads_per_worker": settings.dask_threads,
-            "processes": True,
-            "memory_limit": settings.dask_memory_limit,
-            "dashboard_address": None,
-            "env": env,
-            # the user's worker preloads, then ours (a closing worker's exit skips its full GC scan: seconds saved)
-            "preload": [*(dask.config.get("distributed.worker.preload", None) or []), PRELOAD],
-        },
-    )
+    # idle OpenMP threads spinning on shared cores slow torch ~10x on a busy 2-core machine; workers inherit this
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env = {"OMP_WAIT_POLICY": os.environ["OMP_WAIT_POLICY"],
+           IMPORTS_ENV: ",".join(dict.fromkeys((*WORKER_IMPORTS, *imports)))}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return {
+        "n_workers": settings.dask_workers,
+        "threads_per_worker": settings.dask_threads,
+        "processes": True,
+        "memory_limit": settings.dask_memory_limit,
+        "dashboard_address": None,
+        "env": env,
+        # the user's worker preloads, then ours (imports at start; a closing worker's exit skips its full GC scan)
+        "preload": [*(dask.config.get("distributed.worker.preload", None) or []), PRELOAD],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the early cluster
+_early: dict[str, Any] = {}
+
+
+def start_cluster_early(settings: Settings, imports: tuple[str, ...] = ()) -> bool:
+    """Start this command's LocalCluster now, in a background thread, so that it and its workers' imports come up
+    while the command imports and validates (seconds of a cold start), instead of at the flow's first step. Only
+    where ``task_runner_for(settings, heavy=True)`` would start a new LocalCluster (no ``--dask-address``, no
+    `forgeflow up` scheduler); its workers report to the API ``ensure_api`` will choose (started now if it is this
+    command's temporary one). The flow then runs on it (``task_runner_for``); ``stop_early_cluster`` closes it at the
+    command's end, or at once when the command fails before its flow. Returns whether one was started."""
+    import threading
+
+    from forgeflow.flows.api import planned_api_url, warm_dask_address
+
+    if _early or settings.dask_address or warm_dask_address():
+        return False
+    kwargs = local_cluster_kwargs(settings, planned_api_url(), imports)
+
+    def start() -> None:
+        try:
+            from distributed import LocalCluster
+
+            _early["cluster"] = LocalCluster(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - task_runner_for then starts one the usual way
+            _early["error"] = exc
+
+    _early["thread"] = t = threading.Thread(target=start, name="forgeflow-early-cluster", daemon=True)
+    t.start()
+    return True
+
+
+def _take_early_cluster():
+    """The early cluster once it is up (waited for), or None (none started, or its start failed)."""
+    t = _early.get("thread")
+    if t is None:
+        return None
+    t.join()
+    return _early.get("cluster")
+
+
+def stop_early_cluster(timeout: float = 10.0) -> None:
+    """Close the early cluster (its workers, nannies and scheduler), if this command started one; idempotent."""
+    t = _early.get("thread")
+    if t is None:
+        return
+    t.join(timeout)  # a start still under way (Ctrl-C during validation) ends first; the command reaps the rest
+    cluster = _early.get("cluster")
+    _early.clear()
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=timeout)
 
 
 def current_api_url() -> str | None:

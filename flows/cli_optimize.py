@@ -64,13 +64,15 @@ def optimize(
     load_target(req.target, req.latency_device, latency_limit_ms=req.latency_limit_ms,
                 min_accuracy_pct=req.min_accuracy_pct, microbatch=req.microbatch)  # a bad target fails before any process starts
     try:
-        early = needs_cluster(req, command.catalog)
+        heavy = early = needs_cluster(req, command.catalog)
     except Exception:  # noqa: BLE001 - bad input: validate_family_inputs below says what is wrong
-        early = False
+        heavy, early = None, False
     if early:  # the cluster and its workers' imports come up while the family checks import torch and build the supernet
         command.start_cluster_early(imports=("forgeflow.tasks.deploy.steps",))
     validate_family_inputs(req, command.catalog)
-    result = command.run(optimize_family_flow, heavy=needs_cluster(req, command.catalog), **req.to_dict())
+    if heavy is None:
+        heavy = needs_cluster(req, command.catalog)
+    result = command.run(optimize_family_flow, heavy=heavy, **req.to_dict())
     command.emit({k: v for k, v in result.items() if k not in ("units",)},
                  lambda: print("\n".join(summary_lines(result))))
 

@@ -31,7 +31,7 @@ def resolve(cat, target, space) -> dict[str, dict[str, Any]]:
     """Model name -> its pinned catalog record, for every ``latency_model`` of ``target`` (a ``TargetView``); {} when
     the target names none. One ``LatencyInputError`` naming the device field for an unknown model or a model of
     another search space."""
-    from forgeflow.tasks.latency.store import device_record, load_device
+    from forgeflow.tasks.latency.store import check_space, device_record, load_device
 
     out: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(target.latency_models):
@@ -43,13 +43,8 @@ def resolve(cat, target, space) -> dict[str, dict[str, Any]]:
         except LatencyInputError as exc:
             raise LatencyInputError(f"{where}: {exc}") from None
         model = load_device(cat, name, row["model_key"])
-        fitted = model.prior.space
-        if fitted != space:
-            raise LatencyInputError(f"{where}: the model was fitted for the {fitted.name} space (cardinalities "
-                                    f"{list(fitted.cardinalities)}), but this family's subnets are of the {space.name} "
-                                    f"space (cardinalities {list(space.cardinalities)}): fit it with measurements of "
-                                    "this family's subnets")
-        out[name] = {"model_key": row["model_key"], "space": fitted.name,
+        check_space(model, space, where)
+        out[name] = {"model_key": row["model_key"], "space": model.prior.space.name,
                      "n_measurements": int(row["n_measurements"]), "loo_log_rmse": float(row["loo_log_rmse"])}
     return out
 

@@ -77,13 +77,18 @@ def device_latency(cat, device: str, space) -> DeviceLatency:
     fitted for another search space (e.g. NAS-Bench-201 cells, or an elastic space with other resolutions or
     depths) than the one searched."""
     model = load_device(cat, device)
+    check_space(model, space, f"device {device!r}")
+    return DeviceLatency(device, model)
+
+
+def check_space(model, space, where: str) -> None:
+    """A clear error when ``model`` was fitted for another search space than ``space`` (the one being searched)."""
     fitted = model.prior.space
     if fitted != space:
-        raise LatencyInputError(f"device {device!r} was fitted for the {fitted.name} space "
-                                f"(cardinalities {list(fitted.cardinalities)}), but this search runs over the "
-                                f"{space.name} space (cardinalities {list(space.cardinalities)}): fit it with "
-                                "measurements of architectures of this space")
-    return DeviceLatency(device, model)
+        raise LatencyInputError(f"{where}: the model was fitted for the {fitted.name} space (cardinalities "
+                                f"{list(fitted.cardinalities)}), but the search runs over the {space.name} space "
+                                f"(cardinalities {list(space.cardinalities)}): fit it with measurements of "
+                                "architectures of this space")
 
 
 def fitted_devices(cat) -> list[str]:
